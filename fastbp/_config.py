@@ -1,0 +1,18 @@
+"""Every Numba flag fastbp uses lives here.
+
+``FASTMATH`` is the set of LLVM fast-math flags: it allows reassociation and
+contraction (FMA, vectorised reductions) but *not* ``nnan``/``ninf``, so a NaN
+produced during training still propagates and is detected.
+"""
+
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+#: Options for every serial kernel.
+JIT = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
+
+#: Options for kernels with ``prange`` loops.
+JIT_PARALLEL = dict(JIT, parallel=True)
+
+#: Matrix products with fewer multiply-adds than this run as register loops,
+#: larger ones call BLAS (sgemm/dgemm through scipy.linalg.cython_blas).
+SMALL_GEMM_MACS = 32768

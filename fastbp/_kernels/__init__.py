@@ -1,0 +1,1 @@
+"""Numba kernels: plain arrays and scalars in, results written in place."""

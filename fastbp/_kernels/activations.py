@@ -1,0 +1,131 @@
+"""Activation functions fused with the bias add, and their derivatives.
+
+``bias_act`` turns ``A`` (holding ``X @ W.T``) into ``f(A + b)`` in one pass;
+``mul_act_grad`` multiplies a delta by ``f'(z)`` while deltas propagate.  Every
+derivative is computed from the output ``a`` except GELU's, which needs ``z``.
+Softmax appears only on the output layer (its Jacobian lives in ``losses``).
+"""
+
+import math
+
+from numba import njit
+
+from .._config import JIT
+from ..spec import ELU, GELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, SOFTPLUS, TANH
+
+_GELU_C = math.sqrt(2.0 / math.pi)
+
+
+@njit(**JIT)
+def _sigmoid(z):
+    T = type(z)
+    if z >= 0:
+        return T(1.0) / (T(1.0) + math.exp(-z))
+    e = math.exp(z)
+    return e / (T(1.0) + e)
+
+
+@njit(**JIT)
+def _softplus(z):
+    return max(z, type(z)(0.0)) + math.log1p(math.exp(-abs(z)))
+
+
+@njit(**JIT)
+def bias_act(A, b, act, alpha, pre, keep_pre):
+    """In place ``A <- f(A + b)`` row by row; ``pre <- A + b`` when ``keep_pre``."""
+    T = A.dtype.type
+    n, m = A.shape
+    al = T(alpha)
+    zero = T(0.0)
+    one = T(1.0)
+    half = T(0.5)
+    c = T(_GELU_C)
+    k3 = T(0.044715)
+    for i in range(n):
+        row = A[i]
+        for j in range(m):
+            row[j] += b[j]
+        if keep_pre:
+            p = pre[i]
+            for j in range(m):
+                p[j] = row[j]
+        if act == IDENTITY:
+            pass
+        elif act == RELU:
+            for j in range(m):
+                row[j] = max(row[j], zero)
+        elif act == SIGMOID:
+            for j in range(m):
+                row[j] = _sigmoid(row[j])
+        elif act == TANH:
+            for j in range(m):
+                row[j] = math.tanh(row[j])
+        elif act == LEAKY_RELU:
+            for j in range(m):
+                z = row[j]
+                row[j] = z if z > zero else al * z
+        elif act == ELU:
+            for j in range(m):
+                z = row[j]
+                row[j] = z if z > zero else al * math.expm1(z)
+        elif act == SOFTPLUS:
+            for j in range(m):
+                row[j] = _softplus(row[j])
+        elif act == GELU:
+            for j in range(m):
+                z = row[j]
+                row[j] = half * z * (one + math.tanh(c * (z + k3 * z * z * z)))
+        elif act == SOFTMAX:
+            mx = row[0]
+            for j in range(1, m):
+                mx = max(mx, row[j])
+            s = zero
+            for j in range(m):
+                e = math.exp(row[j] - mx)
+                row[j] = e
+                s += e
+            inv = one / s
+            for j in range(m):
+                row[j] *= inv
+
+
+@njit(**JIT)
+def mul_act_grad(D, A, pre, act, alpha):
+    """In place ``D <- D * f'(z)`` where ``A = f(z)`` (and ``pre = z`` for GELU)."""
+    T = D.dtype.type
+    n, m = D.shape
+    al = T(alpha)
+    zero = T(0.0)
+    one = T(1.0)
+    half = T(0.5)
+    c = T(_GELU_C)
+    k3 = T(0.044715)
+    if act == IDENTITY:
+        return
+    for i in range(n):
+        d = D[i]
+        a = A[i]
+        if act == RELU:
+            for j in range(m):
+                d[j] = d[j] if a[j] > zero else zero
+        elif act == SIGMOID:
+            for j in range(m):
+                d[j] *= a[j] * (one - a[j])
+        elif act == TANH:
+            for j in range(m):
+                d[j] *= one - a[j] * a[j]
+        elif act == LEAKY_RELU:
+            for j in range(m):
+                d[j] *= one if a[j] > zero else al
+        elif act == ELU:
+            for j in range(m):
+                d[j] *= one if a[j] > zero else a[j] + al
+        elif act == SOFTPLUS:
+            for j in range(m):
+                d[j] *= -math.expm1(-a[j])
+        elif act == GELU:
+            p = pre[i]
+            for j in range(m):
+                z = p[j]
+                t = math.tanh(c * (z + k3 * z * z * z))
+                d[j] *= half * (one + t) + half * z * (one - t * t) * c * (one + T(3.0) * k3 * z * z)

@@ -1,0 +1,305 @@
+"""BLAS gemm callable from nopython (``@njit``) code, compatible with ``cache=True``.
+
+How it works
+------------
+SciPy ships the BLAS it was built against and exports typed C entry points for
+it in ``scipy.linalg.cython_blas.__pyx_capi__`` (one ``PyCapsule`` per routine).
+At import time this module takes the raw addresses of ``sgemm`` and ``dgemm``
+out of those capsules and registers them in LLVM's process-wide symbol table
+under *our own* names (``fastbp_sgemm`` / ``fastbp_dgemm``) with
+``llvmlite.binding.add_symbol``.
+
+The compiled code only ever refers to those functions *by name*: the
+``@intrinsic`` below emits an external declaration
+``declare void @fastbp_sgemm(i8*, i8*, i32*, ...)`` and a call to it.  No
+address is baked into the machine code, so Numba's on-disk cache can store the
+object code; when a later process loads it, the linker resolves the names
+against the symbols that this module registered when it was imported (which is
+guaranteed, since any cached caller imports ``gemm`` from here).
+
+The cython_blas entry points use the Fortran calling convention made C-friendly
+by SciPy: every argument is passed by reference and SciPy's wrapper deals with
+hidden string-length arguments itself.  Signature (s = float or double)::
+
+    void xgemm(char *transa, char *transb, int *m, int *n, int *k,
+               s *alpha, s *a, int *lda, s *b, int *ldb,
+               s *beta, s *c, int *ldc)
+
+Row-major arrays are handled with the usual transposition identity: a
+row-major ``(r, q)`` array with row stride ``ld`` *is* the column-major
+``(q, r)`` matrix with leading dimension ``ld``, i.e. its transpose.  So
+``C = op(A) op(B)`` (row-major) is computed as the column-major product
+``C^T = op(B)^T op(A)^T``: call ``xgemm(opb, opa, n, m, k, alpha, B, ldb, A,
+lda, beta, C, ldc)``.
+"""
+
+import ctypes
+
+import numpy as np
+from llvmlite import ir
+import llvmlite.binding as _llvm
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from .._config import JIT
+
+__all__ = ["gemm", "gemm_loops", "gemm_available"]
+
+
+# --------------------------------------------------------------------------
+# Symbol registration (runs once per process, at import)
+# --------------------------------------------------------------------------
+
+_SYMBOLS = {"sgemm": "fastbp_sgemm", "dgemm": "fastbp_dgemm"}
+
+
+def _capsule_address(capsule):
+    """Return the raw pointer stored in a PyCapsule (whatever its name)."""
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype = ctypes.c_char_p
+    get_name.argtypes = [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype = ctypes.c_void_p
+    get_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    name = get_name(capsule)
+    addr = get_pointer(capsule, name)
+    if not addr:
+        raise RuntimeError("PyCapsule_GetPointer returned NULL")
+    return addr
+
+
+def _register_symbols():
+    from scipy.linalg import cython_blas
+
+    capi = cython_blas.__pyx_capi__
+    addrs = {}
+    for routine, symbol in _SYMBOLS.items():
+        addr = _capsule_address(capi[routine])
+        _llvm.add_symbol(symbol, addr)
+        addrs[symbol] = addr
+    return addrs
+
+
+_ADDRESSES = _register_symbols()
+
+
+def gemm_available():
+    """True: BLAS gemm is reachable from nopython code (symbols registered)."""
+    return True
+
+
+# --------------------------------------------------------------------------
+# The intrinsic: call fastbp_{s,d}gemm with by-reference Fortran scalars
+# --------------------------------------------------------------------------
+
+def _is_int(t):
+    return isinstance(t, (types.Integer, types.Boolean))
+
+
+@intrinsic
+def _xgemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+    """Raw column-major BLAS call.
+
+    ``ta``/``tb``: integer character codes (ord('N') or ord('T')); ``m, n, k,
+    lda, ldb, ldc``: integers (truncated to int32); ``alpha``/``beta``: any
+    real scalar (cast to the array dtype); ``a, b, c``: arrays of one dtype
+    (float32 -> sgemm, float64 -> dgemm); only their data pointers are used.
+    """
+    arrs = (a, b, c)
+    if not all(isinstance(x, types.Array) for x in arrs):
+        return None
+    dt = c.dtype
+    if dt == types.float32:
+        symbol = _SYMBOLS["sgemm"]
+    elif dt == types.float64:
+        symbol = _SYMBOLS["dgemm"]
+    else:
+        return None
+    if a.dtype != dt or b.dtype != dt:
+        return None
+    if not all(_is_int(x) for x in (ta, tb, m, n, k, lda, ldb, ldc)):
+        return None
+    if not all(isinstance(x, (types.Integer, types.Float, types.Boolean))
+               for x in (alpha, beta)):
+        return None
+
+    sig = types.void(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+
+    def codegen(context, builder, signature, args):
+        (v_ta, v_tb, v_m, v_n, v_k, v_alpha, v_a, v_lda,
+         v_b, v_ldb, v_beta, v_c, v_ldc) = args
+        aty = signature.args
+
+        i8 = ir.IntType(8)
+        i32 = ir.IntType(32)
+        fl = context.get_value_type(dt)
+        i8p, i32p, flp = i8.as_pointer(), i32.as_pointer(), fl.as_pointer()
+
+        fnty = ir.FunctionType(
+            ir.VoidType(),
+            [i8p, i8p, i32p, i32p, i32p, flp, flp, i32p, flp, i32p, flp, flp, i32p])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, symbol)
+
+        def by_ref_int(val, ty, dst):
+            # alloca in the entry block, store at the current position
+            v = context.cast(builder, val, ty, dst)
+            return cgutils.alloca_once_value(builder, v)
+
+        def by_ref_float(val, ty):
+            v = context.cast(builder, val, ty, dt)
+            return cgutils.alloca_once_value(builder, v)
+
+        def data_ptr(val, ty):
+            ary = context.make_array(ty)(context, builder, value=val)
+            return builder.bitcast(ary.data, flp)
+
+        p_ta = by_ref_int(v_ta, aty[0], types.int8)
+        p_tb = by_ref_int(v_tb, aty[1], types.int8)
+        p_m = by_ref_int(v_m, aty[2], types.int32)
+        p_n = by_ref_int(v_n, aty[3], types.int32)
+        p_k = by_ref_int(v_k, aty[4], types.int32)
+        p_alpha = by_ref_float(v_alpha, aty[5])
+        p_a = data_ptr(v_a, aty[6])
+        p_lda = by_ref_int(v_lda, aty[7], types.int32)
+        p_b = data_ptr(v_b, aty[8])
+        p_ldb = by_ref_int(v_ldb, aty[9], types.int32)
+        p_beta = by_ref_float(v_beta, aty[10])
+        p_c = data_ptr(v_c, aty[11])
+        p_ldc = by_ref_int(v_ldc, aty[12], types.int32)
+
+        builder.call(fn, [p_ta, p_tb, p_m, p_n, p_k, p_alpha, p_a, p_lda,
+                          p_b, p_ldb, p_beta, p_c, p_ldc])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# --------------------------------------------------------------------------
+# Cheap shape / stride validation
+# --------------------------------------------------------------------------
+
+_INT32_MAX = 2147483647
+_CHAR_N = 78  # ord('N')
+_CHAR_T = 84  # ord('T')
+
+
+@njit(**JIT)
+def _lead_dim(x):
+    """Leading dimension (in elements) of a row-major 2-D array ``x``.
+
+    Requires unit stride along the last axis (if it has more than one column)
+    and a non-negative row stride that is a multiple of the itemsize and at
+    least ``cols`` elements (if it has more than one row).
+    """
+    rows, cols = x.shape
+    s0, s1 = x.strides
+    isz = x.itemsize
+    if cols > 1 and s1 != isz:
+        raise ValueError("gemm: arrays must have unit stride in the last dimension")
+    if rows > 1:
+        if s0 < cols * isz or s0 % isz != 0:
+            raise ValueError("gemm: invalid row stride (negative, misaligned or overlapping rows)")
+        ld = s0 // isz
+    else:
+        ld = cols
+    if ld < 1:
+        ld = 1
+    if ld > _INT32_MAX:
+        raise ValueError("gemm: leading dimension exceeds the 32-bit BLAS limit")
+    return ld
+
+
+@njit(**JIT)
+def _gemm_dims(transa, transb, a, b, c):
+    """(m, n, k) of ``c[m, n] = op(a)[m, k] @ op(b)[k, n]``; ValueError if inconsistent."""
+    if transa:
+        ka, m = a.shape
+    else:
+        m, ka = a.shape
+    if transb:
+        n, kb = b.shape
+    else:
+        kb, n = b.shape
+    if ka != kb:
+        raise ValueError("gemm: inner dimensions of op(a) and op(b) differ")
+    if c.shape[0] != m or c.shape[1] != n:
+        raise ValueError("gemm: c does not have shape (rows of op(a), cols of op(b))")
+    if m > _INT32_MAX or n > _INT32_MAX or ka > _INT32_MAX:
+        raise ValueError("gemm: dimension exceeds the 32-bit BLAS limit")
+    return m, n, ka
+
+
+@njit(**JIT)
+def _scale_c(beta, c):
+    """c <- beta * c (with beta == 0 meaning 'overwrite with zeros', as BLAS)."""
+    m, n = c.shape
+    if beta == 0:
+        for i in range(m):
+            for j in range(n):
+                c[i, j] = 0
+    elif beta != 1:
+        for i in range(m):
+            for j in range(n):
+                c[i, j] = beta * c[i, j]
+
+
+# --------------------------------------------------------------------------
+# Public kernels
+# --------------------------------------------------------------------------
+
+@njit(**JIT)
+def gemm(transa, transb, alpha, a, b, beta, c):
+    """c <- alpha * op(a) @ op(b) + beta * c   (op(x) = x.T if trans else x)
+
+    a, b, c: 2-D arrays of one dtype (float32 or float64) with unit stride in
+    the last dimension (C-contiguous arrays, or row slices/views of them such
+    as big[:n] or a (rows, cols) view of a flat buffer). Row-major is handled by
+    the usual swap: compute c^T = op(b)^T op(a)^T in column-major. Leading
+    dimensions come from the arrays' row strides, so c may be a view like
+    out[:n].
+
+    As in BLAS, beta == 0 means c is not read (NaNs in c are overwritten).
+    c must not overlap a or b.  Raises ValueError on inconsistent shapes or
+    unsupported strides; a dtype mismatch is a compile-time TypingError.
+    """
+    m, n, k = _gemm_dims(transa, transb, a, b, c)
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        _scale_c(beta, c)
+        return
+    lda = _lead_dim(a)
+    ldb = _lead_dim(b)
+    ldc = _lead_dim(c)
+    # column-major: C^T (n x m) = op(B)^T (n x k) @ op(A)^T (k x m)
+    opb = _CHAR_T if transb else _CHAR_N
+    opa = _CHAR_T if transa else _CHAR_N
+    _xgemm(opb, opa, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
+
+
+@njit(**JIT)
+def gemm_loops(transa, transb, alpha, a, b, beta, c):
+    """Plain-loop gemm with exactly the semantics of :func:`gemm`.
+
+    Meant for tiny sizes (no call overhead) and as a reference.  Works for any
+    strides (no BLAS restrictions), but c must not overlap a or b.
+    """
+    m, n, k = _gemm_dims(transa, transb, a, b, c)
+    if m == 0 or n == 0:
+        return
+    _scale_c(beta, c)
+    if k == 0 or alpha == 0:
+        return
+    for i in range(m):
+        for p in range(k):
+            if transa:
+                aip = alpha * a[p, i]
+            else:
+                aip = alpha * a[i, p]
+            if transb:
+                for j in range(n):
+                    c[i, j] += aip * b[j, p]
+            else:
+                for j in range(n):
+                    c[i, j] += aip * b[p, j]

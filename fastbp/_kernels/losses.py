@@ -1,0 +1,103 @@
+"""Loss value and output-layer delta in one pass.
+
+``loss_delta`` returns the *sum* of per-sample losses and writes
+``delta = scale * dE/dz`` for the output layer:
+
+* ``mse``: E = 1/2 sum_k (y_k - d_k)^2, delta = (y - d) * f'(z) (softmax: Jacobian-vector product)
+* ``cross_entropy`` (softmax): E = sum_k d_k (logsumexp(z) - z_k), delta = p * sum(d) - d
+* ``binary_cross_entropy`` (sigmoid): E = sum_k softplus(z_k) - d_k z_k, delta = p - d
+
+The cross-entropies are evaluated from the logits ``z`` (stable, never log(0)).
+Targets are either a float ``(n, m)`` array or, for the two cross-entropies
+and single-output MSE, integer class labels ``(n,)`` (one-hot implied).
+"""
+
+import math
+
+
+from numba import njit, types
+from numba.extending import overload
+
+from .._config import JIT
+from ..spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE, SIGMOID, SOFTMAX, TANH
+
+
+def target(y, i, k):
+    """Target ``d[i, k]``: ``y[i, k]`` for float targets, ``y[i] == k`` for labels."""
+    if y.ndim == 1:
+        return float(y[i] == k)
+    return y[i, k]
+
+
+@overload(target, jit_options=JIT)
+def _target_impl(y, i, k):
+    if isinstance(y, types.Array) and y.ndim == 1:
+        def impl(y, i, k):
+            return 1.0 if y[i] == k else 0.0
+        return impl
+    if isinstance(y, types.Array) and y.ndim == 2:
+        def impl(y, i, k):
+            return y[i, k]
+        return impl
+    return None
+
+
+@njit(**JIT)
+def loss_delta(A, Z, y, loss, act, scale, D, want_delta):
+    """Sum of per-sample losses over the rows of ``A``; ``D <- scale * dE/dz``.
+
+    ``A`` is the output activation, ``Z`` the output pre-activation, ``y`` the
+    targets for the same rows, ``act`` the output activation code.
+    """
+    T = A.dtype.type
+    n, m = A.shape
+    sc = T(scale)
+    total = 0.0
+    for i in range(n):
+        a = A[i]
+        z = Z[i]
+        if loss == MSE:
+            gp = 0.0
+            for k in range(m):
+                g = a[k] - target(y, i, k)
+                total += 0.5 * g * g
+                gp += g * a[k]
+            if want_delta:
+                d = D[i]
+                for k in range(m):
+                    g = T(a[k] - target(y, i, k))
+                    if act == SIGMOID:
+                        g *= a[k] * (T(1.0) - a[k])
+                    elif act == TANH:
+                        g *= T(1.0) - a[k] * a[k]
+                    elif act == SOFTMAX:
+                        g = a[k] * (g - T(gp))
+                    d[k] = sc * g
+        elif loss == CROSS_ENTROPY:
+            mx = z[0]
+            for k in range(1, m):
+                mx = max(mx, z[k])
+            s = 0.0
+            for k in range(m):
+                s += math.exp(float(z[k] - mx))
+            lse = float(mx) + math.log(s)
+            dsum = 0.0
+            for k in range(m):
+                t = target(y, i, k)
+                if t != 0.0:
+                    total += t * (lse - float(z[k]))
+                dsum += t
+            if want_delta:
+                d = D[i]
+                for k in range(m):
+                    d[k] = sc * T(a[k] * dsum - target(y, i, k))
+        else:  # BINARY_CROSS_ENTROPY
+            for k in range(m):
+                zk = float(z[k])
+                t = target(y, i, k)
+                total += max(zk, 0.0) + math.log1p(math.exp(-abs(zk))) - t * zk
+            if want_delta:
+                d = D[i]
+                for k in range(m):
+                    d[k] = sc * T(a[k] - target(y, i, k))
+    return total

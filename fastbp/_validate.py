@@ -1,0 +1,123 @@
+"""Boundary checks: user arrays and scalars in, kernel-ready arrays out.
+
+Every public entry point funnels its inputs through here, so bad input gets
+one consistent, readable ``ValueError``/``TypeError`` before any kernel runs.
+Inputs are never modified; a converted copy is made only when needed.
+"""
+
+import numbers
+
+import numpy as np
+
+from ._kernels.checks import all_finite, labels_in_range
+from .spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY
+
+
+def _as_real_array(a, name):
+    if a is None:
+        raise TypeError(f"{name} is None; pass a numeric array")
+    if isinstance(a, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array, got a string")
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # ragged lists and other unconvertible input
+        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} has complex dtype {arr.dtype}; pass real numbers "
+                        "(e.g. take .real or np.abs first)")
+    if kind not in "biuf":
+        raise TypeError(f"{name} has unsupported dtype {arr.dtype}; pass a numeric "
+                        "(float or integer) array")
+    return arr
+
+
+def _finite(arr, name):
+    if not all_finite(arr.reshape(-1)):
+        raise ValueError(f"{name} contains NaN or infinite values; clean or impute them first")
+
+
+def check_X(X, n_features, dtype, name="X"):
+    """Return ``X`` as a C-contiguous ``(n, n_features)`` array of ``dtype``."""
+    arr = _as_real_array(X, name)
+    if arr.ndim != 2:
+        hint = " (for one sample use X.reshape(1, -1))" if arr.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape "
+                         f"{arr.shape}{hint}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty (0 samples); pass at least one sample")
+    if arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features but the network expects "
+                         f"{n_features} (its input width, sizes[0])")
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    _finite(arr, name)
+    return arr
+
+
+def check_y(y, n, n_out, loss, dtype, name="y"):
+    """Return targets ready for the kernels.
+
+    Class labels (1-D, for the cross-entropies) become int64 ``(n,)``; every
+    other target becomes a float ``(n, n_out)`` array of ``dtype``.
+    """
+    arr = _as_real_array(y, name)
+    if arr.ndim == 0 or arr.ndim > 2:
+        raise ValueError(f"{name} must be 1-D or 2-D, got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"X has {n} samples but {name} has {arr.shape[0]}; they must match")
+    if arr.ndim == 1 and loss == CROSS_ENTROPY:
+        if arr.dtype.kind == "f":
+            _finite(arr, name)
+            if not np.all(arr == np.round(arr)):
+                raise ValueError(f"{name} holds class labels and must be integers, "
+                                 "got non-integer values")
+        labels = np.ascontiguousarray(arr, dtype=np.int64)
+        if not labels_in_range(labels, n_out):
+            raise ValueError(f"{name} has labels outside [0, {n_out}); labels must be "
+                             f"integers from 0 to {n_out - 1} (the output width)")
+        return labels
+    if arr.ndim == 1:
+        if n_out != 1:
+            what = ("class labels (1-D) or a 2-D one-hot array" if loss == CROSS_ENTROPY
+                    else f"a 2-D array of shape ({n}, {n_out})")
+            raise ValueError(f"{name} is 1-D but the network has {n_out} outputs; "
+                             f"pass {what}")
+        arr = arr.reshape(n, 1)
+    if arr.shape[1] != n_out:
+        raise ValueError(f"{name} has {arr.shape[1]} columns but the network has "
+                         f"{n_out} outputs")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    _finite(out, name)
+    if loss in (CROSS_ENTROPY, BINARY_CROSS_ENTROPY):
+        if out.min() < 0 or out.max() > 1:
+            raise ValueError(f"{name} must hold probabilities in [0, 1] for "
+                             "cross-entropy losses")
+    return out
+
+
+def check_int(value, name, minimum):
+    """An integer ``>= minimum`` (bools rejected)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(value, name, low=None, high=None, low_open=False, high_open=False):
+    """A finite real number within the given bounds."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (v < low or (low_open and v == low)):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
+    if high is not None and (v > high or (high_open and v == high)):
+        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
+    return v
+
+
+def check_lr(lr):
+    """A learning rate: finite and > 0."""
+    return check_float(lr, "lr (learning rate)", low=0.0, low_open=True)

@@ -1,0 +1,121 @@
+"""Names <-> integer codes, and the flat parameter layout.
+
+Kernels never see strings: activations, losses and initialisers are passed as
+the integer codes defined here, and the network architecture as a small
+``int64`` *layout* table.
+
+Layout table (shape ``(n_layers, 4)``), one row per weight layer ``l``:
+
+====  =============================================================
+col   meaning
+====  =============================================================
+0     ``n_in``  -- width of the layer's input
+1     ``n_out`` -- width of the layer's output
+2     ``w_off`` -- offset of ``W_l`` (``n_out x n_in``, C order) in params;
+      ``b_l`` follows at ``w_off + n_out * n_in``
+3     activation code of the layer's output
+====  =============================================================
+"""
+
+import numpy as np
+
+# Activation codes.  SOFTMAX is for the output layer only.
+IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SOFTMAX = range(9)
+ACTIVATIONS = {
+    "identity": IDENTITY, "linear": IDENTITY, "sigmoid": SIGMOID, "logistic": SIGMOID,
+    "tanh": TANH, "relu": RELU, "leaky_relu": LEAKY_RELU, "elu": ELU,
+    "softplus": SOFTPLUS, "gelu": GELU, "softmax": SOFTMAX,
+}
+HIDDEN_ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu")
+OUTPUT_ACTIVATIONS = ("identity", "sigmoid", "tanh", "softmax")
+ACTIVATION_NAMES = {IDENTITY: "identity", SIGMOID: "sigmoid", TANH: "tanh", RELU: "relu",
+                    LEAKY_RELU: "leaky_relu", ELU: "elu", SOFTPLUS: "softplus", GELU: "gelu",
+                    SOFTMAX: "softmax"}
+
+# Loss codes.
+MSE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = range(3)
+LOSSES = {"mse": MSE, "squared_error": MSE, "cross_entropy": CROSS_ENTROPY,
+          "binary_cross_entropy": BINARY_CROSS_ENTROPY}
+LOSS_NAMES = {MSE: "mse", CROSS_ENTROPY: "cross_entropy", BINARY_CROSS_ENTROPY: "binary_cross_entropy"}
+DEFAULT_OUTPUT = {MSE: "identity", CROSS_ENTROPY: "softmax", BINARY_CROSS_ENTROPY: "sigmoid"}
+REQUIRED_OUTPUT = {CROSS_ENTROPY: "softmax", BINARY_CROSS_ENTROPY: "sigmoid"}
+
+INITS = {
+    "xavier_uniform": "xavier_uniform", "xavier_normal": "xavier_normal",
+    "he_uniform": "he_uniform", "he_normal": "he_normal",
+    "xavier": "xavier_uniform", "glorot": "xavier_uniform",
+    "glorot_uniform": "xavier_uniform", "glorot_normal": "xavier_normal",
+    "he": "he_normal", "kaiming": "he_normal",
+    "kaiming_uniform": "he_uniform", "kaiming_normal": "he_normal",
+}
+RELU_FAMILY = {"relu", "leaky_relu", "elu", "gelu", "softplus"}
+
+DTYPES = {np.dtype(np.float32), np.dtype(np.float64)}
+
+
+def _choice(kind, name, allowed):
+    if not isinstance(name, str) or name.lower() not in allowed:
+        raise ValueError(
+            f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(allowed))}")
+    return name.lower()
+
+
+def activation_code(name, hidden=True):
+    """Integer code of an activation name (validated for hidden or output use)."""
+    allowed = HIDDEN_ACTIVATIONS if hidden else OUTPUT_ACTIVATIONS
+    aliases = {k for k, v in ACTIVATIONS.items() if ACTIVATION_NAMES[v] in allowed}
+    kind = "hidden activation" if hidden else "output activation"
+    return ACTIVATIONS[_choice(kind, name, aliases)]
+
+
+def loss_code(name):
+    """Integer code of a loss name."""
+    return LOSSES[_choice("loss", name, LOSSES)]
+
+
+def init_name(name):
+    """Canonical initialiser name (``xavier_uniform`` ... ``he_normal``) or ``auto``."""
+    if isinstance(name, str) and name.lower() == "auto":
+        return "auto"
+    return INITS[_choice("init", name, set(INITS) | {"auto"})]
+
+
+def as_dtype(dtype):
+    """Validate a floating dtype for a network (float32 or float64)."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from exc
+    if dt not in DTYPES:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dt.name!r}")
+    return dt
+
+
+def check_sizes(sizes):
+    """Validate layer sizes (input first) and return them as a tuple of ints."""
+    try:
+        seq = list(sizes)
+    except TypeError:
+        raise TypeError(f"sizes must be a sequence of layer widths, got {sizes!r}") from None
+    if len(seq) < 2:
+        raise ValueError(f"sizes needs at least an input and an output width, got {seq!r}")
+    out = []
+    for s in seq:
+        if isinstance(s, (bool, np.bool_)) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"layer widths must be positive integers, got {s!r} in {seq!r}")
+        if s <= 0:
+            raise ValueError(f"layer widths must be positive integers, got {int(s)} in {seq!r}")
+        out.append(int(s))
+    return tuple(out)
+
+
+def build_layout(sizes, act_codes):
+    """Return the ``(n_layers, 4)`` int64 layout table and the parameter count."""
+    n_layers = len(sizes) - 1
+    layout = np.empty((n_layers, 4), dtype=np.int64)
+    off = 0
+    for l in range(n_layers):
+        n_in, n_out = sizes[l], sizes[l + 1]
+        layout[l] = (n_in, n_out, off, act_codes[l])
+        off += n_out * n_in + n_out
+    return layout, off

@@ -1,0 +1,60 @@
+"""Preallocated buffers for a network and a batch capacity.
+
+A :class:`Workspace` holds every array the kernels write during a step, sized
+for ``cap`` rows; batches of up to ``cap`` rows reuse it with no allocation.
+It grows (reallocates) only when a larger batch arrives.
+"""
+
+import numpy as np
+
+
+class Workspace:
+    """Activation, pre-activation, delta and gradient buffers for ``cap`` rows.
+
+    Parameters
+    ----------
+    layout : ndarray of int64, shape (n_layers, 4)
+        The network's layout table (see :mod:`fastbp.spec`).
+    n_params : int
+        Length of the flat parameter buffer.
+    dtype : numpy dtype
+        float32 or float64.
+    cap : int
+        Largest batch the buffers hold.
+    """
+
+    def __init__(self, layout, n_params, dtype, cap):
+        self.layout = layout
+        self.dtype = np.dtype(dtype)
+        self.grad = np.zeros(n_params, dtype=self.dtype)
+        self.cap = 0
+        self._ybufs = {}
+        self.ensure(cap)
+
+    def ensure(self, cap):
+        """Make room for batches of ``cap`` rows (no-op when already large enough)."""
+        cap = max(int(cap), 1)
+        if cap <= self.cap:
+            return
+        width = int(self.layout[:, 1].sum())
+        self.acts = np.zeros(cap * width, dtype=self.dtype)
+        self.pre = np.zeros(cap * width, dtype=self.dtype)
+        self.deltas = np.zeros(cap * width, dtype=self.dtype)
+        self.xbuf = np.zeros((cap, int(self.layout[0, 0])), dtype=self.dtype)
+        self._ybufs = {}
+        self.cap = cap
+
+    def ybuf(self, y):
+        """A ``cap``-row buffer shaped and typed like the targets ``y``."""
+        key = (y.dtype.str, y.shape[1:])
+        buf = self._ybufs.get(key)
+        if buf is None:
+            buf = np.zeros((self.cap,) + y.shape[1:], dtype=y.dtype)
+            self._ybufs[key] = buf
+        return buf
+
+    def output(self, n):
+        """View of the output layer's activations for the last ``n``-row batch."""
+        m = int(self.layout[-1, 1])
+        off = self.cap * int(self.layout[:-1, 1].sum())
+        return self.acts[off:off + n * m].reshape(n, m)
