@@ -17,6 +17,9 @@ from .workspace import Workspace
 #: Rows processed per kernel call by predict / evaluate / gradient.
 CHUNK = 2048
 
+#: Learning rate used when ``lr`` is not given.
+DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001}
+
 
 class DivergenceError(FloatingPointError):
     """Training produced a non-finite loss; parameters were restored."""
@@ -172,6 +175,11 @@ class MLP:
         return (f"MLP(sizes={list(self.sizes)}, activations={list(self.activations)}, "
                 f"loss={self.loss!r}, dtype={self.dtype.name!r})")
 
+    def save(self, path):
+        """Save the network (and ``self.optimizer``) to ``path``; see :func:`fastbp.io.save`."""
+        from .io import save
+        save(self, path)
+
     def copy(self):
         """An independent copy of the network (parameters, settings, RNG)."""
         new = object.__new__(MLP)
@@ -251,20 +259,26 @@ class MLP:
 
     # --------------------------------------------------------------- training
     def _optimizer(self, optimizer, lr, kwargs):
-        opt = make_optimizer(optimizer, lr, **kwargs)
-        if isinstance(optimizer, Optimizer) and lr is not None:
-            opt.lr = lr
-        return opt.bind(self.n_params, self.dtype)
+        if isinstance(optimizer, Optimizer):
+            if kwargs:
+                raise TypeError(f"optimizer settings {sorted(kwargs)} go to the optimizer's "
+                                "constructor when an Optimizer instance is passed")
+            if lr is not None:
+                optimizer.lr = lr
+            return optimizer.bind(self.n_params, self.dtype)
+        if lr is None:
+            lr = DEFAULT_LR.get(optimizer.lower(), 0.01) if isinstance(optimizer, str) else 0.01
+        return make_optimizer(optimizer, lr, **kwargs).bind(self.n_params, self.dtype)
 
-    def train_step(self, X, y, lr=0.01, optimizer="sgd", **opt_kwargs):
+    def train_step(self, X, y, lr=None, optimizer="sgd", **opt_kwargs):
         """One in-place update on one batch; returns the batch loss before it.
 
         Parameters
         ----------
         X, y : array-like
             One batch (every row is used).
-        lr : float
-            Learning rate.
+        lr : float, optional
+            Learning rate (default: the optimizer's own, 0.01 for SGD).
         optimizer : str or fastbp.optim.Optimizer, default "sgd"
             Pass an Optimizer instance to keep momentum/Adam state across calls.
         """
@@ -282,7 +296,7 @@ class MLP:
                                   "Use a smaller learning rate or check the data scaling")
         return float(loss)
 
-    def fit(self, X, y, epochs=1, batch_size=32, lr=0.01, shuffle=True, seed=None,
+    def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, seed=None,
             optimizer="sgd", verbose=False, callbacks=(), on_divergence="raise", **opt_kwargs):
         """Train by mini-batch backpropagation; each epoch is one compiled call.
 
@@ -296,15 +310,16 @@ class MLP:
             Passes over the data.
         batch_size : int
             Rows per update; the last batch may be shorter.
-        lr : float
-            Learning rate.
+        lr : float, optional
+            Learning rate (default: the instance's, else 0.01 for SGD, 0.001 for Adam).
         shuffle : bool
             Visit rows in a fresh seeded permutation each epoch.
         seed : int, optional
             Reseed the network's generator before training.
         optimizer : str or fastbp.optim.Optimizer, default "sgd"
             ``sgd`` (``momentum``, ``nesterov``, ``weight_decay`` keywords),
-            ``adam``, ``adamw``, or an instance whose state persists.
+            ``adam``, ``adamw``, or an instance whose state persists across
+            calls (``net.optimizer`` holds the one used last).
         verbose : bool
             Print one line per epoch.
         callbacks : sequence of callables
