@@ -12,12 +12,13 @@ from .._config import JIT
 from ..spec import GELU
 from .activations import bias_act
 from .matmul import mm_nt
+from .views import view2d
 
 
 @njit(**JIT)
 def block(buf, off, n, m):
     """``(n, m)`` C-contiguous view of ``buf`` starting at ``off``."""
-    return buf[off:off + n * m].reshape((n, m))
+    return view2d(buf, off, n, m)
 
 
 @njit(**JIT)
@@ -26,7 +27,7 @@ def layer_params(params, layout, l):
     n_in = layout[l, 0]
     n_out = layout[l, 1]
     w = layout[l, 2]
-    W = params[w:w + n_out * n_in].reshape((n_out, n_in))
+    W = view2d(params, w, n_out, n_in)
     b = params[w + n_out * n_in:w + n_out * n_in + n_out]
     return W, b
 

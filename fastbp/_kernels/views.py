@@ -1,0 +1,45 @@
+"""Cheap 2-D views of 1-D buffers for nopython code.
+
+``buf[off:off + n*m].reshape((n, m))`` goes through Numba's general reshape
+helper (tens of nanoseconds); for tiny layers that overhead rivals the
+arithmetic.  ``view2d`` builds the C-contiguous view directly, sharing the
+buffer's memory and reference count.  Callers guarantee ``off + n*m <= len(buf)``
+(every use in fastbp derives ``off``, ``n`` and ``m`` from the layout table and
+the workspace capacity).
+"""
+
+from numba import types
+from numba.core import cgutils
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
+
+
+@intrinsic
+def view2d(typingctx, buf, off, n, m):
+    """``(n, m)`` C-contiguous view of ``buf`` (1-D, contiguous) starting at ``off``."""
+    if not (isinstance(buf, types.Array) and buf.ndim == 1 and buf.layout == "C"):
+        return None
+    if not all(isinstance(t, types.Integer) for t in (off, n, m)):
+        return None
+    retty = types.Array(buf.dtype, 2, "C")
+    sig = retty(buf, off, n, m)
+
+    def codegen(context, builder, sig, args):
+        bufv, offv, nv, mv = args
+        intp = context.get_value_type(types.intp)
+        offv = context.cast(builder, offv, sig.args[1], types.intp)
+        nv = context.cast(builder, nv, sig.args[2], types.intp)
+        mv = context.cast(builder, mv, sig.args[3], types.intp)
+        src = make_array(sig.args[0])(context, builder, bufv)
+        dst = make_array(retty)(context, builder)
+        itemsize = context.get_abi_sizeof(context.get_data_type(retty.dtype))
+        isz = intp(itemsize)
+        data = builder.gep(src.data, [offv], inbounds=True)
+        shape = cgutils.pack_array(builder, [nv, mv])
+        strides = cgutils.pack_array(builder, [builder.mul(mv, isz), isz])
+        populate_array(dst, data=data, shape=shape, strides=strides, itemsize=isz,
+                       meminfo=src.meminfo, parent=src.parent)
+        return impl_ret_borrowed(context, builder, retty, dst._getvalue())
+
+    return sig, codegen
