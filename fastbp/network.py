@@ -175,6 +175,19 @@ class MLP:
         return (f"MLP(sizes={list(self.sizes)}, activations={list(self.activations)}, "
                 f"loss={self.loss!r}, dtype={self.dtype.name!r})")
 
+    def state(self, batch_size=32, optimizer="sgd", lr=None, **opt_kwargs):
+        """A :class:`fastbp.jit.NetState` for training from your own ``@njit`` code.
+
+        The state shares ``params`` (and the optimizer's buffers) with this
+        network and owns workspace for batches of up to ``batch_size`` rows.
+        The optimizer becomes ``self.optimizer``, so ``save`` records it.
+        """
+        from .jit import make_state
+        batch_size = check_int(batch_size, "batch_size", 1)
+        opt = self._optimizer(optimizer, lr, opt_kwargs)
+        self.optimizer = opt
+        return make_state(self, batch_size, opt)
+
     def save(self, path):
         """Save the network (and ``self.optimizer``) to ``path``; see :func:`fastbp.io.save`."""
         from .io import save

@@ -23,17 +23,22 @@ from ..spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE, SIGMOID, SOFTMAX, T
 
 
 def target(y, i, k):
-    """Target ``d[i, k]``: ``y[i, k]`` for float targets, ``y[i] == k`` for labels."""
+    """Target ``d[i, k]``: ``y[i, k]`` for 2-D targets, ``y[i] == k`` for integer
+    labels, ``y[i]`` for 1-D float targets of a single-output network."""
     if y.ndim == 1:
-        return float(y[i] == k)
+        return float(y[i] == k) if y.dtype.kind in "iu" else float(y[i])
     return y[i, k]
 
 
 @overload(target, jit_options=JIT)
 def _target_impl(y, i, k):
-    if isinstance(y, types.Array) and y.ndim == 1:
+    if isinstance(y, types.Array) and y.ndim == 1 and isinstance(y.dtype, types.Integer):
         def impl(y, i, k):
             return 1.0 if y[i] == k else 0.0
+        return impl
+    if isinstance(y, types.Array) and y.ndim == 1 and isinstance(y.dtype, types.Float):
+        def impl(y, i, k):
+            return y[i]
         return impl
     if isinstance(y, types.Array) and y.ndim == 2:
         def impl(y, i, k):

@@ -1,0 +1,206 @@
+"""Train and query networks from inside your own ``@njit`` code.
+
+``net.state(batch_size=..., optimizer=...)`` hands out a :class:`NetState`:
+a namedtuple of plain arrays that *share memory* with the Python
+:class:`~fastbp.MLP` (``state.params is net.params``), plus private
+workspace buffers.  Every function here is ``@njit`` and takes that state
+first; what your loop trains is what ``net.predict`` and ``net.save`` see.
+
+=====================================  =============================================
+``predict(state, X, out)``             ``out[:] <- network(X)``; ``X`` (n, n_in)
+``predict_one(state, x, out)``         one sample: ``x`` (n_in,), ``out`` (n_out,)
+``loss(state, X, y)``                  batch-mean loss
+``gradient(state, X, y)``              batch-mean loss; gradient in ``state.grad``
+``train_step(state, X, y)``            one optimizer step (the state's SGD,
+                                       momentum/Nesterov, Adam or AdamW); returns
+                                       the batch-mean loss before the update
+``train_step_one(state, x, y)``        the same for one sample (``y`` (n_out,))
+=====================================  =============================================
+
+Targets ``y`` are ``(n, n_out)`` floats, ``(n,)`` integer class labels (the
+cross-entropies), or ``(n,)`` floats for a single-output network.  Every
+entry checks shapes, the batch capacity and label range first and raises
+``ValueError`` on misuse, so nothing is ever written out of bounds.  A state
+is not thread-safe: give each thread its own (``net.state()`` again; they
+share ``params``).  Functions compile for the argument types on first use and
+are cached on disk (``cache=True``), including inside your own cached or
+``parallel=True`` functions.  When calling from ``prange`` loops, keep BLAS
+single-threaded (``threadpoolctl.threadpool_limits(1)``).
+"""
+
+from collections import namedtuple
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+from ._config import JIT
+from ._kernels.forward import block, forward
+from ._kernels.train import loss_grad, loss_sum, train_batch
+from .spec import MSE
+
+NetState = namedtuple("NetState", [
+    "params",     # 1-D flat weights and biases (shared with the MLP)
+    "layout",     # int64 (n_layers, 4): n_in, n_out, offset, activation code
+    "alpha",      # float64 (n_layers,): leaky slope / elu alpha per layer
+    "loss",       # int: loss code
+    "cap",        # int: largest batch the buffers hold
+    "acts", "pre", "deltas", "grad",   # workspace
+    "xbuf", "ybuf",                    # one-sample staging rows
+    "opt",        # int: optimizer code
+    "hyper",      # float64: lr, weight decay, momentum, nesterov, beta1, beta2, eps (shared)
+    "opt_state",  # optimizer buffers shaped like params (shared)
+    "step",       # int64 (1,): steps taken (shared)
+])
+
+
+def make_state(net, batch_size, optimizer):
+    """Build a :class:`NetState` for ``net`` (see :meth:`fastbp.MLP.state`)."""
+    from .workspace import Workspace
+    ws = Workspace(net._layout, net.n_params, net.dtype, batch_size)
+    out = int(net.sizes[-1])
+    return NetState(net._params, net._layout, net._alpha, int(net._loss_code), int(ws.cap),
+                    ws.acts, ws.pre, ws.deltas, ws.grad,
+                    np.zeros((1, net.sizes[0]), net.dtype), np.zeros((1, out), net.dtype),
+                    int(optimizer.code), optimizer.hyper, optimizer.state, optimizer.step)
+
+
+@njit(**JIT)
+def _check_X(state, X):
+    if X.ndim != 2 or X.shape[1] != state.layout[0, 0]:
+        raise ValueError("fastbp.jit: X must be 2-D with n_in columns (the network's input width)")
+    if X.shape[0] == 0:
+        raise ValueError("fastbp.jit: X has no rows")
+
+
+def _targets_ok(y, loss, m):
+    """Whether targets ``y`` suit a network with loss code ``loss`` and ``m`` outputs."""
+
+
+@overload(_targets_ok, jit_options=JIT)
+def _targets_ok_impl(y, loss, m):
+    if not isinstance(y, types.Array):
+        return None
+    if y.ndim == 2:
+        return lambda y, loss, m: y.shape[1] == m
+    if y.ndim == 1 and isinstance(y.dtype, types.Integer):
+        def labels(y, loss, m):
+            if loss == MSE:
+                return False
+            for i in range(y.shape[0]):
+                if y[i] < 0 or y[i] >= m:
+                    return False
+            return True
+        return labels
+    if y.ndim == 1:
+        return lambda y, loss, m: m == 1
+    return None
+
+
+@njit(**JIT)
+def _check_y(state, X, y):
+    if y.shape[0] != X.shape[0]:
+        raise ValueError("fastbp.jit: X and y have different numbers of rows")
+    m = state.layout[state.layout.shape[0] - 1, 1]
+    if not _targets_ok(y, state.loss, m):
+        raise ValueError("fastbp.jit: y must be (n, n_out) floats, (n,) integer labels in "
+                         "[0, n_out) for a cross-entropy network, or (n,) floats for one output")
+
+
+@njit(**JIT)
+def _check_batch(state, X, y):
+    _check_X(state, X)
+    _check_y(state, X, y)
+    if X.shape[0] > state.cap:
+        raise ValueError("fastbp.jit: batch larger than the state's capacity; "
+                         "create the state with a larger batch_size")
+
+
+@njit(**JIT)
+def predict(state, X, out):
+    """``out <- network(X)`` for ``X`` of shape ``(n, n_in)``, ``out`` ``(n, n_out)``."""
+    _check_X(state, X)
+    L = state.layout.shape[0]
+    m = state.layout[L - 1, 1]
+    n = X.shape[0]
+    if out.ndim != 2 or out.shape[0] != n or out.shape[1] != m:
+        raise ValueError("fastbp.jit: out must have shape (n, n_out)")
+    for s in range(0, n, state.cap):
+        e = min(s + state.cap, n)
+        off = forward(state.params, state.layout, state.alpha, X[s:e], state.acts, state.pre,
+                      state.cap)
+        A = block(state.acts, off, e - s, m)
+        for i in range(e - s):
+            for k in range(m):
+                out[s + i, k] = A[i, k]
+
+
+@njit(**JIT)
+def predict_one(state, x, out):
+    """``out <- network(x)`` for one sample ``x`` of shape ``(n_in,)``."""
+    if x.ndim != 1 or x.shape[0] != state.layout[0, 0]:
+        raise ValueError("fastbp.jit: x must be 1-D with n_in entries")
+    L = state.layout.shape[0]
+    m = state.layout[L - 1, 1]
+    if out.shape[0] != m:
+        raise ValueError("fastbp.jit: out must have n_out entries")
+    for j in range(x.shape[0]):
+        state.xbuf[0, j] = x[j]
+    off = forward(state.params, state.layout, state.alpha, state.xbuf, state.acts, state.pre,
+                  state.cap)
+    for k in range(m):
+        out[k] = state.acts[off + k]
+
+
+@njit(**JIT)
+def loss(state, X, y):
+    """Batch-mean loss of ``(X, y)``."""
+    _check_X(state, X)
+    _check_y(state, X, y)
+    n = X.shape[0]
+    total = 0.0
+    for s in range(0, n, state.cap):
+        e = min(s + state.cap, n)
+        total += loss_sum(state.params, state.layout, state.alpha, state.loss, X[s:e], y[s:e],
+                          state.acts, state.pre, state.deltas, state.cap)
+    return total / n
+
+
+@njit(**JIT)
+def gradient(state, X, y):
+    """Batch-mean loss; ``state.grad`` receives its gradient (``n <= cap`` rows)."""
+    _check_batch(state, X, y)
+    return loss_grad(state.params, state.layout, state.alpha, state.loss, X, y, state.acts,
+                     state.pre, state.deltas, state.grad, state.cap)
+
+
+@njit(**JIT)
+def train_step(state, X, y):
+    """One optimizer step on ``(X, y)`` (``n <= cap`` rows); returns the loss before it."""
+    _check_batch(state, X, y)
+    total = train_batch(state.params, state.layout, state.alpha, state.loss, X, y, state.acts,
+                        state.pre, state.deltas, state.grad, state.cap, state.opt, state.hyper,
+                        state.opt_state, state.step)
+    return total / X.shape[0]
+
+
+@njit(**JIT)
+def train_step_one(state, x, y):
+    """One optimizer step on one sample ``x`` (n_in,) with targets ``y`` (n_out,)."""
+    L = state.layout.shape[0]
+    m = state.layout[L - 1, 1]
+    if x.ndim != 1 or x.shape[0] != state.layout[0, 0]:
+        raise ValueError("fastbp.jit: x must be 1-D with n_in entries")
+    if y.ndim != 1 or y.shape[0] != m:
+        raise ValueError("fastbp.jit: y must be 1-D with n_out entries")
+    for j in range(x.shape[0]):
+        state.xbuf[0, j] = x[j]
+    for k in range(m):
+        state.ybuf[0, k] = y[k]
+    return train_batch(state.params, state.layout, state.alpha, state.loss, state.xbuf,
+                       state.ybuf, state.acts, state.pre, state.deltas, state.grad, state.cap,
+                       state.opt, state.hyper, state.opt_state, state.step)
+
+
+__all__ = ["NetState", "predict", "predict_one", "loss", "gradient", "train_step",
+           "train_step_one"]
