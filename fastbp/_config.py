@@ -16,3 +16,4 @@ JIT_PARALLEL = dict(JIT, parallel=True)
 #: Matrix products with fewer multiply-adds than this run as register loops,
 #: larger ones call BLAS (sgemm/dgemm through scipy.linalg.cython_blas).
 SMALL_GEMM_MACS = 32768
+

@@ -1,0 +1,148 @@
+"""Train K independent networks of one architecture at once.
+
+For ensembles, hyper-parameter sweeps (a learning rate per network) and
+neuro-evolution: all K parameter vectors live in one ``(K, n_params)`` buffer
+and one parallel kernel trains them, each network with its own data order.
+"""
+
+import numba
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ._kernels.population import population_epoch, population_predict
+from ._validate import check_int, check_X, check_y
+from .network import MLP
+from .optim import make_optimizer
+
+
+class Population:
+    """K networks of one architecture trained in one parallel kernel.
+
+    Parameters
+    ----------
+    sizes, activation, output, loss, init, dtype, leaky_slope, elu_alpha
+        As for :class:`fastbp.MLP`.
+    k : int
+        Number of networks.
+    seed : int or None
+        Each network is initialised from its own stream of
+        ``numpy.random.SeedSequence(seed).spawn(k)``.
+
+    Attributes
+    ----------
+    params : ndarray, shape (k, n_params)
+        Row ``i`` is network ``i``'s flat parameter buffer (MLP layout).
+    """
+
+    def __init__(self, sizes, k, activation="relu", output=None, loss="mse", init="auto",
+                 dtype="float64", seed=None, leaky_slope=0.01, elu_alpha=1.0):
+        self.k = check_int(k, "k", 1)
+        self._kw = dict(activation=activation, output=output, loss=loss, init=init,
+                        dtype=dtype, leaky_slope=leaky_slope, elu_alpha=elu_alpha)
+        seqs = np.random.SeedSequence(seed).spawn(self.k)
+        self.template = MLP(sizes, seed=seqs[0], **self._kw)
+        self.params = np.empty((self.k, self.template.n_params), dtype=self.template.dtype)
+        self.params[0] = self.template.params
+        for i in range(1, self.k):
+            self.params[i] = MLP(sizes, seed=seqs[i], **self._kw).params
+        self.rng = np.random.default_rng(seqs[0].spawn(1)[0])
+        self._bufs = {}
+
+    @property
+    def dtype(self):
+        """Parameter dtype."""
+        return self.template.dtype
+
+    def network(self, i):
+        """Network ``i`` as an :class:`MLP` whose params are a view of row ``i``."""
+        i = check_int(i, "i", -self.k)
+        if i >= self.k:
+            raise IndexError(f"network index {i} out of range for {self.k} networks")
+        net = self.template.copy()
+        net._params = self.params[i]
+        net._make_views()
+        return net
+
+    def _data(self, X, y=None):
+        t = self.template
+        X = np.asarray(X) if not isinstance(X, np.ndarray) else X
+        per_net = X.ndim == 3
+        if per_net and X.shape[0] != self.k:
+            raise ValueError(f"X has {X.shape[0]} data sets but the population has {self.k} "
+                             "networks; pass (n, n_in) shared data or (k, n, n_in)")
+        Xs = [check_X(x, t.sizes[0], t.dtype) for x in (X if per_net else [X])]
+        X3 = np.stack(Xs) if per_net else Xs[0][None]
+        if y is None:
+            return X3, None
+        y = np.asarray(y)
+        if per_net:
+            if y.shape[0] != self.k:
+                raise ValueError(f"y has {y.shape[0]} target sets but X has {self.k}")
+            ys = [check_y(yy, X3.shape[1], t.sizes[-1], t._loss_code, t.dtype) for yy in y]
+            return X3, np.stack(ys)
+        return X3, check_y(y, X3.shape[1], t.sizes[-1], t._loss_code, t.dtype)[None]
+
+    def _buffers(self, cap, y_like):
+        t = self.template
+        chunks = min(numba.get_num_threads(), self.k)
+        key = (chunks, cap, y_like.dtype.str, y_like.shape[2:])
+        if key not in self._bufs:
+            width = int(t._layout[:, 1].sum())
+            z = lambda *s, dt=t.dtype: np.zeros(s, dtype=dt)
+            self._bufs[key] = (z(chunks, cap, t.sizes[0]),
+                               np.zeros((chunks, cap) + y_like.shape[2:], dtype=y_like.dtype),
+                               z(chunks, cap * width), z(chunks, cap * width),
+                               z(chunks, cap * width), z(chunks, t.n_params))
+        return self._bufs[key]
+
+    def fit(self, X, y, epochs=1, batch_size=32, lr=0.01, shuffle=True, optimizer="sgd",
+            **opt_kwargs):
+        """Train every network; returns the mean training loss, shape ``(epochs, k)``.
+
+        Parameters
+        ----------
+        X : array-like, shape (n, n_in) shared by all, or (k, n, n_in)
+        y : array-like, targets for ``X`` (shared or one set per network)
+        lr : float or array-like of shape (k,)
+            One learning rate for all, or one per network (a sweep).
+        optimizer : {"sgd", "adam", "adamw"}
+            With its keywords (momentum, nesterov, weight_decay, betas, eps);
+            each network gets its own state.
+        """
+        X3, Y3 = self._data(X, y)
+        epochs = check_int(epochs, "epochs", 0)
+        batch_size = check_int(batch_size, "batch_size", 1)
+        lrs = np.broadcast_to(np.asarray(lr, dtype=np.float64), (self.k,))
+        opts = [make_optimizer(optimizer, float(v), **opt_kwargs) for v in np.unique(lrs)]
+        proto = opts[0].bind(self.template.n_params, self.dtype)
+        hyper = np.tile(proto.hyper, (self.k, 1))
+        hyper[:, 0] = lrs
+        state = np.zeros((self.k,) + proto.state.shape, dtype=self.dtype)
+        step = np.zeros((self.k, 1), dtype=np.int64)
+        n = X3.shape[1]
+        cap = min(batch_size, n)
+        bufs = self._buffers(cap, Y3)
+        orders = np.tile(np.arange(n, dtype=np.int64), (self.k, 1))
+        out = np.zeros((self.k, 2))
+        t = self.template
+        losses = np.zeros((epochs, self.k))
+        with threadpool_limits(1):
+            for e in range(epochs):
+                if shuffle:
+                    orders = np.argsort(self.rng.random((self.k, n)), axis=1)
+                population_epoch(self.params, t._layout, t._alpha, t._loss_code, X3, Y3, orders,
+                                 batch_size, shuffle, *bufs, proto.code, hyper, state, step, out)
+                losses[e] = out[:, 0]
+        return losses
+
+    def predict(self, X):
+        """Outputs of every network, shape ``(k, n, n_out)``."""
+        X3, _ = self._data(X)
+        t = self.template
+        n = X3.shape[1]
+        cap = min(n, 1024)
+        bufs = self._buffers(cap, np.zeros((1, 1, t.sizes[-1]), t.dtype))
+        out = np.empty((self.k, n, t.sizes[-1]), dtype=t.dtype)
+        with threadpool_limits(1):
+            population_predict(self.params, t._layout, t._alpha, X3, bufs[2], bufs[3], out)
+        return out
