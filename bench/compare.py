@@ -1,0 +1,612 @@
+"""Peer comparison: training throughput of fastbp against PyTorch, JAX,
+scikit-learn and a hand-written NumPy backprop.
+
+    python bench/compare.py                       # everything, 7 repeats
+    python bench/compare.py --quick               # N / 8, 3 repeats (smoke test)
+    python bench/compare.py --cases mnist-b64,wide-b256 --peers fastbp,torch
+    python bench/compare.py --check               # correctness sanity only
+
+For fair numbers run it on an idle machine and without the OpenBLAS
+overrides that some environments set (they slow numpy's sgemm, hence the
+numpy and sklearn peers and the sgemm reference)::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compare.py
+
+The script warns when either variable is set or when the 1-minute load
+average says something else is running.
+
+Protocol
+--------
+* Every peer trains the same architecture on the same data (generated from a
+  fixed seed in ``peers/common.py``; each peer process checks the digest)
+  with the same algorithm: plain mini-batch SGD, no momentum, constant lr, no
+  weight decay, no shuffling (the data is shuffled once when it is made and
+  every peer walks it in order), N a multiple of the batch, float32, the
+  same initial weights (Glorot-uniform, zero biases) wherever a peer lets
+  us set them.
+* MSE is 1/2 * sum over outputs, mean over the batch; cross-entropy is
+  softmax + negative log likelihood, mean over the batch.
+* xor-online uses an *identity* output with MSE.  A sigmoid output would be
+  as valid, but identity + MSE is the one combination every peer supports
+  natively (sklearn's MLPRegressor has an identity output only), so all
+  peers run the identical model.
+* Each peer runs in its own subprocess (so OpenMP / MKL / OpenBLAS / Numba /
+  XLA thread pools cannot interfere), with BLAS and OpenMP pools limited to
+  2 threads by threadpoolctl, ``numba.set_num_threads(2)`` for fastbp,
+  ``torch.set_num_threads(2)`` for torch, OMP/MKL/OPENBLAS_NUM_THREADS=2 in
+  the environment; JAX gets ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=true``
+  (XLA has no intra-op thread-count flag; its CPU pool is sized to the
+  cores, 2 here).  Everything is restored on exit.
+* For every case a peer first runs one untimed warm-up epoch (JIT compile,
+  allocator, caches), then ``--repeats`` timed epochs (training continues
+  from epoch to epoch); the median epoch time gives samples/s of training
+  (forward + backward + update; for JAX the data are on the device before
+  timing, which on CPU is a no-op copy).
+* N per case (``peers/common.py``) is set so that the fastest peer needs
+  >= ~0.2 s per epoch.  A peer that could not get through N samples within
+  ``--max-epoch-s`` (default 2 s; e.g. the eager peers on batch-1 cases) is
+  timed on a prefix of the same data: a short probe (16 batches or 1024
+  samples, after its own warm-up) measures its rate, and the timed epoch is
+  the largest power-of-two number of batches that fits the budget.  Such
+  cells are marked in the table and the prefix sizes listed under it;
+  samples/s is what is compared.  Each measured epoch starts from the
+  common initial weights in a fresh trainer (the probe's is discarded).
+* Model FLOPs per sample = 2*(forward MACs + weight-gradient MACs) +
+  2*(input-gradient MACs of every layer except the first); model GFLOP/s
+  is shown as a fraction of a numpy float32 2048^3 sgemm measured in the
+  same run (before and after the peers, the larger is the reference).
+* ``--check`` trains each peer for one epoch on the digits case from the
+  common initial weights and prints the loss of the first batch before
+  training and of the last batch after it (both computed by one float64
+  numpy forward pass from the weights the peer hands back), plus the
+  largest weight difference from the NumPy peer.  Every peer must decrease
+  the loss.
+
+Output: a Markdown table printed and written to ``OUT/results.md``, the raw
+numbers and machine information in ``OUT/results.json``, and a log-scale bar
+chart ``OUT/results.png`` (OUT defaults to ``bench/results/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+if ROOT not in sys.path:  # import fastbp from the checkout
+    sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+
+from peers import PEERS, load  # noqa: E402
+from peers.common import (CASES, SLOW_ENV_VARS, THREADS, data_digest,  # noqa: E402
+                          init_params, make_data, model_flops_per_sample,
+                          quick_case, reference_loss, probe_samples,
+                          epoch_samples,
+                          sgemm_gflops, thread_limits, time_epochs,
+                          worker_env)
+
+RESULT_TAG = "@@FASTBP-BENCH-RESULT@@"
+CHECK_CASE = "digits-b32"
+CHECK_N = 57_504  # 1797 batches of 32: one epoch of --check
+
+
+# ====================================================================== worker
+def _case_list(names, quick):
+    cases = [CASES[n] for n in names]
+    return [quick_case(c) for c in cases] if quick else cases
+
+
+def worker_bench(peer, case_names, repeats, quick, max_epoch_s):
+    mod = load(peer)
+    ok, why = mod.available()
+    if not ok:
+        return {"status": "skipped", "reason": why}
+    out = {"status": "ok", "versions": mod.versions(), "cases": {}}
+    with thread_limits(use_numba=(peer == "fastbp")):
+        out["threadpools"] = _threadpool_info()
+        for case in _case_list(case_names, quick):
+            X, y = make_data(case)
+            digest = data_digest(X, y)
+            res = {"digest": digest}
+            try:
+                # probe: a short prefix, one warm-up epoch (compiles), best of 2
+                n_p = probe_samples(case)
+                tr = mod.make_trainer(case, X[:n_p], y[:n_p], init_params(case))
+                res["probe_s"] = min(time_epochs(tr.epoch, 2, warmup=1))
+                del tr
+                rate = n_p / max(res["probe_s"], 1e-9)
+                n = epoch_samples(case, rate, max_epoch_s)
+                X, y = X[:n], y[:n]
+                res.update(samples=n, batches=n // case.batch, capped=n < case.n)
+                tr = mod.make_trainer(case, X, y, init_params(case))
+                t_first = time.perf_counter()
+                times = time_epochs(tr.epoch, repeats, warmup=1)
+                res["wall_s"] = time.perf_counter() - t_first
+                res["times_s"] = times
+                res["median_s"] = float(np.median(times))
+                res["samples_per_s"] = n / res["median_s"]
+                res["note"] = getattr(tr, "note", "")
+                P = tr.params()
+                if P is not None:
+                    B = case.batch
+                    last = reference_loss(case, P, X[n - B:], y[n - B:])
+                    res["finite"] = bool(np.isfinite(last)) and all(
+                        np.isfinite(W).all() and np.isfinite(b).all() for W, b in P)
+                del tr
+            except Exception as e:  # report, go on with the next case
+                res["error"] = "%s: %s" % (type(e).__name__, e)
+                res["traceback"] = traceback.format_exc()
+            print("  %-8s %-11s %s" % (peer, case.name, _fmt_res(res)),
+                  file=sys.stderr, flush=True)
+            out["cases"][case.name] = res
+    return out
+
+
+def _fmt_res(res):
+    if "error" in res:
+        return "ERROR " + res["error"]
+    return "%12.0f samples/s  (n=%d, times %s)" % (
+        res["samples_per_s"], res["samples"],
+        " ".join("%.3f" % t for t in res["times_s"]))
+
+
+def worker_check(peer, params_path):
+    mod = load(peer)
+    ok, why = mod.available()
+    if not ok:
+        return {"status": "skipped", "reason": why}
+    case = CASES[CHECK_CASE]
+    X, y = make_data(case)
+    X, y = X[:CHECK_N], y[:CHECK_N]
+    init = init_params(case)
+    B = case.batch
+    with thread_limits(use_numba=(peer == "fastbp")):
+        tr = mod.make_trainer(case, X, y, init)
+        tr.epoch()
+        P = tr.params()
+    out = {"status": "ok", "note": getattr(tr, "note", ""), "digest": data_digest(X, y)}
+    if P is None:
+        hist = getattr(tr, "history", None)
+        out["note"] += "; weights not readable, history=%r" % (hist,)
+        return out
+    out["first_batch_loss_init"] = reference_loss(case, init, X[:B], y[:B])
+    out["last_batch_loss_final"] = reference_loss(case, P, X[-B:], y[-B:])
+    out["epoch_loss_init"] = reference_loss(case, init, X, y)
+    out["epoch_loss_final"] = reference_loss(case, P, X, y)
+    np.savez(params_path, *[a for Wb in P for a in Wb])
+    return out
+
+
+def _threadpool_info():
+    from threadpoolctl import threadpool_info
+
+    return [{k: d.get(k) for k in ("user_api", "internal_api", "prefix",
+                                   "version", "num_threads", "architecture",
+                                   "threading_layer")}
+            for d in threadpool_info()]
+
+
+def worker_main(args):
+    try:
+        if args.check:
+            res = worker_check(args.worker, args.params_path)
+        else:
+            res = worker_bench(args.worker, args.cases, args.repeats, args.quick,
+                               args.max_epoch_s)
+    except Exception as e:
+        res = {"status": "error", "reason": "%s: %s" % (type(e).__name__, e),
+               "traceback": traceback.format_exc()}
+    sys.stdout.write("\n" + RESULT_TAG + json.dumps(res) + "\n")
+    sys.stdout.flush()
+
+
+# ====================================================================== driver
+def spawn(peer, args, extra=()):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", peer,
+           "--cases", ",".join(args.cases), "--repeats", str(args.repeats),
+           "--max-epoch-s", str(args.max_epoch_s)]
+    if args.quick:
+        cmd.append("--quick")
+    cmd += list(extra)
+    try:
+        p = subprocess.run(cmd, env=worker_env(), stdout=subprocess.PIPE,
+                           stderr=None, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "error", "reason": "timed out after %ds" % args.timeout}
+    for line in p.stdout.splitlines():
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+        if line.strip():
+            print("  [%s] %s" % (peer, line))
+    return {"status": "error", "reason": "worker exited %d without a result" % p.returncode}
+
+
+def environment_warnings():
+    msgs = []
+    for k in SLOW_ENV_VARS:
+        if k in os.environ:
+            msgs.append("%s=%s is set: it slows numpy's OpenBLAS here; for fair "
+                        "numbers run `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
+                        "python bench/compare.py`" % (k, os.environ[k]))
+    try:
+        load1 = os.getloadavg()[0]
+        if load1 > 0.5:
+            msgs.append("1-minute load average is %.2f: something else is running, "
+                        "timings may read low" % load1)
+    except OSError:
+        pass
+    return msgs
+
+
+def machine_info():
+    info = {"platform": platform.platform(), "python": sys.version.split()[0],
+            "cpu_count": os.cpu_count(), "threads_used": THREADS}
+    try:
+        info["affinity"] = len(os.sched_getaffinity(0))
+    except AttributeError:
+        pass
+    try:
+        with open("/proc/cpuinfo") as f:
+            txt = f.read()
+        for line in txt.splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        flags = next((l for l in txt.splitlines() if l.startswith("flags")), "")
+        info["avx512f"] = " avx512f" in flags
+    except OSError:
+        info["cpu"] = platform.processor()
+    try:
+        with open("/proc/meminfo") as f:
+            info["mem_gb"] = round(int(f.readline().split()[1]) / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    import numba
+    import scipy
+
+    info["versions"] = {"numpy": np.__version__, "numba": numba.__version__,
+                        "scipy": scipy.__version__}
+    try:
+        import threadpoolctl
+
+        info["versions"]["threadpoolctl"] = threadpoolctl.__version__
+    except ImportError:
+        pass
+    info["env"] = {k: os.environ.get(k) for k in
+                   SLOW_ENV_VARS + ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                    "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS",
+                                    "XLA_FLAGS")}
+    info["loadavg_start"] = os.getloadavg()
+    return info
+
+
+def _si(x):
+    if x is None:
+        return "—"
+    if x >= 1e6:
+        return "%.2fM" % (x / 1e6)
+    if x >= 1e4:
+        return "%.0fk" % (x / 1e3)
+    if x >= 1e3:
+        return "%.1fk" % (x / 1e3)
+    return "%.0f" % x
+
+
+def report(results, cases, peers, sgemm, machine, args):
+    """Markdown text of the results."""
+    ref = max(sgemm["before"]["gflops"], sgemm["after"]["gflops"])
+    others = [p for p in peers if p != "fastbp"]
+    L = []
+    L.append("## fastbp vs peers: training samples/s (forward + backward + SGD update)")
+    L.append("")
+    L.append("fp32, %d threads, plain mini-batch SGD, median of %d epochs after "
+             "one warm-up epoch%s." % (THREADS, args.repeats,
+                                        "; **--quick** (N/8)" if args.quick else ""))
+    L.append("")
+    hdr = ["case", "sizes", "batch"] + peers + ["fastbp ÷ best peer"]
+    L.append("| " + " | ".join(hdr) + " |")
+    L.append("|" + "|".join(["---"] * 3 + ["---:"] * (len(peers) + 1)) + "|")
+
+    def sps(p, c):
+        r = results.get(p, {})
+        if r.get("status") != "ok":
+            return None
+        cr = r["cases"].get(c.name, {})
+        return cr.get("samples_per_s")
+
+    for c in cases:
+        row = [c.name, "-".join(map(str, c.sizes)), str(c.batch)]
+        for p in peers:
+            v = sps(p, c)
+            cr = results.get(p, {}).get("cases", {}).get(c.name, {})
+            cell = _si(v)
+            if v is not None and cr.get("capped"):
+                cell += "¹"
+            if v is not None and cr.get("finite") is False:
+                cell += " (nan!)"
+            if "error" in cr:
+                cell = "error"
+            row.append(cell)
+        best = max((v for v in (sps(p, c) for p in others) if v), default=None)
+        fb = sps("fastbp", c)
+        row.append("%.2f×" % (fb / best) if fb and best else "—")
+        L.append("| " + " | ".join(row) + " |")
+    L.append("")
+    L.append("sgemm reference: numpy float32 %d×%d @ %d×%d, %d threads: **%.1f GFLOP/s** "
+             "(median of %d; %.1f before the peers, %.1f after)." % (
+                 sgemm["before"]["n"], sgemm["before"]["n"], sgemm["before"]["n"],
+                 sgemm["before"]["n"], THREADS, ref, len(sgemm["before"]["seconds"]),
+                 sgemm["before"]["gflops"], sgemm["after"]["gflops"]))
+    L.append("")
+    L.append("### Model GFLOP/s (fraction of sgemm)")
+    L.append("")
+    L.append("| case | MFLOP/sample | " + " | ".join(peers) + " |")
+    L.append("|---|---:|" + "|".join(["---:"] * len(peers)) + "|")
+    for c in cases:
+        f = model_flops_per_sample(c.sizes)
+        row = [c.name, "%.4g" % (f / 1e6)]
+        for p in peers:
+            v = sps(p, c)
+            row.append("—" if v is None else "%.3g (%.2g%%)" % (v * f / 1e9, 100 * v * f / 1e9 / ref))
+        L.append("| " + " | ".join(row) + " |")
+    L.append("")
+    if "fastbp" in peers and results.get("fastbp", {}).get("status") == "ok":
+        parts = []
+        for c in cases:
+            v = sps("fastbp", c)
+            if v:
+                parts.append("%s %.1f%%" % (c.name, 100 * v * model_flops_per_sample(c.sizes) / 1e9 / ref))
+        L.append("fastbp fraction of sgemm: " + ", ".join(parts) + ".")
+        L.append("")
+    # notes
+    L.append("Notes:")
+    capped = []
+    for c in cases:
+        for p in peers:
+            cr = results.get(p, {}).get("cases", {}).get(c.name, {})
+            if cr.get("capped"):
+                capped.append("%s/%s %d of %d" % (p, c.name, cr["samples"], c.n))
+    if capped:
+        L.append("- ¹ too slow for all N in %g s: timed epoch is a prefix of the same data "
+                 "(power-of-two batches, sized from a short probe): " % args.max_epoch_s
+                 + "; ".join(capped) + ".")
+    L.append("- N per case (samples/epoch): " + ", ".join(
+        "%s %d" % (c.name, c.n) for c in cases) + ".")
+    L.append("- xor-online: 2-8-1 with sigmoid hidden and identity output, MSE "
+             "(the one output every peer, sklearn included, has natively).")
+    L.append("- digits-b32: sklearn load_digits/16 tiled and shuffled; the mnist and "
+             "wide cases use N(0,1) inputs and random labels.")
+    for p in peers:
+        r = results.get(p, {})
+        if r.get("status") != "ok":
+            L.append("- %s: %s — %s" % (p, r.get("status", "not run"), r.get("reason", "")))
+        else:
+            notes = sorted({cr.get("note") for cr in r["cases"].values() if cr.get("note")})
+            errs = ["%s: %s" % (k, cr["error"]) for k, cr in r["cases"].items() if "error" in cr]
+            for n_ in notes + errs:
+                L.append("- %s: %s" % (p, n_))
+    L.append("")
+    L.append("Machine: %s, %s cores (%s usable), %s GB RAM, %s; Python %s." % (
+        machine.get("cpu", "?"), machine.get("cpu_count"), machine.get("affinity", "?"),
+        machine.get("mem_gb", "?"), machine.get("platform"), machine.get("python")))
+    vers = dict(machine.get("versions", {}))
+    for p in peers:
+        vers.update(results.get(p, {}).get("versions", {}))
+    vers.pop("XLA_FLAGS", None)
+    L.append("Versions: " + ", ".join("%s %s" % kv for kv in sorted(vers.items())) + ".")
+    blas = machine.get("blas", [])
+    if blas:
+        L.append("numpy BLAS: " + "; ".join(
+            "%s %s (%s, %s)" % (b.get("internal_api"), b.get("version"),
+                                b.get("architecture"), b.get("prefix")) for b in blas) + ".")
+    env = {k: v for k, v in machine.get("env", {}).items() if v is not None}
+    L.append("Environment: " + (", ".join("%s=%s" % kv for kv in env.items()) or "none set")
+             + ("; load average at start %.2f." % machine["loadavg_start"][0]))
+    for w in machine.get("warnings", []):
+        L.append("- **warning**: " + w)
+    return "\n".join(L) + "\n"
+
+
+def chart(results, cases, peers, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.9 * len(cases)), 4.2))
+    w = 0.8 / max(1, len(peers))
+    for j, p in enumerate(peers):
+        r = results.get(p, {})
+        xs, ys = [], []
+        for i, c in enumerate(cases):
+            v = r.get("cases", {}).get(c.name, {}).get("samples_per_s") if r.get("status") == "ok" else None
+            if v:
+                xs.append(i - 0.4 + w * (j + 0.5))
+                ys.append(v)
+        ax.bar(xs, ys, w, label=p)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(cases)))
+    ax.set_xticklabels(["%s\n%s b%d" % (c.name, "-".join(map(str, c.sizes)), c.batch)
+                        for c in cases], fontsize=8)
+    ax.set_ylabel("training samples/s (log)")
+    ax.set_title("MLP training throughput, fp32, %d threads" % THREADS)
+    ax.grid(axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8, ncol=len(peers))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_check(args, peers):
+    import tempfile
+
+    case = CASES[CHECK_CASE]
+    print("check: one epoch of %s (%s, batch %d, lr %g, N %d) from the common "
+          "initial weights" % (case.name, "-".join(map(str, case.sizes)), case.batch,
+                               case.lr, CHECK_N))
+    tmp = tempfile.mkdtemp(prefix="fastbp-check-")
+    res, params = {}, {}
+    for p in peers:
+        path = os.path.join(tmp, p + ".npz")
+        res[p] = spawn(p, args, ["--check", "--params-path", path])
+        if res[p].get("status") == "ok" and os.path.exists(path):
+            with np.load(path) as z:
+                params[p] = [z["arr_%d" % i] for i in range(len(z.files))]
+    ref = params.get("numpy")
+    bad = []
+    digests = {r.get("digest") for r in res.values() if r.get("digest")}
+    print("%-8s %14s %14s %12s %12s %12s  %s" % ("peer", "batch0 loss@0", "last batch@end",
+                                                "epoch@0", "epoch@end", "max|dW| vs np", "note"))
+    for p in peers:
+        r = res[p]
+        if r.get("status") != "ok":
+            print("%-8s %s: %s" % (p, r.get("status"), r.get("reason")))
+            if r.get("status") != "skipped":
+                bad.append(p)
+            continue
+        if "first_batch_loss_init" not in r:
+            print("%-8s weights not readable: %s" % (p, r.get("note")))
+            bad.append(p)
+            continue
+        d = "—"
+        if ref is not None and p in params:
+            d = "%.2e" % max(float(np.abs(a - b).max()) for a, b in zip(params[p], ref))
+        ok = r["last_batch_loss_final"] < r["first_batch_loss_init"] and \
+            r["epoch_loss_final"] < r["epoch_loss_init"]
+        if not ok:
+            bad.append(p)
+        print("%-8s %14.6f %14.6f %12.6f %12.6f %12s  %s%s" % (
+            p, r["first_batch_loss_init"], r["last_batch_loss_final"], r["epoch_loss_init"],
+            r["epoch_loss_final"], d, "" if ok else "LOSS DID NOT DECREASE ", r.get("note", "")))
+    if len(digests) > 1:
+        print("DATA DIGESTS DIFFER between peers: %s" % digests)
+        bad.append("data")
+    print("check: %s" % ("FAILED for " + ", ".join(bad) if bad else "ok, every peer decreased the loss"))
+    return 1 if bad else 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", default=",".join(CASES),
+                    help="comma-separated subset of: " + ", ".join(CASES))
+    ap.add_argument("--peers", default=",".join(PEERS),
+                    help="comma-separated subset of: " + ", ".join(PEERS))
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="timed epochs, median reported (default 7; 3 with --quick)")
+    ap.add_argument("--quick", action="store_true", help="N/8 and 3 repeats: a smoke test")
+    ap.add_argument("--max-epoch-s", type=float, default=2.0,
+                    help="a peer slower than N samples in this many seconds is timed on "
+                         "a prefix of the data (default 2)")
+    ap.add_argument("--check", action="store_true",
+                    help="only the correctness sanity check (digits, one epoch per peer)")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"), help="output folder")
+    ap.add_argument("--timeout", type=int, default=1800, help="seconds per peer process")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--params-path", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
+    for c in args.cases:
+        if c not in CASES:
+            ap.error("unknown case %r (choose from %s)" % (c, ", ".join(CASES)))
+    for p in peers:
+        if p not in PEERS:
+            ap.error("unknown peer %r (choose from %s)" % (p, ", ".join(PEERS)))
+    if args.repeats is None:
+        args.repeats = 3 if args.quick else 7
+
+    if args.worker:
+        worker_main(args)
+        return 0
+
+    warnings_ = environment_warnings()
+    for w in warnings_:
+        print("WARNING: " + w, file=sys.stderr)
+    if args.check:
+        return run_check(args, peers)
+    if args.repeats < 5 and not args.quick:
+        print("WARNING: fewer than 5 repeats", file=sys.stderr)
+
+    cases = _case_list(args.cases, args.quick)
+    machine = machine_info()
+    machine["warnings"] = warnings_
+    with thread_limits():
+        machine["blas"] = [d for d in _threadpool_info() if d["user_api"] == "blas"]
+        print("sgemm (numpy float32 2048^3, %d threads) ..." % THREADS, flush=True)
+        sg_before = sgemm_gflops()
+    print("  %.1f GFLOP/s" % sg_before["gflops"], flush=True)
+
+    results = {}
+    digests = {}
+    for p in peers:
+        print("peer %s ..." % p, flush=True)
+        t0 = time.perf_counter()
+        r = spawn(p, args)
+        r["process_wall_s"] = time.perf_counter() - t0
+        results[p] = r
+        if r.get("status") != "ok":
+            print("  %s %s: %s" % (p, r.get("status"), r.get("reason")), flush=True)
+            if r.get("traceback"):
+                print(r["traceback"], file=sys.stderr)
+            continue
+        for cname, cr in r["cases"].items():
+            if cr.get("digest"):
+                digests.setdefault(cname, set()).add(cr["digest"])
+            if cr.get("traceback"):
+                print(cr["traceback"], file=sys.stderr)
+    for cname, ds in digests.items():
+        if len(ds) > 1:
+            print("WARNING: peers saw different data for %s: %s" % (cname, ds), file=sys.stderr)
+            machine["warnings"].append("different data digests for " + cname)
+
+    with thread_limits():
+        sg_after = sgemm_gflops()
+    sgemm = {"before": sg_before, "after": sg_after}
+    if abs(sg_after["gflops"] - sg_before["gflops"]) > 0.1 * max(sg_before["gflops"], sg_after["gflops"]):
+        machine["warnings"].append("sgemm moved by more than 10%% during the run "
+                                   "(%.1f -> %.1f GFLOP/s): the machine was not steady"
+                                   % (sg_before["gflops"], sg_after["gflops"]))
+    machine["loadavg_end"] = os.getloadavg()
+
+    text = report(results, cases, peers, sgemm, machine, args)
+    print()
+    print(text)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(text)
+    blob = {
+        "args": {"cases": args.cases, "peers": peers, "repeats": args.repeats,
+                 "quick": args.quick, "max_epoch_s": args.max_epoch_s},
+        "machine": machine,
+        "sgemm": sgemm,
+        "cases": {c.name: {"sizes": c.sizes, "hidden": c.hidden, "output": c.output,
+                           "loss": c.loss, "batch": c.batch, "lr": c.lr, "n": c.n,
+                           "data": c.data, "description": c.description,
+                           "model_flops_per_sample": model_flops_per_sample(c.sizes)}
+                  for c in cases},
+        "results": results,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(blob, f, indent=1, default=str)
+    try:
+        chart(results, cases, peers, os.path.join(args.out, "results.png"))
+    except Exception as e:  # the numbers matter more than the picture
+        print("chart failed: %s" % e, file=sys.stderr)
+    print("wrote %s/results.{md,json,png}" % args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
