@@ -2,15 +2,16 @@
 
 ``net.state(batch_size=..., optimizer=...)`` hands out a :class:`NetState`:
 a namedtuple of plain arrays that *share memory* with the Python
-:class:`~fastbp.MLP` (``state.params is net.params``), plus private
-workspace buffers.  Every function here is ``@njit`` and takes that state
+:class:`~fastbp.MLP` (``state.model.params is net.params``), plus private
+workspace buffers.  Inference calls use inference mode (running batch-norm
+statistics, no dropout); ``train_step`` trains as ``fit`` does.  Every function here is ``@njit`` and takes that state
 first; what your loop trains is what ``net.predict`` and ``net.save`` see.
 
 =====================================  =============================================
 ``predict(state, X, out)``             ``out[:] <- network(X)``; ``X`` (n, n_in)
 ``predict_one(state, x, out)``         one sample: ``x`` (n_in,), ``out`` (n_out,)
 ``loss(state, X, y)``                  batch-mean loss
-``gradient(state, X, y)``              batch-mean loss; gradient in ``state.grad``
+``gradient(state, X, y)``              batch-mean loss; gradient in ``state.work.grad``
 ``train_step(state, X, y)``            one optimizer step (the state's SGD,
                                        momentum/Nesterov, Adam or AdamW); returns
                                        the batch-mean loss before the update
@@ -40,17 +41,14 @@ from ._kernels.train import loss_grad, loss_sum, train_batch
 from .spec import MSE
 
 NetState = namedtuple("NetState", [
-    "params",     # 1-D flat weights and biases (shared with the MLP)
-    "layout",     # int64 (n_layers, 4): n_in, n_out, offset, activation code
-    "alpha",      # float64 (n_layers,): leaky slope / elu alpha per layer
+    "model",      # fastbp._kernels.state.Model: params (shared with the MLP), layout, ...
+    "work",       # fastbp._kernels.state.Work: this state's own workspace
     "loss",       # int: loss code
-    "cap",        # int: largest batch the buffers hold
-    "acts", "pre", "deltas", "grad",   # workspace
-    "xbuf", "ybuf",                    # one-sample staging rows
     "opt",        # int: optimizer code
-    "hyper",      # float64: lr, weight decay, momentum, nesterov, beta1, beta2, eps (shared)
+    "hyper",      # float64: optimizer hyper-parameters (shared with the Optimizer)
     "opt_state",  # optimizer buffers shaped like params (shared)
-    "step",       # int64 (1,): steps taken (shared)
+    "step",       # int64 (1,): optimizer steps taken (shared)
+    "xbuf", "ybuf",  # one-sample staging rows
 ])
 
 
@@ -58,16 +56,15 @@ def make_state(net, batch_size, optimizer):
     """Build a :class:`NetState` for ``net`` (see :meth:`fastbp.MLP.state`)."""
     from .workspace import Workspace
     ws = Workspace(net._layout, net.n_params, net.dtype, batch_size)
-    out = int(net.sizes[-1])
-    return NetState(net._params, net._layout, net._alpha, int(net._loss_code), int(ws.cap),
-                    ws.acts, ws.pre, ws.deltas, ws.grad,
-                    np.zeros((1, net.sizes[0]), net.dtype), np.zeros((1, out), net.dtype),
-                    int(optimizer.code), optimizer.hyper, optimizer.state, optimizer.step)
+    return NetState(net._model, ws.work, int(net._loss_code), int(optimizer.code),
+                    optimizer.hyper, optimizer.state, optimizer.step,
+                    np.zeros((1, net.sizes[0]), net.dtype),
+                    np.zeros((1, net.sizes[-1]), net.dtype))
 
 
 @njit(**JIT)
 def _check_X(state, X):
-    if X.ndim != 2 or X.shape[1] != state.layout[0, 0]:
+    if X.ndim != 2 or X.shape[1] != state.model.layout[0, 0]:
         raise ValueError("fastbp.jit: X must be 2-D with n_in columns (the network's input width)")
     if X.shape[0] == 0:
         raise ValueError("fastbp.jit: X has no rows")
@@ -101,7 +98,7 @@ def _targets_ok_impl(y, loss, m):
 def _check_y(state, X, y):
     if y.shape[0] != X.shape[0]:
         raise ValueError("fastbp.jit: X and y have different numbers of rows")
-    m = state.layout[state.layout.shape[0] - 1, 1]
+    m = state.model.layout[state.model.layout.shape[0] - 1, 1]
     if not _targets_ok(y, state.loss, m):
         raise ValueError("fastbp.jit: y must be (n, n_out) floats, (n,) integer labels in "
                          "[0, n_out) for a cross-entropy network, or (n,) floats for one output")
@@ -111,7 +108,7 @@ def _check_y(state, X, y):
 def _check_batch(state, X, y):
     _check_X(state, X)
     _check_y(state, X, y)
-    if X.shape[0] > state.cap:
+    if X.shape[0] > state.work.cap:
         raise ValueError("fastbp.jit: batch larger than the state's capacity; "
                          "create the state with a larger batch_size")
 
@@ -120,16 +117,15 @@ def _check_batch(state, X, y):
 def predict(state, X, out):
     """``out <- network(X)`` for ``X`` of shape ``(n, n_in)``, ``out`` ``(n, n_out)``."""
     _check_X(state, X)
-    L = state.layout.shape[0]
-    m = state.layout[L - 1, 1]
+    L = state.model.layout.shape[0]
+    m = state.model.layout[L - 1, 1]
     n = X.shape[0]
     if out.ndim != 2 or out.shape[0] != n or out.shape[1] != m:
         raise ValueError("fastbp.jit: out must have shape (n, n_out)")
-    for s in range(0, n, state.cap):
-        e = min(s + state.cap, n)
-        off = forward(state.params, state.layout, state.alpha, X[s:e], state.acts, state.pre,
-                      state.cap)
-        A = block(state.acts, off, e - s, m)
+    for s in range(0, n, state.work.cap):
+        e = min(s + state.work.cap, n)
+        off = forward(state.model, state.work, X[s:e], False, False)
+        A = block(state.work.acts, off, e - s, m)
         for i in range(e - s):
             for k in range(m):
                 out[s + i, k] = A[i, k]
@@ -138,18 +134,17 @@ def predict(state, X, out):
 @njit(**JIT)
 def predict_one(state, x, out):
     """``out <- network(x)`` for one sample ``x`` of shape ``(n_in,)``."""
-    if x.ndim != 1 or x.shape[0] != state.layout[0, 0]:
+    if x.ndim != 1 or x.shape[0] != state.model.layout[0, 0]:
         raise ValueError("fastbp.jit: x must be 1-D with n_in entries")
-    L = state.layout.shape[0]
-    m = state.layout[L - 1, 1]
+    L = state.model.layout.shape[0]
+    m = state.model.layout[L - 1, 1]
     if out.shape[0] != m:
         raise ValueError("fastbp.jit: out must have n_out entries")
     for j in range(x.shape[0]):
         state.xbuf[0, j] = x[j]
-    off = forward(state.params, state.layout, state.alpha, state.xbuf, state.acts, state.pre,
-                  state.cap)
+    off = forward(state.model, state.work, state.xbuf, False, False)
     for k in range(m):
-        out[k] = state.acts[off + k]
+        out[k] = state.work.acts[off + k]
 
 
 @njit(**JIT)
@@ -159,27 +154,24 @@ def loss(state, X, y):
     _check_y(state, X, y)
     n = X.shape[0]
     total = 0.0
-    for s in range(0, n, state.cap):
-        e = min(s + state.cap, n)
-        total += loss_sum(state.params, state.layout, state.alpha, state.loss, X[s:e], y[s:e],
-                          state.acts, state.pre, state.deltas, state.cap)
+    for s in range(0, n, state.work.cap):
+        e = min(s + state.work.cap, n)
+        total += loss_sum(state.model, state.work, state.loss, X[s:e], y[s:e], False)
     return total / n
 
 
 @njit(**JIT)
 def gradient(state, X, y):
-    """Batch-mean loss; ``state.grad`` receives its gradient (``n <= cap`` rows)."""
+    """Batch-mean loss; ``state.work.grad`` receives its gradient (``n <= cap`` rows)."""
     _check_batch(state, X, y)
-    return loss_grad(state.params, state.layout, state.alpha, state.loss, X, y, state.acts,
-                     state.pre, state.deltas, state.grad, state.cap)
+    return loss_grad(state.model, state.work, state.loss, X, y, False)
 
 
 @njit(**JIT)
 def train_step(state, X, y):
     """One optimizer step on ``(X, y)`` (``n <= cap`` rows); returns the loss before it."""
     _check_batch(state, X, y)
-    total = train_batch(state.params, state.layout, state.alpha, state.loss, X, y, state.acts,
-                        state.pre, state.deltas, state.grad, state.cap, state.opt, state.hyper,
+    total = train_batch(state.model, state.work, state.loss, X, y, state.opt, state.hyper,
                         state.opt_state, state.step)
     return total / X.shape[0]
 
@@ -187,9 +179,9 @@ def train_step(state, X, y):
 @njit(**JIT)
 def train_step_one(state, x, y):
     """One optimizer step on one sample ``x`` (n_in,) with targets ``y`` (n_out,)."""
-    L = state.layout.shape[0]
-    m = state.layout[L - 1, 1]
-    if x.ndim != 1 or x.shape[0] != state.layout[0, 0]:
+    L = state.model.layout.shape[0]
+    m = state.model.layout[L - 1, 1]
+    if x.ndim != 1 or x.shape[0] != state.model.layout[0, 0]:
         raise ValueError("fastbp.jit: x must be 1-D with n_in entries")
     if y.ndim != 1 or y.shape[0] != m:
         raise ValueError("fastbp.jit: y must be 1-D with n_out entries")
@@ -197,8 +189,7 @@ def train_step_one(state, x, y):
         state.xbuf[0, j] = x[j]
     for k in range(m):
         state.ybuf[0, k] = y[k]
-    return train_batch(state.params, state.layout, state.alpha, state.loss, state.xbuf,
-                       state.ybuf, state.acts, state.pre, state.deltas, state.grad, state.cap,
+    return train_batch(state.model, state.work, state.loss, state.xbuf, state.ybuf,
                        state.opt, state.hyper, state.opt_state, state.step)
 
 

@@ -1,28 +1,34 @@
 """The multilayer perceptron: one flat parameter buffer, views, and training."""
 
 import threading
-import time
-import warnings
 
 import numpy as np
 
 from . import spec
-from ._kernels.train import loss_grad, loss_sum, train_batch, train_epoch
 from ._kernels.forward import forward
-from ._validate import check_X, check_float, check_int, check_y
-from .history import History
+from ._kernels.state import Model
+from ._kernels.train import loss_grad, loss_sum, train_batch
+from ._validate import check_float, check_int, check_X, check_y
 from .optim import Optimizer, make_optimizer
 from .workspace import Workspace
 
-#: Rows processed per kernel call by predict / evaluate / gradient.
+#: Rows processed per kernel call by predict / evaluate / gradient (inference mode).
 CHUNK = 2048
 
 #: Learning rate used when ``lr`` is not given.
-DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001}
+DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001, "rprop": 1.0}
 
 
 class DivergenceError(FloatingPointError):
     """Training produced a non-finite loss; parameters were restored."""
+
+
+def _per_hidden(value, n_hidden, name):
+    vals = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value] * n_hidden
+    if len(vals) != n_hidden:
+        raise ValueError(f"{name} lists {len(vals)} values but the network has {n_hidden} "
+                         "hidden layers; give one value or one per hidden layer")
+    return vals
 
 
 class MLP:
@@ -50,34 +56,44 @@ class MLP:
     dtype : {"float32", "float64"}, default "float64"
         Precision of parameters and all computation.
     seed : int or None
-        Seed of the numpy Generator used for initialisation and shuffling.
+        Seed of the numpy Generator used for initialisation, shuffling and
+        dropout masks.
     leaky_slope : float, default 0.01
         Negative slope of leaky_relu.
     elu_alpha : float, default 1.0
         Scale of elu's negative branch.
+    dropout : float or sequence of float, default 0.0
+        Inverted-dropout rate of each hidden layer's output (training only).
+    batch_norm : bool or sequence of bool, default False
+        Batch-normalise each hidden layer's linear output before its
+        activation (trainable gamma/beta in ``params``).
+    bn_momentum, bn_eps : float
+        Running-statistics momentum (0.1) and variance epsilon (1e-5).
 
     Attributes
     ----------
     params : ndarray, 1-D
-        Every weight and bias in one contiguous buffer: per layer, ``W_l``
-        (``(n_out, n_in)``, C order) followed by ``b_l``.
+        Every trainable value in one contiguous buffer: per layer ``W_l``
+        (``(n_out, n_in)``, C order), ``b_l``, then batch-norm ``gamma_l``,
+        ``beta_l`` if the layer has it.
     weights, biases : tuple of ndarray
         Writable views of ``params``.
+    bn_gamma, bn_beta, running_mean, running_var : tuple
+        Per-layer views (``None`` for layers without batch norm).
     """
 
     def __init__(self, sizes, activation="relu", output=None, loss="mse", init="auto",
-                 dtype="float64", seed=None, leaky_slope=0.01, elu_alpha=1.0):
+                 dtype="float64", seed=None, leaky_slope=0.01, elu_alpha=1.0, dropout=0.0,
+                 batch_norm=False, bn_momentum=0.1, bn_eps=1e-5):
         self.sizes = spec.check_sizes(sizes)
-        n_layers = len(self.sizes) - 1
-        hidden = [activation] * (n_layers - 1) if isinstance(activation, str) else list(activation)
-        if len(hidden) != n_layers - 1:
-            raise ValueError(f"activation lists {len(hidden)} names but the network has "
-                             f"{n_layers - 1} hidden layers; give one name or one per hidden layer")
+        n_hidden = len(self.sizes) - 2
+        hidden = _per_hidden(activation, n_hidden, "activation") if not isinstance(
+            activation, str) else [activation] * n_hidden
         self.loss = spec.LOSS_NAMES[spec.loss_code(loss)]
         lcode = spec.LOSSES[self.loss]
         out_name = spec.DEFAULT_OUTPUT[lcode] if output is None else output
-        out_code = spec.activation_code(out_name, hidden=False)
-        codes = [spec.activation_code(a) for a in hidden] + [out_code]
+        codes = [spec.activation_code(a) for a in hidden]
+        codes.append(spec.activation_code(out_name, hidden=False))
         self.activations = tuple(spec.ACTIVATION_NAMES[c] for c in codes)
         need = spec.REQUIRED_OUTPUT.get(lcode)
         if need is not None and self.activations[-1] != need:
@@ -85,27 +101,50 @@ class MLP:
                              f"{self.activations[-1]!r}; use loss='mse' for other outputs")
         self.leaky_slope = check_float(leaky_slope, "leaky_slope", low=0.0)
         self.elu_alpha = check_float(elu_alpha, "elu_alpha", low=0.0, low_open=True)
+        self.dropout = tuple(check_float(p, "dropout", 0.0, 1.0, high_open=True)
+                             for p in _per_hidden(dropout, n_hidden, "dropout"))
+        self.batch_norm = tuple(bool(b) for b in _per_hidden(batch_norm, n_hidden, "batch_norm"))
+        self.bn_momentum = check_float(bn_momentum, "bn_momentum", 0.0, 1.0)
+        self.bn_eps = check_float(bn_eps, "bn_eps", 0.0, low_open=True)
         self.init = spec.init_name(init)
         self.dtype = spec.as_dtype(dtype)
         self._loss_code = lcode
-        self._layout, n_params = spec.build_layout(self.sizes, codes)
-        self._alpha = np.array([self.leaky_slope if c == spec.LEAKY_RELU else
-                                self.elu_alpha if c == spec.ELU else 0.0 for c in codes])
+        self._layout, n_params, n_stats = spec.build_layout(
+            self.sizes, codes, list(self.batch_norm) + [False])
+        lp = np.zeros((len(codes), 4))
+        lp[:, spec.P_ALPHA] = [self.leaky_slope if c == spec.LEAKY_RELU else
+                               self.elu_alpha if c == spec.ELU else 0.0 for c in codes]
+        lp[:-1, spec.P_DROP] = self.dropout
+        lp[:, spec.P_BN_MOMENTUM] = self.bn_momentum
+        lp[:, spec.P_BN_EPS] = self.bn_eps
+        self._lparams = lp
         self._params = np.zeros(n_params, dtype=self.dtype)
-        self._make_views()
+        self._stats = np.zeros(n_stats, dtype=self.dtype)
+        self._counter = np.zeros(1, dtype=np.int64)
         self.rng = np.random.default_rng(seed)
         self._initialise()
+        self._dropout_seed = int(self.rng.integers(0, 2**63 - 1))
+        self._make_views()
         self._ws = None
         self._lock = threading.RLock()
         self.optimizer = None
 
     # ------------------------------------------------------------------ state
     def _make_views(self):
-        ws, bs = [], []
-        for n_in, n_out, off, _ in self._layout:
-            ws.append(self._params[off:off + n_out * n_in].reshape(n_out, n_in))
-            bs.append(self._params[off + n_out * n_in:off + n_out * n_in + n_out])
+        ws, bs, gs, bes, rms, rvs = [], [], [], [], [], []
+        p, st = self._params, self._stats
+        for n_in, n_out, off, _, bn, so in self._layout:
+            ws.append(p[off:off + n_out * n_in].reshape(n_out, n_in))
+            bs.append(p[off + n_out * n_in:off + n_out * n_in + n_out])
+            gs.append(p[bn:bn + n_out] if bn >= 0 else None)
+            bes.append(p[bn + n_out:bn + 2 * n_out] if bn >= 0 else None)
+            rms.append(st[so:so + n_out] if so >= 0 else None)
+            rvs.append(st[so + n_out:so + 2 * n_out] if so >= 0 else None)
         self.weights, self.biases = tuple(ws), tuple(bs)
+        self.bn_gamma, self.bn_beta = tuple(gs), tuple(bes)
+        self.running_mean, self.running_var = tuple(rms), tuple(rvs)
+        self._model = Model(self._params, self._layout, self._lparams, self._stats,
+                            self._counter, self._dropout_seed)
 
     def _initialise(self):
         init = self.init
@@ -113,20 +152,26 @@ class MLP:
             relu_like = all(a in spec.RELU_FAMILY for a in self.activations[:-1])
             init = "he_normal" if relu_like and len(self.sizes) > 2 else "xavier_uniform"
         self.init_used = init
-        for W in self.weights:
-            fan_out, fan_in = W.shape
+        p = self._params
+        for n_in, n_out, off, _, bn, so in self._layout:
+            shape = (n_out, n_in)
             if init == "xavier_uniform":
-                lim = np.sqrt(6.0 / (fan_in + fan_out))
-                W[:] = self.rng.uniform(-lim, lim, W.shape)
+                lim = np.sqrt(6.0 / (n_in + n_out))
+                w = self.rng.uniform(-lim, lim, shape)
             elif init == "xavier_normal":
-                W[:] = self.rng.normal(0.0, np.sqrt(2.0 / (fan_in + fan_out)), W.shape)
+                w = self.rng.normal(0.0, np.sqrt(2.0 / (n_in + n_out)), shape)
             elif init == "he_uniform":
-                lim = np.sqrt(6.0 / fan_in)
-                W[:] = self.rng.uniform(-lim, lim, W.shape)
+                lim = np.sqrt(6.0 / n_in)
+                w = self.rng.uniform(-lim, lim, shape)
             else:
-                W[:] = self.rng.normal(0.0, np.sqrt(2.0 / fan_in), W.shape)
-        for b in self.biases:
-            b[:] = 0.0
+                w = self.rng.normal(0.0, np.sqrt(2.0 / n_in), shape)
+            p[off:off + n_out * n_in] = w.ravel()
+            p[off + n_out * n_in:off + n_out * n_in + n_out] = 0.0
+            if bn >= 0:
+                p[bn:bn + n_out] = 1.0
+                p[bn + n_out:bn + 2 * n_out] = 0.0
+                self._stats[so:so + n_out] = 0.0
+                self._stats[so + n_out:so + 2 * n_out] = 1.0
 
     @property
     def params(self):
@@ -146,7 +191,7 @@ class MLP:
 
     @property
     def n_params(self):
-        """Number of weights and biases."""
+        """Number of trainable values."""
         return self._params.size
 
     @property
@@ -156,8 +201,13 @@ class MLP:
 
     @property
     def layout(self):
-        """Read-only copy of the int64 layout table (see :mod:`fastbp.spec`)."""
+        """Copy of the int64 layout table (see :mod:`fastbp.spec`)."""
         return self._layout.copy()
+
+    @property
+    def steps(self):
+        """Training steps (batches) taken so far."""
+        return int(self._counter[0])
 
     def _workspace(self, cap):
         if self._ws is None:
@@ -172,32 +222,21 @@ class MLP:
         return X, y
 
     def __repr__(self):
+        extra = ""
+        if any(self.dropout):
+            extra += f", dropout={list(self.dropout)}"
+        if any(self.batch_norm):
+            extra += f", batch_norm={list(self.batch_norm)}"
         return (f"MLP(sizes={list(self.sizes)}, activations={list(self.activations)}, "
-                f"loss={self.loss!r}, dtype={self.dtype.name!r})")
-
-    def state(self, batch_size=32, optimizer="sgd", lr=None, **opt_kwargs):
-        """A :class:`fastbp.jit.NetState` for training from your own ``@njit`` code.
-
-        The state shares ``params`` (and the optimizer's buffers) with this
-        network and owns workspace for batches of up to ``batch_size`` rows.
-        The optimizer becomes ``self.optimizer``, so ``save`` records it.
-        """
-        from .jit import make_state
-        batch_size = check_int(batch_size, "batch_size", 1)
-        opt = self._optimizer(optimizer, lr, opt_kwargs)
-        self.optimizer = opt
-        return make_state(self, batch_size, opt)
-
-    def save(self, path):
-        """Save the network (and ``self.optimizer``) to ``path``; see :func:`fastbp.io.save`."""
-        from .io import save
-        save(self, path)
+                f"loss={self.loss!r}, dtype={self.dtype.name!r}{extra})")
 
     def copy(self):
-        """An independent copy of the network (parameters, settings, RNG)."""
+        """An independent copy (parameters, statistics, settings, RNG state)."""
         new = object.__new__(MLP)
         new.__dict__.update(self.__dict__)
         new._params = self._params.copy()
+        new._stats = self._stats.copy()
+        new._counter = self._counter.copy()
         new._make_views()
         new.rng = np.random.default_rng()
         new.rng.bit_generator.state = self.rng.bit_generator.state
@@ -208,7 +247,7 @@ class MLP:
 
     # -------------------------------------------------------------- inference
     def predict(self, X):
-        """Output-layer activations for ``X``, shape ``(n, sizes[-1])``.
+        """Output-layer activations for ``X`` (inference mode).
 
         Parameters
         ----------
@@ -216,7 +255,7 @@ class MLP:
 
         Returns
         -------
-        ndarray of the network's dtype
+        ndarray, shape (n_samples, sizes[-1]), of the network's dtype
         """
         X = check_X(X, self.sizes[0], self.dtype)
         n = X.shape[0]
@@ -225,46 +264,57 @@ class MLP:
             ws = self._workspace(min(n, CHUNK))
             for s in range(0, n, ws.cap):
                 e = min(s + ws.cap, n)
-                forward(self._params, self._layout, self._alpha, X[s:e], ws.acts, ws.pre, ws.cap)
+                forward(self._model, ws.work, X[s:e], False, False)
                 out[s:e] = ws.output(e - s)
         return out
 
-    def evaluate(self, X, y):
-        """Batch-mean loss on ``(X, y)`` without changing anything."""
+    def _chunks(self, n, training):
+        """Workspace and row ranges: one batch in training mode (batch statistics)."""
+        ws = self._workspace(n if training else min(n, CHUNK))
+        return ws, [(s, min(s + ws.cap, n)) for s in range(0, n, ws.cap)]
+
+    def evaluate(self, X, y, training=False):
+        """Batch-mean loss on ``(X, y)``; nothing changes.
+
+        ``training=True`` evaluates as a training step would: dropout with the
+        mask of the current step, batch-norm batch statistics.
+        """
         X, y = self._xy(X, y)
         n = X.shape[0]
         total = 0.0
         with self._lock:
-            ws = self._workspace(min(n, CHUNK))
-            for s in range(0, n, ws.cap):
-                e = min(s + ws.cap, n)
-                total += loss_sum(self._params, self._layout, self._alpha, self._loss_code,
-                                  X[s:e], y[s:e], ws.acts, ws.pre, ws.deltas, ws.cap)
+            ws, chunks = self._chunks(n, training)
+            for s, e in chunks:
+                total += loss_sum(self._model, ws.work, self._loss_code, X[s:e], y[s:e],
+                                  bool(training))
         return total / n
 
-    def gradient(self, X, y):
-        """Batch-mean loss and its gradient with respect to ``params``.
+    def gradient(self, X, y, training=False):
+        """Batch-mean loss and its gradient with respect to ``params``; no update.
+
+        Parameters
+        ----------
+        X, y : array-like
+        training : bool
+            Differentiate the training-mode loss (see :meth:`evaluate`).
 
         Returns
         -------
         loss : float
         grad : ndarray, shape (n_params,)
-            Same layout and dtype as :attr:`params`; no update is made.
+            Same layout and dtype as :attr:`params`.
         """
         X, y = self._xy(X, y)
         n = X.shape[0]
         with self._lock:
-            ws = self._workspace(min(n, CHUNK))
-            if n <= ws.cap:
-                loss = loss_grad(self._params, self._layout, self._alpha, self._loss_code,
-                                 X, y, ws.acts, ws.pre, ws.deltas, ws.grad, ws.cap)
+            ws, chunks = self._chunks(n, training)
+            if len(chunks) == 1:
+                loss = loss_grad(self._model, ws.work, self._loss_code, X, y, bool(training))
                 return float(loss), ws.grad.copy()
             grad = np.zeros(self.n_params, dtype=np.float64)
             loss = 0.0
-            for s in range(0, n, ws.cap):
-                e = min(s + ws.cap, n)
-                part = loss_grad(self._params, self._layout, self._alpha, self._loss_code,
-                                 X[s:e], y[s:e], ws.acts, ws.pre, ws.deltas, ws.grad, ws.cap)
+            for s, e in chunks:
+                part = loss_grad(self._model, ws.work, self._loss_code, X[s:e], y[s:e], False)
                 w = (e - s) / n
                 loss += part * w
                 grad += w * ws.grad
@@ -300,8 +350,7 @@ class MLP:
         n = X.shape[0]
         with self._lock:
             ws = self._workspace(n)
-            total = train_batch(self._params, self._layout, self._alpha, self._loss_code, X, y,
-                                ws.acts, ws.pre, ws.deltas, ws.grad, ws.cap,
+            total = train_batch(self._model, ws.work, self._loss_code, X, y,
                                 opt.code, opt.hyper, opt.state, opt.step)
         loss = total / n
         if not np.isfinite(loss):
@@ -310,7 +359,10 @@ class MLP:
         return float(loss)
 
     def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, seed=None,
-            optimizer="sgd", verbose=False, callbacks=(), on_divergence="raise", **opt_kwargs):
+            optimizer="sgd", verbose=False, callbacks=(), on_divergence="raise",
+            validation_data=None, validation_fraction=0.0, early_stopping=None,
+            n_iter_no_change=10, tol=1e-4, lr_schedule=None, record_grad_norms=False,
+            **opt_kwargs):
         """Train by mini-batch backpropagation; each epoch is one compiled call.
 
         Parameters
@@ -330,85 +382,58 @@ class MLP:
         seed : int, optional
             Reseed the network's generator before training.
         optimizer : str or fastbp.optim.Optimizer, default "sgd"
-            ``sgd`` (``momentum``, ``nesterov``, ``weight_decay`` keywords),
-            ``adam``, ``adamw``, or an instance whose state persists across
-            calls (``net.optimizer`` holds the one used last).
+            ``sgd`` (``momentum``, ``nesterov``, ``weight_decay``, ``l1``,
+            ``clip_norm`` keywords), ``adam``, ``adamw``, ``rprop``
+            (full batch), ``lbfgs`` (full batch, scipy), or an instance whose
+            state persists across calls (``net.optimizer`` holds the last one).
         verbose : bool
-            Print one line per epoch.
+            A progress bar (tqdm if installed, else one line per epoch).
         callbacks : sequence of callables
             ``callback(net, epoch, history)`` after each epoch; returning True stops.
         on_divergence : {"raise", "warn"}
-            On a non-finite loss the parameters are restored to the end of the
-            last finite epoch, then a :class:`DivergenceError` is raised or a
+            On a non-finite loss the network is restored to the end of the
+            last finite epoch, then :class:`DivergenceError` is raised or a
             warning issued.
+        validation_data : (X_val, y_val), optional
+            Scored after every epoch (loss, and accuracy for classification).
+        validation_fraction : float
+            Hold out this fraction of ``(X, y)`` (a seeded split) for validation.
+        early_stopping : bool, optional
+            Stop when the validation loss (training loss without validation)
+            has not improved by ``tol`` for ``n_iter_no_change`` epochs and
+            restore the best parameters.  Default: on when validation is given.
+        lr_schedule : str, callable or schedule object, optional
+            Per-epoch learning rate (see :mod:`fastbp.schedules`).
+        record_grad_norms : bool
+            Record each layer's weight-gradient norm after every epoch
+            (``history.grad_norms``), to make vanishing gradients visible.
 
         Returns
         -------
         History
         """
-        X, y = self._xy(X, y)
-        epochs = check_int(epochs, "epochs", 0)
+        from .training import fit
+        return fit(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle,
+                   seed=seed, optimizer=optimizer, verbose=verbose, callbacks=callbacks,
+                   on_divergence=on_divergence, validation_data=validation_data,
+                   validation_fraction=validation_fraction, early_stopping=early_stopping,
+                   n_iter_no_change=n_iter_no_change, tol=tol, lr_schedule=lr_schedule,
+                   record_grad_norms=record_grad_norms, opt_kwargs=opt_kwargs)
+
+    def state(self, batch_size=32, optimizer="sgd", lr=None, **opt_kwargs):
+        """A :class:`fastbp.jit.NetState` for training from your own ``@njit`` code.
+
+        The state shares ``params`` (and the optimizer's buffers) with this
+        network and owns workspace for batches of up to ``batch_size`` rows.
+        The optimizer becomes ``self.optimizer``, so ``save`` records it.
+        """
+        from .jit import make_state
         batch_size = check_int(batch_size, "batch_size", 1)
-        if on_divergence not in ("raise", "warn"):
-            raise ValueError(f"on_divergence must be 'raise' or 'warn', got {on_divergence!r}")
         opt = self._optimizer(optimizer, lr, opt_kwargs)
         self.optimizer = opt
-        if seed is not None:
-            self.rng = np.random.default_rng(seed)
-        n = X.shape[0]
-        hist = History()
-        order = np.arange(n, dtype=np.int64)
-        out = np.zeros(2, dtype=np.float64)
-        backup = np.empty_like(self._params)
-        state_backup = np.empty_like(opt.state)
-        pending = False
-        with self._lock:
-            ws = self._workspace(min(batch_size, n))
-            ybuf = ws.ybuf(y)
-            try:
-                for epoch in range(epochs):
-                    np.copyto(backup, self._params)
-                    np.copyto(state_backup, opt.state)
-                    step_backup = int(opt.step[0])
-                    pending = True
-                    if shuffle:
-                        self.rng.shuffle(order)
-                    t0 = time.perf_counter()
-                    train_epoch(self._params, self._layout, self._alpha, self._loss_code, X, y,
-                                order, batch_size, shuffle, ws.xbuf, ybuf, ws.acts, ws.pre,
-                                ws.deltas, ws.grad, opt.code, opt.hyper, opt.state, opt.step, out)
-                    dt = time.perf_counter() - t0
-                    if out[1] < n or not np.all(np.isfinite(self._params)):
-                        np.copyto(self._params, backup)
-                        np.copyto(opt.state, state_backup)
-                        opt.step[0] = step_backup
-                        hist.stop_reason = "diverged"
-                        msg = (f"training diverged in epoch {epoch + 1} (loss became {out[0]}); "
-                               f"parameters restored to the end of epoch {epoch}. "
-                               f"Try a smaller learning rate than {opt.lr:g}")
-                        if on_divergence == "raise":
-                            raise DivergenceError(msg)
-                        warnings.warn(msg, RuntimeWarning, stacklevel=2)
-                        break
-                    hist.loss.append(float(out[0]))
-                    hist.lr.append(opt.lr)
-                    hist.epoch_time.append(dt)
-                    hist.samples += n
-                    pending = False
-                    if verbose:
-                        print(f"epoch {epoch + 1}/{epochs}  loss {out[0]:.6g}  "
-                              f"{dt:.3f} s  {n / max(dt, 1e-12):,.0f} samples/s", flush=True)
-                    if any(cb(self, epoch, hist) for cb in callbacks):
-                        hist.stop_reason = "callback"
-                        break
-            except KeyboardInterrupt:
-                if pending:  # the epoch in flight may have run: undo it
-                    np.copyto(self._params, backup)
-                    np.copyto(opt.state, state_backup)
-                    opt.step[0] = step_backup
-                hist.stop_reason = "interrupted"
-                warnings.warn(f"fit interrupted after {hist.epochs} complete epochs; the "
-                              "network holds the parameters at that point", RuntimeWarning,
-                              stacklevel=2)
-        self.history_ = hist
-        return hist
+        return make_state(self, batch_size, opt)
+
+    def save(self, path):
+        """Save the network (and ``self.optimizer``) to ``path``; see :func:`fastbp.io.save`."""
+        from .io import save
+        save(self, path)

@@ -16,12 +16,18 @@ class Optimizer:
 
     code = _u.SGD
     n_state = 0
+    full_batch = False
 
-    def __init__(self, lr, weight_decay=0.0):
+    def __init__(self, lr, weight_decay=0.0, l1=0.0, clip_norm=None):
         self.hyper = np.zeros(_u.N_HYPER, dtype=np.float64)
         self.lr = lr
         self.weight_decay = check_float(weight_decay, "weight_decay", low=0.0)
+        self.l1 = check_float(l1, "l1", low=0.0)
+        self.clip_norm = (None if clip_norm is None else
+                          check_float(clip_norm, "clip_norm", low=0.0, low_open=True))
         self.hyper[_u.H_WD] = self.weight_decay
+        self.hyper[_u.H_L1] = self.l1
+        self.hyper[_u.H_CLIP] = self.clip_norm or 0.0
         self.step = np.zeros(1, dtype=np.int64)
         self.state = None
 
@@ -39,6 +45,7 @@ class Optimizer:
         shape = (max(self.n_state, 1), n_params if self.n_state else 0)
         if self.state is None:
             self.state = np.zeros(shape, dtype=dtype)
+            self._init_state()
         elif self.state.shape != shape or self.state.dtype != dtype:
             raise ValueError(
                 f"this {type(self).__name__} holds state for {self.state.shape[-1]} "
@@ -46,10 +53,14 @@ class Optimizer:
                 "parameters. Create a new optimizer for this network")
         return self
 
+    def _init_state(self):
+        """Fill freshly allocated state (zeros unless an optimizer needs otherwise)."""
+
     def reset(self):
         """Forget the state (momentum, moments, step count)."""
         if self.state is not None:
             self.state[:] = 0
+            self._init_state()
         self.step[0] = 0
 
     def __repr__(self):
@@ -61,11 +72,15 @@ class SGD(Optimizer):
 
     With ``momentum > 0``: ``v <- momentum * v + g``, then ``w <- w - lr * v``
     or, with ``nesterov``, ``w <- w - lr * (g + momentum * v)`` (PyTorch's
-    convention).  Weight decay (L2) applies to weights, not biases.
+    convention).  ``weight_decay`` (L2) and ``l1`` apply to weights, not to
+    biases or batch-norm parameters (a deliberate choice: decaying offsets
+    and scales only biases the fit).  ``clip_norm`` rescales the loss
+    gradient to at most that global Euclidean norm before the step.
     """
 
-    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0):
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, l1=0.0,
+                 clip_norm=None):
+        super().__init__(lr, weight_decay, l1, clip_norm)
         self.momentum = check_float(momentum, "momentum", low=0.0, high=1.0, high_open=True)
         self.nesterov = bool(nesterov)
         if self.nesterov and self.momentum == 0.0:
@@ -83,8 +98,9 @@ class Adam(Optimizer):
     code = _u.ADAM
     n_state = 2
 
-    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, l1=0.0,
+                 clip_norm=None):
+        super().__init__(lr, weight_decay, l1, clip_norm)
         b1, b2 = betas
         self.hyper[_u.H_BETA1] = check_float(b1, "betas[0]", 0.0, 1.0, high_open=True)
         self.hyper[_u.H_BETA2] = check_float(b2, "betas[1]", 0.0, 1.0, high_open=True)
@@ -96,15 +112,44 @@ class AdamW(Adam):
 
     code = _u.ADAMW
 
-    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01):
-        super().__init__(lr, betas, eps, weight_decay)
+    def __init__(self, lr=0.001, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, l1=0.0,
+                 clip_norm=None):
+        super().__init__(lr, betas, eps, weight_decay, l1, clip_norm)
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+class RPROP(Optimizer):
+    """iRPROP- (Igel & Huesken), FANN's default: sign-based per-weight steps.
+
+    Each weight has its own step ``delta`` (starting at ``delta0``): it grows
+    by ``eta_plus`` while the gradient keeps its sign and shrinks by
+    ``eta_minus`` when it flips (and that step is skipped).  Meant for
+    full-batch training: ``fit`` uses the whole data set as one batch.
+    ``lr`` is unused (kept for a uniform interface).
+    """
+
+    code = _u.RPROP
+    n_state = 2
+    full_batch = True
+
+    def __init__(self, lr=1.0, eta_plus=1.2, eta_minus=0.5, delta0=0.1, delta_min=1e-6,
+                 delta_max=50.0, weight_decay=0.0, l1=0.0, clip_norm=None):
+        super().__init__(lr, weight_decay, l1, clip_norm)
+        self.delta0 = check_float(delta0, "delta0", 0.0, low_open=True)
+        self.hyper[_u.H_ETA_PLUS] = check_float(eta_plus, "eta_plus", 1.0)
+        self.hyper[_u.H_ETA_MINUS] = check_float(eta_minus, "eta_minus", 0.0, 1.0,
+                                                 low_open=True)
+        self.hyper[_u.H_DELTA_MIN] = check_float(delta_min, "delta_min", 0.0)
+        self.hyper[_u.H_DELTA_MAX] = check_float(delta_max, "delta_max", delta_min)
+
+    def _init_state(self):
+        self.state[1] = self.delta0
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rprop": RPROP}
 
 
 def make_optimizer(optimizer, lr, **kwargs):
-    """An :class:`Optimizer` from a name (``sgd``, ``adam``, ``adamw``) or an instance."""
+    """An :class:`Optimizer` from a name (``sgd``, ``adam``, ``adamw``, ``rprop``) or an instance."""
     if isinstance(optimizer, Optimizer):
         return optimizer
     if not isinstance(optimizer, str) or optimizer.lower() not in OPTIMIZERS:

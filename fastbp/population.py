@@ -20,8 +20,8 @@ class Population:
 
     Parameters
     ----------
-    sizes, activation, output, loss, init, dtype, leaky_slope, elu_alpha
-        As for :class:`fastbp.MLP`.
+    sizes, activation, output, loss, init, dtype, **mlp_kwargs
+        As for :class:`fastbp.MLP` (dropout, batch_norm, ... included).
     k : int
         Number of networks.
     seed : int or None
@@ -35,16 +35,17 @@ class Population:
     """
 
     def __init__(self, sizes, k, activation="relu", output=None, loss="mse", init="auto",
-                 dtype="float64", seed=None, leaky_slope=0.01, elu_alpha=1.0):
+                 dtype="float64", seed=None, **mlp_kwargs):
         self.k = check_int(k, "k", 1)
         self._kw = dict(activation=activation, output=output, loss=loss, init=init,
-                        dtype=dtype, leaky_slope=leaky_slope, elu_alpha=elu_alpha)
+                        dtype=dtype, **mlp_kwargs)
         seqs = np.random.SeedSequence(seed).spawn(self.k)
-        self.template = MLP(sizes, seed=seqs[0], **self._kw)
-        self.params = np.empty((self.k, self.template.n_params), dtype=self.template.dtype)
-        self.params[0] = self.template.params
-        for i in range(1, self.k):
-            self.params[i] = MLP(sizes, seed=seqs[i], **self._kw).params
+        nets = [MLP(sizes, seed=s, **self._kw) for s in seqs]
+        self.template = nets[0]
+        self.params = np.stack([net.params for net in nets])
+        self.stats = np.stack([net._stats for net in nets])
+        self.counters = np.zeros((self.k, 1), dtype=np.int64)
+        self.seeds = np.array([net._dropout_seed for net in nets], dtype=np.int64)
         self.rng = np.random.default_rng(seqs[0].spawn(1)[0])
         self._bufs = {}
 
@@ -60,6 +61,9 @@ class Population:
             raise IndexError(f"network index {i} out of range for {self.k} networks")
         net = self.template.copy()
         net._params = self.params[i]
+        net._stats = self.stats[i]
+        net._counter = self.counters[i]
+        net._dropout_seed = int(self.seeds[i])
         net._make_views()
         return net
 
@@ -88,16 +92,24 @@ class Population:
         key = (chunks, cap, y_like.dtype.str, y_like.shape[2:])
         if key not in self._bufs:
             width = int(t._layout[:, 1].sum())
-            z = lambda *s, dt=t.dtype: np.zeros(s, dtype=dt)
+            z = lambda *s, dt=t.dtype: np.zeros(s, dtype=dt)  # noqa: E731
             self._bufs[key] = (z(chunks, cap, t.sizes[0]),
                                np.zeros((chunks, cap) + y_like.shape[2:], dtype=y_like.dtype),
                                z(chunks, cap * width), z(chunks, cap * width),
-                               z(chunks, cap * width), z(chunks, t.n_params))
+                               z(chunks, cap * width), z(chunks, t.n_params),
+                               z(chunks, cap * width), z(chunks, cap * width), z(chunks, width))
         return self._bufs[key]
+
+    def _model_arrays(self):
+        t = self.template
+        return (self.params, t._layout, t._lparams, self.stats, self.counters, self.seeds)
 
     def fit(self, X, y, epochs=1, batch_size=32, lr=0.01, shuffle=True, optimizer="sgd",
             **opt_kwargs):
         """Train every network; returns the mean training loss, shape ``(epochs, k)``.
+
+        A network whose loss becomes non-finite stops where it diverged and
+        reports NaN for that epoch; the others are unaffected.
 
         Parameters
         ----------
@@ -113,26 +125,28 @@ class Population:
         epochs = check_int(epochs, "epochs", 0)
         batch_size = check_int(batch_size, "batch_size", 1)
         lrs = np.broadcast_to(np.asarray(lr, dtype=np.float64), (self.k,))
-        opts = [make_optimizer(optimizer, float(v), **opt_kwargs) for v in np.unique(lrs)]
-        proto = opts[0].bind(self.template.n_params, self.dtype)
+        proto = make_optimizer(optimizer, float(lrs[0]), **opt_kwargs)
+        proto.bind(self.template.n_params, self.dtype)
         hyper = np.tile(proto.hyper, (self.k, 1))
-        hyper[:, 0] = lrs
-        state = np.zeros((self.k,) + proto.state.shape, dtype=self.dtype)
+        for i, v in enumerate(lrs):
+            proto.lr = float(v)  # validates each rate
+            hyper[i, 0] = v
+        state = np.tile(proto.state, (self.k, 1, 1))
         step = np.zeros((self.k, 1), dtype=np.int64)
         n = X3.shape[1]
         cap = min(batch_size, n)
         bufs = self._buffers(cap, Y3)
         orders = np.tile(np.arange(n, dtype=np.int64), (self.k, 1))
         out = np.zeros((self.k, 2))
-        t = self.template
         losses = np.zeros((epochs, self.k))
         with threadpool_limits(1):
             for e in range(epochs):
                 if shuffle:
                     orders = np.argsort(self.rng.random((self.k, n)), axis=1)
-                population_epoch(self.params, t._layout, t._alpha, t._loss_code, X3, Y3, orders,
-                                 batch_size, shuffle, *bufs, proto.code, hyper, state, step, out)
-                losses[e] = out[:, 0]
+                population_epoch(*self._model_arrays(), self.template._loss_code, X3, Y3, orders,
+                                 batch_size, shuffle, *bufs, proto.code, hyper, state, step,
+                                 out)
+                losses[e] = np.where(out[:, 1] == n, out[:, 0], np.nan)
         return losses
 
     def predict(self, X):
@@ -144,5 +158,5 @@ class Population:
         bufs = self._buffers(cap, np.zeros((1, 1, t.sizes[-1]), t.dtype))
         out = np.empty((self.k, n, t.sizes[-1]), dtype=t.dtype)
         with threadpool_limits(1):
-            population_predict(self.params, t._layout, t._alpha, X3, bufs[2], bufs[3], out)
+            population_predict(*self._model_arrays(), X3, *bufs[2:], cap, out)
         return out

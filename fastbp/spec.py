@@ -4,7 +4,7 @@ Kernels never see strings: activations, losses and initialisers are passed as
 the integer codes defined here, and the network architecture as a small
 ``int64`` *layout* table.
 
-Layout table (shape ``(n_layers, 4)``), one row per weight layer ``l``:
+Layout table (int64, shape ``(n_layers, 6)``), one row per weight layer ``l``:
 
 ====  =============================================================
 col   meaning
@@ -14,7 +14,16 @@ col   meaning
 2     ``w_off`` -- offset of ``W_l`` (``n_out x n_in``, C order) in params;
       ``b_l`` follows at ``w_off + n_out * n_in``
 3     activation code of the layer's output
+4     ``bn_off`` -- offset of batch-norm ``gamma`` (``beta`` follows), or -1
+5     ``stat_off`` -- offset of the running mean (variance follows) in the
+      batch-norm statistics buffer, or -1
 ====  =============================================================
+
+Per-layer float settings (float64, shape ``(n_layers, 4)``): activation
+parameter (leaky slope / elu alpha), dropout rate of the layer's output,
+batch-norm momentum, batch-norm epsilon.
+
+Parameters of layer ``l`` occupy ``W_l, b_l[, gamma_l, beta_l]`` in order.
 """
 
 import numpy as np
@@ -109,13 +118,24 @@ def check_sizes(sizes):
     return tuple(out)
 
 
-def build_layout(sizes, act_codes):
-    """Return the ``(n_layers, 4)`` int64 layout table and the parameter count."""
+L_IN, L_OUT, L_W, L_ACT, L_BN, L_STAT = range(6)
+P_ALPHA, P_DROP, P_BN_MOMENTUM, P_BN_EPS = range(4)
+
+
+def build_layout(sizes, act_codes, batch_norm=None):
+    """Return the int64 layout table, the parameter count and the statistics count.
+
+    ``batch_norm`` holds one flag per weight layer (default: none).
+    """
     n_layers = len(sizes) - 1
-    layout = np.empty((n_layers, 4), dtype=np.int64)
+    bn = [False] * n_layers if batch_norm is None else list(batch_norm)
+    layout = np.empty((n_layers, 6), dtype=np.int64)
     off = 0
+    stat = 0
     for l in range(n_layers):
         n_in, n_out = sizes[l], sizes[l + 1]
-        layout[l] = (n_in, n_out, off, act_codes[l])
-        off += n_out * n_in + n_out
-    return layout, off
+        bn_off = off + n_out * n_in + n_out if bn[l] else -1
+        layout[l] = (n_in, n_out, off, act_codes[l], bn_off, stat if bn[l] else -1)
+        off += n_out * n_in + n_out + (2 * n_out if bn[l] else 0)
+        stat += 2 * n_out if bn[l] else 0
+    return layout, off, stat

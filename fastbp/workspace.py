@@ -7,13 +7,15 @@ It grows (reallocates) only when a larger batch arrives.
 
 import numpy as np
 
+from ._kernels.state import Work
+
 
 class Workspace:
-    """Activation, pre-activation, delta and gradient buffers for ``cap`` rows.
+    """Activation, delta, dropout-mask, batch-norm and gradient buffers for ``cap`` rows.
 
     Parameters
     ----------
-    layout : ndarray of int64, shape (n_layers, 4)
+    layout : ndarray of int64
         The network's layout table (see :mod:`fastbp.spec`).
     n_params : int
         Length of the flat parameter buffer.
@@ -37,12 +39,12 @@ class Workspace:
         if cap <= self.cap:
             return
         width = int(self.layout[:, 1].sum())
-        self.acts = np.zeros(cap * width, dtype=self.dtype)
-        self.pre = np.zeros(cap * width, dtype=self.dtype)
-        self.deltas = np.zeros(cap * width, dtype=self.dtype)
+        z = lambda size: np.zeros(size, dtype=self.dtype)  # noqa: E731
         self.xbuf = np.zeros((cap, int(self.layout[0, 0])), dtype=self.dtype)
         self._ybufs = {}
         self.cap = cap
+        self.work = Work(z(cap * width), z(cap * width), z(cap * width), self.grad,
+                         z(cap * width), z(cap * width), z(width), cap)
 
     def ybuf(self, y):
         """A ``cap``-row buffer shaped and typed like the targets ``y``."""
@@ -57,4 +59,4 @@ class Workspace:
         """View of the output layer's activations for the last ``n``-row batch."""
         m = int(self.layout[-1, 1])
         off = self.cap * int(self.layout[:-1, 1].sum())
-        return self.acts[off:off + n * m].reshape(n, m)
+        return self.work.acts[off:off + n * m].reshape(n, m)

@@ -31,8 +31,9 @@ def _softplus(z):
 
 
 @njit(**JIT)
-def bias_act(A, b, act, alpha, pre, keep_pre):
-    """In place ``A <- f(A + b)`` row by row; ``pre <- A + b`` when ``keep_pre``."""
+def bias_act(A, b, act, alpha, pre, keep_pre, add_bias):
+    """In place ``A <- f(A + b)`` row by row (``f(A)`` unless ``add_bias``);
+    ``pre`` receives the activation's input when ``keep_pre``."""
     T = A.dtype.type
     n, m = A.shape
     al = T(alpha)
@@ -43,8 +44,9 @@ def bias_act(A, b, act, alpha, pre, keep_pre):
     k3 = T(0.044715)
     for i in range(n):
         row = A[i]
-        for j in range(m):
-            row[j] += b[j]
+        if add_bias:
+            for j in range(m):
+                row[j] += b[j]
         if keep_pre:
             p = pre[i]
             for j in range(m):

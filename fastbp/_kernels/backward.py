@@ -1,63 +1,92 @@
 """Delta backpropagation with the weight gradient or a fused SGD update.
 
-For each layer from the output down: ``D_{l-1} = (D_l @ W_l) * f'(z_{l-1})``
-(computed before ``W_l`` changes), then either the gradient
-``dW_l = D_l.T @ A_{l-1}``, ``db_l = sum_rows(D_l)`` is written into ``grad``,
-or SGD is applied in place with no gradient buffer:
-``W_l <- decay * W_l - lr * D_l.T @ A_{l-1}`` inside one gemm (``beta = decay``).
-Deltas already carry the ``1/n`` of the batch mean.
+For each layer from the output down: ``D_{l-1} = D_l @ W_l`` (computed before
+``W_l`` changes), then layer ``l``'s gradient ``dW_l = D_l.T @ A_{l-1}``,
+``db_l = sum_rows(D_l)`` is written into ``grad`` -- or, fused, SGD is applied
+in place with no gradient buffer: ``W_l <- decay * W_l - lr * D_l.T @ A_{l-1}``
+inside one gemm (``beta = decay``).  Then ``D_{l-1}`` passes back through
+layer ``l-1``'s dropout, activation derivative and batch norm.  Deltas
+already carry the ``1/n`` of the batch mean.
 """
 
 from numba import njit
 
 from .._config import JIT
+from ..spec import L_ACT, L_BN, L_IN, L_OUT, P_ALPHA, P_DROP
 from .activations import mul_act_grad
-from .forward import block, layer_params
+from .forward import block, bn_params, layer_params, unit_offset
 from .matmul import mm_nn, mm_tn
+from .regularize import bn_backward, dropout_backward
 
 
 @njit(**JIT)
-def _layer_backward(params, layout, l, D, Ain, grad, lr, decay, fused):
-    W, b = layer_params(params, layout, l)
+def _colsum(D, out):
+    out[:] = 0.0
+    for i in range(D.shape[0]):
+        d = D[i]
+        for j in range(out.shape[0]):
+            out[j] += d[j]
+
+
+@njit(**JIT)
+def _weights(model, work, l, D, Ain, lr, decay, fused):
+    """Gradient of layer ``l``'s W and b into ``grad``, or the fused SGD update."""
+    W, b = layer_params(model.params, model.layout, l)
+    G, g = layer_params(work.grad, model.layout, l)
+    _colsum(D, g)
     if fused:
         mm_tn(-lr, D, Ain, decay, W)
-        T = b.dtype.type
-        step = T(lr)
-        for i in range(D.shape[0]):
-            d = D[i]
-            for j in range(b.shape[0]):
-                b[j] -= step * d[j]
+        step = b.dtype.type(lr)
+        for j in range(b.shape[0]):
+            b[j] -= step * g[j]
     else:
-        G, g = layer_params(grad, layout, l)
         mm_tn(1.0, D, Ain, 0.0, G)
-        g[:] = 0.0
-        for i in range(D.shape[0]):
-            d = D[i]
-            for j in range(g.shape[0]):
-                g[j] += d[j]
 
 
 @njit(**JIT)
-def backward(params, layout, alpha, X, acts, pre, deltas, cap, grad, lr, decay, fused):
-    """Propagate the output delta (already in ``deltas``) down to layer 0.
+def _through_layer(model, work, l, Dp, Ain, off, lr, fused, training):
+    """Turn ``Dp`` = dE/d(output of layer ``l``) into dE/d(linear output of layer ``l``)."""
+    layout = model.layout
+    lp = model.lparams
+    n, m = Dp.shape
+    if training and lp[l, P_DROP] > 0.0:
+        dropout_backward(Dp, Ain, block(work.mask, off, n, m), lp[l, P_DROP])
+    mul_act_grad(Dp, Ain, block(work.pre, off, n, m), layout[l, L_ACT], lp[l, P_ALPHA])
+    if layout[l, L_BN] >= 0:
+        u = unit_offset(layout, l)
+        gam, bet = bn_params(model.params, layout, l)
+        dg, db = bn_params(work.grad, layout, l)
+        bn_backward(Dp, block(work.bnx, off, n, m), work.bninv[u:u + m], gam, dg, db, training)
+        if fused:
+            step = gam.dtype.type(lr)
+            for j in range(m):
+                gam[j] -= step * dg[j]
+                bet[j] -= step * db[j]
+
+
+@njit(**JIT)
+def backward(model, work, X, lr, decay, fused, training):
+    """Propagate the output delta (already in ``work.deltas``) down to layer 0.
 
     ``fused``: apply SGD in place (``lr``, weight ``decay`` factor); otherwise
-    write the batch-mean gradient into ``grad`` and leave ``params`` alone.
+    write the batch-mean gradient into ``work.grad`` and leave ``params`` alone.
     """
+    layout = model.layout
+    cap = work.cap
     n = X.shape[0]
     L = layout.shape[0]
     off = 0
     for l in range(L - 1):
-        off += cap * layout[l, 1]
+        off += cap * layout[l, L_OUT]
     for l in range(L - 1, 0, -1):
-        prev = off - cap * layout[l - 1, 1]
-        n_in = layout[l, 0]
-        D = block(deltas, off, n, layout[l, 1])
-        Ain = block(acts, prev, n, n_in)
-        Dp = block(deltas, prev, n, n_in)
-        W, _ = layer_params(params, layout, l)
+        prev = off - cap * layout[l - 1, L_OUT]
+        n_in = layout[l, L_IN]
+        D = block(work.deltas, off, n, layout[l, L_OUT])
+        Ain = block(work.acts, prev, n, n_in)
+        Dp = block(work.deltas, prev, n, n_in)
+        W, _ = layer_params(model.params, layout, l)
         mm_nn(1.0, D, W, 0.0, Dp)
-        mul_act_grad(Dp, Ain, block(pre, prev, n, n_in), layout[l - 1, 3], alpha[l - 1])
-        _layer_backward(params, layout, l, D, Ain, grad, lr, decay, fused)
+        _weights(model, work, l, D, Ain, lr, decay, fused)
+        _through_layer(model, work, l - 1, Dp, Ain, prev, lr, fused, training)
         off = prev
-    _layer_backward(params, layout, 0, block(deltas, 0, n, layout[0, 1]), X, grad, lr, decay, fused)
+    _weights(model, work, 0, block(work.deltas, 0, n, layout[0, L_OUT]), X, lr, decay, fused)

@@ -1,17 +1,20 @@
 """Forward pass over all layers into a preallocated activation buffer.
 
-Buffers ``acts`` and ``pre`` are 1-D with room for ``cap`` rows of every
-layer's output: layer ``l`` owns ``cap * n_out_l`` entries starting at
-``cap * sum(n_out_j for j < l)``; a batch of ``n <= cap`` rows uses the first
-``n * n_out_l`` of them as a C-contiguous ``(n, n_out_l)`` view.
+Buffers in ``Work`` (``acts``, ``pre``, ``mask``, ``bnx``, ``deltas``) are 1-D
+with room for ``cap`` rows of every layer's output: layer ``l`` owns
+``cap * n_out_l`` entries starting at ``cap * sum(n_out_j for j < l)``; a
+batch of ``n <= cap`` rows uses the first ``n * n_out_l`` of them as a
+C-contiguous ``(n, n_out_l)`` view.  ``bninv`` holds one entry per unit.
 """
 
 from numba import njit
 
 from .._config import JIT
-from ..spec import GELU
+from ..spec import GELU, L_ACT, L_BN, L_IN, L_OUT, L_STAT, L_W, P_ALPHA, P_BN_EPS, \
+    P_BN_MOMENTUM, P_DROP
 from .activations import bias_act
 from .matmul import mm_nt
+from .regularize import bn_forward, dropout_forward, mask_key
 from .views import view2d
 
 
@@ -24,48 +27,81 @@ def block(buf, off, n, m):
 @njit(**JIT)
 def layer_params(params, layout, l):
     """Views ``(W, b)`` of layer ``l``: ``W`` is ``(n_out, n_in)``."""
-    n_in = layout[l, 0]
-    n_out = layout[l, 1]
-    w = layout[l, 2]
+    n_in = layout[l, L_IN]
+    n_out = layout[l, L_OUT]
+    w = layout[l, L_W]
     W = view2d(params, w, n_out, n_in)
     b = params[w + n_out * n_in:w + n_out * n_in + n_out]
     return W, b
 
 
 @njit(**JIT)
+def bn_params(params, layout, l):
+    """Views ``(gamma, beta)`` of layer ``l``'s batch norm (layer must have one)."""
+    o = layout[l, L_BN]
+    m = layout[l, L_OUT]
+    return params[o:o + m], params[o + m:o + 2 * m]
+
+
+@njit(**JIT)
 def keeps_pre(layout, l):
     """Whether layer ``l`` stores its pre-activation (GELU layers and the output)."""
-    return layout[l, 3] == GELU or l == layout.shape[0] - 1
+    return layout[l, L_ACT] == GELU or l == layout.shape[0] - 1
 
 
 @njit(**JIT)
-def layer_offset(layout, cap, l):
-    """Offset of layer ``l``'s block in the activation/delta buffers."""
-    off = 0
+def unit_offset(layout, l):
+    """Index of layer ``l``'s first unit among all layers' units."""
+    u = 0
     for j in range(l):
-        off += cap * layout[j, 1]
-    return off
+        u += layout[j, L_OUT]
+    return u
 
 
 @njit(**JIT)
-def _layer_forward(params, layout, alpha, l, Ain, acts, pre, off):
+def _layer_forward(model, work, l, Ain, off, training, update_stats):
+    layout = model.layout
     n = Ain.shape[0]
-    m = layout[l, 1]
-    W, b = layer_params(params, layout, l)
-    A = block(acts, off, n, m)
-    P = block(pre, off, n, m)
+    m = layout[l, L_OUT]
+    W, b = layer_params(model.params, layout, l)
+    A = block(work.acts, off, n, m)
+    P = block(work.pre, off, n, m)
     mm_nt(1.0, Ain, W, 0.0, A)
-    bias_act(A, b, layout[l, 3], alpha[l], P, keeps_pre(layout, l))
+    lp = model.lparams
+    act = layout[l, L_ACT]
+    if layout[l, L_BN] >= 0:
+        u = unit_offset(layout, l)
+        g, be = bn_params(model.params, layout, l)
+        s = layout[l, L_STAT]
+        for i in range(n):
+            for j in range(m):
+                A[i, j] += b[j]
+        bn_forward(A, block(work.bnx, off, n, m), work.bninv[u:u + m], g, be,
+                   model.stats[s:s + m], model.stats[s + m:s + 2 * m],
+                   lp[l, P_BN_MOMENTUM], lp[l, P_BN_EPS], training, update_stats)
+        bias_act(A, b, act, lp[l, P_ALPHA], P, keeps_pre(layout, l), False)
+    else:
+        bias_act(A, b, act, lp[l, P_ALPHA], P, keeps_pre(layout, l), True)
+    if training and lp[l, P_DROP] > 0.0:
+        dropout_forward(A, block(work.mask, off, n, m), lp[l, P_DROP],
+                        mask_key(model.seed, model.counter[0], l))
 
 
 @njit(**JIT)
-def forward(params, layout, alpha, X, acts, pre, cap):
-    """Run ``X`` (``n <= cap`` rows) through every layer; return the output block offset."""
+def forward(model, work, X, training, update_stats):
+    """Run ``X`` (``n <= cap`` rows) through every layer; return the output block offset.
+
+    ``training`` applies dropout and batch statistics; ``update_stats``
+    updates batch-norm running averages (only in training).
+    """
+    layout = model.layout
+    cap = work.cap
     n = X.shape[0]
-    _layer_forward(params, layout, alpha, 0, X, acts, pre, 0)
+    _layer_forward(model, work, 0, X, 0, training, update_stats)
     off = 0
     for l in range(1, layout.shape[0]):
         prev = off
-        off += cap * layout[l - 1, 1]
-        _layer_forward(params, layout, alpha, l, block(acts, prev, n, layout[l, 0]), acts, pre, off)
+        off += cap * layout[l - 1, L_OUT]
+        _layer_forward(model, work, l, block(work.acts, prev, n, layout[l, L_IN]), off,
+                       training, update_stats)
     return off

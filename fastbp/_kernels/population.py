@@ -1,16 +1,18 @@
 """Many independent networks of one architecture, trained in one parallel call.
 
-``params`` is ``(K, n_params)``: row ``k`` is network ``k``'s flat buffer.
-Threads take contiguous chunks of networks (``prange`` over chunks) and reuse
-one set of workspace buffers per chunk, so nothing is allocated per network
-or per batch and the result does not depend on the thread count.
+``params`` is ``(K, n_params)``: row ``k`` is network ``k``'s flat buffer, with
+its own batch-norm statistics row, step counter and dropout seed.  Threads
+take contiguous chunks of networks (``prange`` over chunks) and reuse one
+workspace per chunk, so nothing is allocated per network or per batch and the
+result does not depend on the thread count.
 """
-
 
 from numba import njit, prange
 
 from .._config import JIT, JIT_PARALLEL
+from ..spec import L_OUT
 from .forward import block, forward
+from .state import Model, Work
 from .train import train_epoch
 
 
@@ -20,47 +22,54 @@ def _row(a, k):
     return a[k] if a.shape[0] > 1 else a[0]
 
 
+@njit(**JIT)
+def _model(params, layout, lparams, stats, counters, seeds, k):
+    return Model(params[k], layout, lparams, stats[k], counters[k], seeds[k])
+
+
+@njit(**JIT)
+def _work(acts, pre, deltas, grad, mask, bnx, bninv, c, cap):
+    return Work(acts[c], pre[c], deltas[c], grad[c], mask[c], bnx[c], bninv[c], cap)
+
+
 @njit(**JIT_PARALLEL)
-def population_epoch(params, layout, alpha, loss, X, y, orders, batch_size, shuffle,
-                     xbuf, ybuf, acts, pre, deltas, grad, opt, hyper, state, step, out):
+def population_epoch(params, layout, lparams, stats, counters, seeds, loss, X, y, orders,
+                     batch_size, shuffle, xbuf, ybuf, acts, pre, deltas, grad, mask, bnx, bninv,
+                     opt, hyper, state, step, out):
     """One epoch for every network.
 
     ``X``/``y``: ``(1 or K, N, ...)`` (shared or per network); ``orders`` (K, N);
     ``hyper`` (K, n_hyper); ``state`` (K, n_state, n_params); ``step`` (K, 1);
     ``out`` (K, 2) receives each network's mean loss and trained sample count.
-    Per-chunk buffers ``xbuf``, ``ybuf``, ``acts``, ``pre``, ``deltas``, ``grad``
-    have a leading axis of length ``n_chunks``.
+    Workspace arrays have a leading axis of length ``n_chunks``.
     """
     K = params.shape[0]
     n_chunks = acts.shape[0]
+    cap = xbuf.shape[1]
     for c in prange(n_chunks):
+        work = _work(acts, pre, deltas, grad, mask, bnx, bninv, c, cap)
         for k in range(c * K // n_chunks, (c + 1) * K // n_chunks):
-            train_epoch(params[k], layout, alpha, loss, _row(X, k), _row(y, k), orders[k],
-                        batch_size, shuffle, xbuf[c], ybuf[c], acts[c], pre[c], deltas[c],
-                        grad[c], opt, hyper[k], state[k], step[k], out[k])
+            train_epoch(_model(params, layout, lparams, stats, counters, seeds, k), work, loss,
+                        _row(X, k), _row(y, k), orders[k], batch_size, shuffle, xbuf[c],
+                        ybuf[c], opt, hyper[k], state[k], step[k], out[k])
 
 
 @njit(**JIT_PARALLEL)
-def population_predict(params, layout, alpha, X, acts, pre, out):
+def population_predict(params, layout, lparams, stats, counters, seeds, X, acts, pre, deltas,
+                       grad, mask, bnx, bninv, cap, out):
     """``out[k] <- network_k(X_k)`` for every network; ``X`` is ``(1 or K, n, n_in)``."""
     K = params.shape[0]
     n_chunks = acts.shape[0]
-    L = layout.shape[0]
-    m = layout[L - 1, 1]
-    width = 0
-    for l in range(L):
-        width += layout[l, 1]
-    cap = acts.shape[1] // width
+    m = layout[layout.shape[0] - 1, L_OUT]
     for c in prange(n_chunks):
+        work = _work(acts, pre, deltas, grad, mask, bnx, bninv, c, cap)
         for k in range(c * K // n_chunks, (c + 1) * K // n_chunks):
             Xk = _row(X, k)
-            n = Xk.shape[0]
-            for s in range(0, n, cap):
-                e = min(s + cap, n)
-                off = forward(params[k], layout, alpha, Xk[s:e], acts[c], pre[c], cap)
-                A = block(acts[c], off, e - s, m)
+            model = _model(params, layout, lparams, stats, counters, seeds, k)
+            for s in range(0, Xk.shape[0], cap):
+                e = min(s + cap, Xk.shape[0])
+                off = forward(model, work, Xk[s:e], False, False)
+                A = block(work.acts, off, e - s, m)
                 for i in range(e - s):
                     for j in range(m):
                         out[k, s + i, j] = A[i, j]
-
-

@@ -1,8 +1,8 @@
 """One training step and one whole epoch, each a single compiled call.
 
-Workspace arrays (see ``fastbp.workspace``): ``acts``, ``pre``, ``deltas``
-(1-D, ``cap`` rows of every layer), ``grad`` (layout of params), ``xbuf`` and
-``ybuf`` (``cap`` rows of inputs and targets, for shuffled batches).
+Kernels take a ``Model`` and a ``Work`` (see ``state.py``), the loss code,
+data, and the optimizer's code, ``hyper`` array, state buffers and step
+counter (see ``update.py``).
 """
 
 import math
@@ -10,66 +10,67 @@ import math
 from numba import njit
 
 from .._config import JIT
+from ..spec import L_ACT, L_OUT
 from .backward import backward
 from .forward import block, forward
 from .losses import loss_delta
-from .update import H_LR, H_WD, SGD, apply_update
+from .update import H_CLIP, H_L1, H_LR, H_WD, SGD, apply_update
 
 
 @njit(**JIT)
-def loss_grad(params, layout, alpha, loss, X, y, acts, pre, deltas, grad, cap):
-    """Batch-mean loss of ``(X, y)``; ``grad <- d(mean loss)/d(params)``."""
+def _forward_loss(model, work, loss, X, y, training, update_stats, scale, want_delta):
     n = X.shape[0]
-    L = layout.shape[0]
-    m = layout[L - 1, 1]
-    off = forward(params, layout, alpha, X, acts, pre, cap)
-    total = loss_delta(block(acts, off, n, m), block(pre, off, n, m), y, loss,
-                       layout[L - 1, 3], 1.0 / n, block(deltas, off, n, m), True)
-    backward(params, layout, alpha, X, acts, pre, deltas, cap, grad, 0.0, 1.0, False)
+    L = model.layout.shape[0]
+    m = model.layout[L - 1, L_OUT]
+    off = forward(model, work, X, training, update_stats)
+    return loss_delta(block(work.acts, off, n, m), block(work.pre, off, n, m), y, loss,
+                      model.layout[L - 1, L_ACT], scale, block(work.deltas, off, n, m),
+                      want_delta)
+
+
+@njit(**JIT)
+def loss_grad(model, work, loss, X, y, training):
+    """Batch-mean loss of ``(X, y)``; ``work.grad <- d(mean loss)/d(params)``.
+
+    Nothing else changes (running statistics and the step counter stay).
+    """
+    n = X.shape[0]
+    total = _forward_loss(model, work, loss, X, y, training, False, 1.0 / n, True)
+    backward(model, work, X, 0.0, 1.0, False, training)
     return total / n
 
 
 @njit(**JIT)
-def loss_sum(params, layout, alpha, loss, X, y, acts, pre, deltas, cap):
-    """Sum of per-sample losses of ``(X, y)`` (forward only)."""
-    n = X.shape[0]
-    L = layout.shape[0]
-    m = layout[L - 1, 1]
-    off = forward(params, layout, alpha, X, acts, pre, cap)
-    return loss_delta(block(acts, off, n, m), block(pre, off, n, m), y, loss,
-                      layout[L - 1, 3], 1.0, block(deltas, off, n, m), False)
+def loss_sum(model, work, loss, X, y, training):
+    """Sum of per-sample losses of ``(X, y)`` (forward only, nothing changes)."""
+    return _forward_loss(model, work, loss, X, y, training, False, 1.0, False)
 
 
 @njit(**JIT)
-def train_batch(params, layout, alpha, loss, X, y, acts, pre, deltas, grad, cap,
-                opt, hyper, state, step):
+def train_batch(model, work, loss, X, y, opt, hyper, state, step):
     """Forward, backward and one optimizer update on ``(X, y)``.
 
     Returns the batch's summed loss, evaluated before the update.  A non-finite
     loss leaves ``params`` untouched.
     """
     n = X.shape[0]
-    L = layout.shape[0]
-    m = layout[L - 1, 1]
-    off = forward(params, layout, alpha, X, acts, pre, cap)
-    total = loss_delta(block(acts, off, n, m), block(pre, off, n, m), y, loss,
-                       layout[L - 1, 3], 1.0 / n, block(deltas, off, n, m), True)
+    total = _forward_loss(model, work, loss, X, y, True, True, 1.0 / n, True)
     if not math.isfinite(total):
         return total
-    if opt == SGD:
+    if opt == SGD and hyper[H_L1] == 0.0 and hyper[H_CLIP] == 0.0:
         lr = hyper[H_LR]
         step[0] += 1
-        backward(params, layout, alpha, X, acts, pre, deltas, cap, grad,
-                 lr, 1.0 - lr * hyper[H_WD], True)
+        backward(model, work, X, lr, 1.0 - lr * hyper[H_WD], True, True)
     else:
-        backward(params, layout, alpha, X, acts, pre, deltas, cap, grad, 0.0, 1.0, False)
-        apply_update(params, grad, layout, opt, hyper, state, step)
+        backward(model, work, X, 0.0, 1.0, False, True)
+        apply_update(model.params, work.grad, model.layout, opt, hyper, state, step)
+    model.counter[0] += 1
     return total
 
 
 @njit(**JIT)
-def train_epoch(params, layout, alpha, loss, X, y, order, batch_size, shuffle,
-                xbuf, ybuf, acts, pre, deltas, grad, opt, hyper, state, step, out):
+def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
+                opt, hyper, state, step, out):
     """One epoch of mini-batch training in one call.
 
     Batches follow ``order`` (a permutation) when ``shuffle`` is true, else
@@ -78,7 +79,6 @@ def train_epoch(params, layout, alpha, loss, X, y, order, batch_size, shuffle,
     loss is not finite (``out[1]`` then falls short of ``X.shape[0]``).
     """
     N = X.shape[0]
-    cap = xbuf.shape[0]
     total = 0.0
     done = 0
     for start in range(0, N, batch_size):
@@ -88,11 +88,10 @@ def train_epoch(params, layout, alpha, loss, X, y, order, batch_size, shuffle,
                 j = order[start + r]
                 xbuf[r] = X[j]
                 ybuf[r] = y[j]
-            s = train_batch(params, layout, alpha, loss, xbuf[:n], ybuf[:n], acts, pre,
-                            deltas, grad, cap, opt, hyper, state, step)
+            s = train_batch(model, work, loss, xbuf[:n], ybuf[:n], opt, hyper, state, step)
         else:
-            s = train_batch(params, layout, alpha, loss, X[start:start + n], y[start:start + n],
-                            acts, pre, deltas, grad, cap, opt, hyper, state, step)
+            s = train_batch(model, work, loss, X[start:start + n], y[start:start + n],
+                            opt, hyper, state, step)
         if not math.isfinite(s):
             out[0] = s
             out[1] = done

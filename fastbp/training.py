@@ -1,0 +1,210 @@
+"""The epoch loop behind :meth:`fastbp.MLP.fit`.
+
+Python runs once per epoch (schedule, shuffle, validation, early stopping,
+progress, callbacks); each epoch's batches run in one compiled call.
+"""
+
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from ._kernels.train import train_epoch
+from ._validate import check_float, check_int
+from .history import History
+from .schedules import make_schedule
+from .spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY
+
+
+class _Snapshot:
+    """Preallocated copy of everything an epoch changes, to undo it."""
+
+    def __init__(self, net, opt):
+        self.net, self.opt = net, opt
+        self.params = np.empty_like(net._params)
+        self.stats = np.empty_like(net._stats)
+        self.state = np.empty_like(opt.state)
+        self.counter = 0
+        self.step = 0
+
+    def take(self):
+        np.copyto(self.params, self.net._params)
+        np.copyto(self.stats, self.net._stats)
+        np.copyto(self.state, self.opt.state)
+        self.counter = int(self.net._counter[0])
+        self.step = int(self.opt.step[0])
+
+    def restore(self):
+        np.copyto(self.net._params, self.params)
+        np.copyto(self.net._stats, self.stats)
+        np.copyto(self.opt.state, self.state)
+        self.net._counter[0] = self.counter
+        self.opt.step[0] = self.step
+
+
+def score(net, X, y):
+    """Accuracy for classification losses, ``None`` for mse."""
+    if net._loss_code == CROSS_ENTROPY:
+        pred = net.predict(X).argmax(1)
+        truth = y if y.ndim == 1 else y.argmax(1)
+        return float((pred == truth).mean())
+    if net._loss_code == BINARY_CROSS_ENTROPY:
+        return float(((net.predict(X) > 0.5) == (y > 0.5)).all(axis=1).mean())
+    return None
+
+
+def grad_norms(net, X, y):
+    """Euclidean norm of each layer's weight gradient on ``(X, y)``."""
+    _, g = net.gradient(X, y)
+    norms = []
+    for n_in, n_out, off, *_ in net._layout:
+        norms.append(float(np.linalg.norm(g[off:off + n_in * n_out].astype(np.float64))))
+    return norms
+
+
+def _split(net, X, y, fraction):
+    n = X.shape[0]
+    n_val = int(round(n * fraction))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"validation_fraction={fraction} leaves {n - n_val} training and "
+                         f"{n_val} validation samples out of {n}; both need at least one")
+    perm = net.rng.permutation(n)
+    tr, va = np.sort(perm[n_val:]), np.sort(perm[:n_val])
+    return X[tr], y[tr], X[va], y[va]
+
+
+def _progress(verbose, epochs):
+    if not verbose:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=epochs, unit="epoch", file=sys.stdout, leave=True)
+
+
+def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose, callbacks,
+        on_divergence, validation_data, validation_fraction, early_stopping, n_iter_no_change,
+        tol, lr_schedule, record_grad_norms, opt_kwargs):
+    """Implementation of :meth:`fastbp.MLP.fit` (see there)."""
+    X, y = net._xy(X, y)
+    epochs = check_int(epochs, "epochs", 0)
+    batch_size = check_int(batch_size, "batch_size", 1)
+    n_iter_no_change = check_int(n_iter_no_change, "n_iter_no_change", 1)
+    tol = check_float(tol, "tol", low=0.0)
+    validation_fraction = check_float(validation_fraction, "validation_fraction", 0.0, 1.0,
+                                      high_open=True)
+    if on_divergence not in ("raise", "warn"):
+        raise ValueError(f"on_divergence must be 'raise' or 'warn', got {on_divergence!r}")
+    schedule = make_schedule(lr_schedule)
+    if seed is not None:
+        net.rng = np.random.default_rng(seed)
+    Xv = yv = None
+    if validation_data is not None:
+        try:
+            Xv, yv = validation_data
+        except (TypeError, ValueError):
+            raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+        Xv, yv = net._xy(Xv, yv)
+    elif validation_fraction > 0:
+        X, y, Xv, yv = _split(net, X, y, validation_fraction)
+    if early_stopping is None:
+        early_stopping = Xv is not None
+    if isinstance(optimizer, str) and optimizer.lower() == "lbfgs":
+        from .lbfgs import fit_lbfgs
+        return fit_lbfgs(net, X, y, epochs, lr, tol, opt_kwargs, Xv, yv)
+    opt = net._optimizer(optimizer, lr, opt_kwargs)
+    net.optimizer = opt
+    lr0 = opt.lr
+    n = X.shape[0]
+    if opt.full_batch:
+        batch_size = n
+    probe = (X[:512], y[:512]) if record_grad_norms else None
+    hist = History()
+    order = np.arange(n, dtype=np.int64)
+    out = np.zeros(2, dtype=np.float64)
+    snap = _Snapshot(net, opt)
+    best = np.inf
+    best_snap = _Snapshot(net, opt) if early_stopping else None
+    no_improve = 0
+    pending = False
+    bar = _progress(verbose, epochs)
+    with net._lock:
+        ws = net._workspace(min(batch_size, n))
+        ybuf = ws.ybuf(y)
+        try:
+            for epoch in range(epochs):
+                metric = (hist.val_loss[-1] if hist.val_loss else
+                          hist.loss[-1] if hist.loss else None)
+                opt.lr = schedule(epoch, lr0, metric)
+                snap.take()
+                pending = True
+                if shuffle:
+                    net.rng.shuffle(order)
+                t0 = time.perf_counter()
+                train_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size,
+                            shuffle, ws.xbuf, ybuf, opt.code, opt.hyper, opt.state, opt.step,
+                            out)
+                dt = time.perf_counter() - t0
+                if out[1] < n or not np.all(np.isfinite(net._params)):
+                    snap.restore()
+                    pending = False
+                    hist.stop_reason = "diverged"
+                    msg = (f"training diverged in epoch {epoch + 1} (loss became {out[0]}); "
+                           f"the network was restored to the end of epoch {epoch}. "
+                           f"Try a smaller learning rate than {opt.lr:g}")
+                    if on_divergence == "raise":
+                        from .network import DivergenceError
+                        raise DivergenceError(msg)
+                    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+                    break
+                hist.loss.append(float(out[0]))
+                hist.lr.append(opt.lr)
+                hist.epoch_time.append(dt)
+                hist.samples += n
+                pending = False
+                if Xv is not None:
+                    hist.val_loss.append(net.evaluate(Xv, yv))
+                    hist.val_score.append(score(net, Xv, yv))
+                if probe is not None:
+                    hist.grad_norms.append(grad_norms(net, *probe))
+                msg = f"loss {hist.loss[-1]:.5g}"
+                if hist.val_loss:
+                    msg += f"  val_loss {hist.val_loss[-1]:.5g}"
+                    if hist.val_score[-1] is not None:
+                        msg += f"  val_acc {hist.val_score[-1]:.4f}"
+                if bar is not None:
+                    bar.set_postfix_str(msg)
+                    bar.update(1)
+                elif verbose:
+                    print(f"epoch {epoch + 1}/{epochs}  {msg}  {dt:.3f} s", flush=True)
+                if early_stopping:
+                    metric = hist.val_loss[-1] if hist.val_loss else hist.loss[-1]
+                    if metric < best - tol:
+                        best = metric
+                        best_snap.take()
+                        hist.best_epoch = epoch
+                        no_improve = 0
+                    else:
+                        no_improve += 1
+                        if no_improve >= n_iter_no_change:
+                            hist.stop_reason = "early_stopping"
+                            break
+                if any(cb(net, epoch, hist) for cb in callbacks):
+                    hist.stop_reason = "callback"
+                    break
+        except KeyboardInterrupt:
+            if pending:  # the epoch in flight may have run: undo it
+                snap.restore()
+            hist.stop_reason = "interrupted"
+            warnings.warn(f"fit interrupted after {hist.epochs} complete epochs; the network "
+                          "holds the parameters at that point", RuntimeWarning, stacklevel=3)
+        finally:
+            if bar is not None:
+                bar.close()
+        if early_stopping and hist.best_epoch is not None and hist.stop_reason != "interrupted":
+            best_snap.restore()
+    net.history_ = hist
+    return hist
+
