@@ -1,0 +1,60 @@
+"""Shared fixtures for the fastbp test suite."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+# tests/ on sys.path so every test module can `import naive`
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
+try:  # hypothesis is a test extra; keep the suite usable without it
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "fastbp",
+        deadline=None,  # the first example pays for numba compilation
+        max_examples=25,
+        derandomize=True,  # reproducible in CI
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    settings.register_profile("fastbp-thorough", parent=settings.get_profile("fastbp"), max_examples=300, derandomize=False)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fastbp"))
+except ImportError:  # pragma: no cover
+    pass
+
+
+@pytest.fixture
+def rng():
+    """A fresh, seeded generator for each test."""
+    return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def xor_data():
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    y = np.array([[0.0], [1.0], [1.0], [0.0]])
+    return X, y
+
+
+@pytest.fixture
+def regression_data():
+    """Small regression problem: 37 samples (not a multiple of common batch sizes), 5 -> 3."""
+    r = np.random.default_rng(7)
+    X = r.standard_normal((37, 5))
+    y = np.tanh(X @ r.standard_normal((5, 3))) + 0.1 * r.standard_normal((37, 3))
+    return X, y
+
+
+@pytest.fixture
+def classification_data():
+    """Small 4-class problem: 29 samples, 6 features, int labels."""
+    r = np.random.default_rng(11)
+    X = r.standard_normal((29, 6))
+    labels = np.argmax(X[:, :4] + 0.3 * r.standard_normal((29, 4)), axis=1).astype(np.int64)
+    return X, labels
