@@ -17,3 +17,13 @@ JIT_PARALLEL = dict(JIT, parallel=True)
 #: larger ones call BLAS (sgemm/dgemm through scipy.linalg.cython_blas).
 SMALL_GEMM_MACS = 32768
 
+
+#: Networks whose multiply-adds per batch (sum of n_in * n_out over layers,
+#: times the batch size) stay below this train on the flat, view-free SGD path
+#: (``fastbp/_kernels/small.py``).
+SMALL_NET_MACS = 32768
+
+#: Options for small hot helpers that Numba inlines at the IR level into their
+#: callers, so that no call (and no reference counting of array arguments)
+#: happens per element or per sample.
+JIT_INLINE = dict(JIT, inline="always")

@@ -14,6 +14,7 @@ from ..spec import L_ACT, L_OUT
 from .backward import backward
 from .forward import block, forward
 from .losses import loss_delta
+from .small import eligible, small_epoch
 from .update import H_CLIP, H_L1, H_LR, H_WD, SGD, apply_update
 
 
@@ -73,11 +74,22 @@ def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
                 opt, hyper, state, step, out):
     """One epoch of mini-batch training in one call.
 
+    Small networks under plain SGD take the flat path (``small.py``).
+
     Batches follow ``order`` (a permutation) when ``shuffle`` is true, else
     the row order.  ``out[0]`` receives the mean training loss and ``out[1]``
     the number of samples trained; training stops at the first batch whose
     loss is not finite (``out[1]`` then falls short of ``X.shape[0]``).
     """
+    if (opt == SGD and hyper[H_L1] == 0.0 and hyper[H_CLIP] == 0.0
+            and eligible(model.layout, model.lparams, batch_size)):
+        lr = hyper[H_LR]
+        steps = small_epoch(model.params, model.layout, model.lparams, loss, X, y, order,
+                            batch_size, shuffle, work.acts, work.pre, work.deltas, work.cap, lr,
+                            1.0 - lr * hyper[H_WD], out)
+        step[0] += steps
+        model.counter[0] += steps
+        return
     N = X.shape[0]
     total = 0.0
     done = 0
