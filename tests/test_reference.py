@@ -164,9 +164,10 @@ def test_train_step_matches_naive(cfg, dtype):
     assert_close(net.evaluate(X, y), naive.loss(net, X, y), dtype)
 
 
-def test_train_step_default_lr_is_0_1():
+def test_train_step_default_lr_is_sgd_default_0_01():
+    # train_step and fit share one default: SGD's lr=0.01 (fastbp.network.DEFAULT_LR)
     net, X, y = _make(CONFIGS[0], "float64")
-    _, new_ref = naive.sgd_step(net, X, y, lr=0.1)
+    _, new_ref = naive.sgd_step(net, X, y, lr=0.01)
     net.train_step(X, y)
     assert_close(net.params, new_ref, "float64")
 
