@@ -12,7 +12,6 @@ from numba import types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic
-from numba.np.arrayobj import make_array, populate_array
 
 
 @intrinsic
@@ -26,6 +25,7 @@ def view2d(typingctx, buf, off, n, m):
     sig = retty(buf, off, n, m)
 
     def codegen(context, builder, sig, args):
+        from numba.np.arrayobj import make_array, populate_array  # compile time only
         bufv, offv, nv, mv = args
         intp = context.get_value_type(types.intp)
         offv = context.cast(builder, offv, sig.args[1], types.intp)
