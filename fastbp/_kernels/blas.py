@@ -15,7 +15,9 @@ The compiled code only ever refers to those functions *by name*: the
 address is baked into the machine code, so Numba's on-disk cache can store the
 object code; when a later process loads it, the linker resolves the names
 against the symbols that this module registered when it was imported (which is
-guaranteed, since any cached caller imports ``gemm`` from here).
+guaranteed, since any cached caller imports ``gemm`` from here).  (As always
+with Numba's cache, a caller's cache entry is keyed on the caller's own source
+file only: after editing this module, clear the caches of cached callers.)
 
 The cython_blas entry points use the Fortran calling convention made C-friendly
 by SciPy: every argument is passed by reference and SciPy's wrapper deals with
@@ -35,7 +37,6 @@ lda, beta, C, ldc)``.
 
 import ctypes
 
-import numpy as np
 from llvmlite import ir
 import llvmlite.binding as _llvm
 from numba import njit, types
@@ -55,7 +56,8 @@ _SYMBOLS = {"sgemm": "fastbp_sgemm", "dgemm": "fastbp_dgemm"}
 
 
 def _capsule_address(capsule):
-    """Return the raw pointer stored in a PyCapsule (whatever its name)."""
+    """Return (name, raw pointer) of a PyCapsule; the name is Cython's C
+    signature string of the exported function."""
     get_name = ctypes.pythonapi.PyCapsule_GetName
     get_name.restype = ctypes.c_char_p
     get_name.argtypes = [ctypes.py_object]
@@ -66,7 +68,7 @@ def _capsule_address(capsule):
     addr = get_pointer(capsule, name)
     if not addr:
         raise RuntimeError("PyCapsule_GetPointer returned NULL")
-    return addr
+    return name, addr
 
 
 def _register_symbols():
@@ -75,7 +77,11 @@ def _register_symbols():
     capi = cython_blas.__pyx_capi__
     addrs = {}
     for routine, symbol in _SYMBOLS.items():
-        addr = _capsule_address(capi[routine])
+        sig, addr = _capsule_address(capi[routine])
+        # Guard the ABI the intrinsic assumes: 32-bit ints, all by reference.
+        if sig is None or not sig.decode("ascii", "replace").replace(" ", "").startswith(
+                "void(char*,char*,int*,int*,int*,"):
+            raise ImportError(f"unexpected signature for cython_blas.{routine}: {sig!r}")
         _llvm.add_symbol(symbol, addr)
         addrs[symbol] = addr
     return addrs
@@ -94,7 +100,7 @@ def gemm_available():
 # --------------------------------------------------------------------------
 
 def _is_int(t):
-    return isinstance(t, (types.Integer, types.Boolean))
+    return isinstance(t, types.Integer)
 
 
 @intrinsic
@@ -176,77 +182,24 @@ def _xgemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
 
 
 # --------------------------------------------------------------------------
-# Cheap shape / stride validation
+# Public kernels
 # --------------------------------------------------------------------------
 
 _INT32_MAX = 2147483647
 _CHAR_N = 78  # ord('N')
 _CHAR_T = 84  # ord('T')
 
+# Per-call overhead note.  Numba increfs array arguments on entry and decrefs
+# them on every exit; its LLVM "refprune" pass removes those pairs only when
+# the control flow between them stays small and simple.  Calls to other njit
+# functions (hidden exception exits), early ``return``s, several ``raise``
+# sites, short-circuit ``and``/``or`` chains and signed ``//``/``%`` (each a
+# branchy sign fix-up) all multiply the paths and, here, left 3 increfs and
+# 3+ decrefs (atomic ops, 40-70 ns) on every call.  Hence the kernels below
+# do their checks inline as straight-line ``|``/``&`` arithmetic with shifts
+# and masks, have one ``raise`` site and a single normal exit.
+# tests/test_blas.py::test_no_refcount_ops_per_call guards this.
 
-@njit(**JIT)
-def _lead_dim(x):
-    """Leading dimension (in elements) of a row-major 2-D array ``x``.
-
-    Requires unit stride along the last axis (if it has more than one column)
-    and a non-negative row stride that is a multiple of the itemsize and at
-    least ``cols`` elements (if it has more than one row).
-    """
-    rows, cols = x.shape
-    s0, s1 = x.strides
-    isz = x.itemsize
-    if cols > 1 and s1 != isz:
-        raise ValueError("gemm: arrays must have unit stride in the last dimension")
-    if rows > 1:
-        if s0 < cols * isz or s0 % isz != 0:
-            raise ValueError("gemm: invalid row stride (negative, misaligned or overlapping rows)")
-        ld = s0 // isz
-    else:
-        ld = cols
-    if ld < 1:
-        ld = 1
-    if ld > _INT32_MAX:
-        raise ValueError("gemm: leading dimension exceeds the 32-bit BLAS limit")
-    return ld
-
-
-@njit(**JIT)
-def _gemm_dims(transa, transb, a, b, c):
-    """(m, n, k) of ``c[m, n] = op(a)[m, k] @ op(b)[k, n]``; ValueError if inconsistent."""
-    if transa:
-        ka, m = a.shape
-    else:
-        m, ka = a.shape
-    if transb:
-        n, kb = b.shape
-    else:
-        kb, n = b.shape
-    if ka != kb:
-        raise ValueError("gemm: inner dimensions of op(a) and op(b) differ")
-    if c.shape[0] != m or c.shape[1] != n:
-        raise ValueError("gemm: c does not have shape (rows of op(a), cols of op(b))")
-    if m > _INT32_MAX or n > _INT32_MAX or ka > _INT32_MAX:
-        raise ValueError("gemm: dimension exceeds the 32-bit BLAS limit")
-    return m, n, ka
-
-
-@njit(**JIT)
-def _scale_c(beta, c):
-    """c <- beta * c (with beta == 0 meaning 'overwrite with zeros', as BLAS)."""
-    m, n = c.shape
-    if beta == 0:
-        for i in range(m):
-            for j in range(n):
-                c[i, j] = 0
-    elif beta != 1:
-        for i in range(m):
-            for j in range(n):
-                c[i, j] = beta * c[i, j]
-
-
-# --------------------------------------------------------------------------
-# Public kernels
-# --------------------------------------------------------------------------
 
 @njit(**JIT)
 def gemm(transa, transb, alpha, a, b, beta, c):
@@ -261,45 +214,93 @@ def gemm(transa, transb, alpha, a, b, beta, c):
 
     As in BLAS, beta == 0 means c is not read (NaNs in c are overwritten).
     c must not overlap a or b.  Raises ValueError on inconsistent shapes or
-    unsupported strides; a dtype mismatch is a compile-time TypingError.
+    unsupported strides (before touching c); a dtype mismatch is a
+    compile-time TypingError.
     """
-    m, n, k = _gemm_dims(transa, transb, a, b, c)
-    if m == 0 or n == 0:
-        return
-    if k == 0:
-        _scale_c(beta, c)
-        return
-    lda = _lead_dim(a)
-    ldb = _lead_dim(b)
-    ldc = _lead_dim(c)
-    # column-major: C^T (n x m) = op(B)^T (n x k) @ op(A)^T (k x m)
-    opb = _CHAR_T if transb else _CHAR_N
-    opa = _CHAR_T if transa else _CHAR_N
-    _xgemm(opb, opa, n, m, k, alpha, b, ldb, a, lda, beta, c, ldc)
+    if transa:
+        ka, m = a.shape
+    else:
+        m, ka = a.shape
+    if transb:
+        n, kb = b.shape
+    else:
+        kb, n = b.shape
+    k = ka
+    # Leading dimensions (elements) from the row strides.  Strides only
+    # matter along axes of length > 1 of non-empty arrays (NumPy gives empty
+    # arrays zero strides); otherwise ld = cols, as BLAS needs ld >= cols.
+    # Shifts and masks instead of // and %: no sign-fixup branches (see the
+    # note above).
+    isz = c.itemsize
+    sh = 2 if isz == 4 else 3
+    mask = isz - 1
+    ra = (a.shape[0] > 1) & (a.shape[1] > 0)
+    rb = (b.shape[0] > 1) & (b.shape[1] > 0)
+    rc = (c.shape[0] > 1) & (c.shape[1] > 0)
+    lda = a.strides[0] >> sh if ra else a.shape[1]
+    ldb = b.strides[0] >> sh if rb else b.shape[1]
+    ldc = c.strides[0] >> sh if rc else c.shape[1]
+    # non-short-circuit | and & keep this straight-line code
+    bad = (
+        (ka != kb) | (c.shape[0] != m) | (c.shape[1] != n)
+        | (m > _INT32_MAX) | (n > _INT32_MAX) | (k > _INT32_MAX)
+        | ((a.shape[0] > 0) & (a.shape[1] > 1) & (a.strides[1] != isz))
+        | ((b.shape[0] > 0) & (b.shape[1] > 1) & (b.strides[1] != isz))
+        | ((c.shape[0] > 0) & (c.shape[1] > 1) & (c.strides[1] != isz))
+        | (ra & (((a.strides[0] & mask) != 0) | (lda < a.shape[1])))
+        | (rb & (((b.strides[0] & mask) != 0) | (ldb < b.shape[1])))
+        | (rc & (((c.strides[0] & mask) != 0) | (ldc < c.shape[1])))
+        | (lda > _INT32_MAX) | (ldb > _INT32_MAX) | (ldc > _INT32_MAX)
+    )
+    if bad:
+        raise ValueError("gemm: inconsistent shapes, or an array without unit "
+                         "stride in its last dimension / with invalid row stride")
+    if (m > 0) & (n > 0):
+        # column-major: C^T (n x m) = op(B)^T (n x k) @ op(A)^T (k x m).
+        # k == 0 is left to BLAS (c <- beta * c, c not read if beta == 0);
+        # max(ld, 1) satisfies its argument checks for empty operands.
+        opb = _CHAR_T if transb else _CHAR_N
+        opa = _CHAR_T if transa else _CHAR_N
+        _xgemm(opb, opa, n, m, k, alpha, b, max(ldb, 1), a, max(lda, 1),
+               beta, c, max(ldc, 1))
 
 
 @njit(**JIT)
 def gemm_loops(transa, transb, alpha, a, b, beta, c):
     """Plain-loop gemm with exactly the semantics of :func:`gemm`.
 
-    Meant for tiny sizes (no call overhead) and as a reference.  Works for any
-    strides (no BLAS restrictions), but c must not overlap a or b.
+    Meant for tiny sizes (no BLAS call overhead) and as a reference.  Works
+    for any strides, but c must not overlap a or b.
     """
-    m, n, k = _gemm_dims(transa, transb, a, b, c)
-    if m == 0 or n == 0:
-        return
-    _scale_c(beta, c)
-    if k == 0 or alpha == 0:
-        return
-    for i in range(m):
-        for p in range(k):
-            if transa:
-                aip = alpha * a[p, i]
-            else:
-                aip = alpha * a[i, p]
-            if transb:
-                for j in range(n):
-                    c[i, j] += aip * b[j, p]
-            else:
-                for j in range(n):
-                    c[i, j] += aip * b[p, j]
+    if transa:
+        ka, m = a.shape
+    else:
+        m, ka = a.shape
+    if transb:
+        n, kb = b.shape
+    else:
+        kb, n = b.shape
+    k = ka
+    if ka != kb or c.shape[0] != m or c.shape[1] != n:
+        raise ValueError("gemm_loops: inconsistent shapes")
+    if beta == 0:  # as BLAS: c is not read
+        for i in range(m):
+            for j in range(n):
+                c[i, j] = 0
+    elif beta != 1:
+        for i in range(m):
+            for j in range(n):
+                c[i, j] = beta * c[i, j]
+    if alpha != 0:
+        for i in range(m):
+            for p in range(k):
+                if transa:
+                    aip = alpha * a[p, i]
+                else:
+                    aip = alpha * a[i, p]
+                if transb:
+                    for j in range(n):
+                        c[i, j] += aip * b[j, p]
+                else:
+                    for j in range(n):
+                        c[i, j] += aip * b[p, j]
