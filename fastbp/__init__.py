@@ -1,8 +1,16 @@
-"""fastbp: fast CPU backpropagation for multilayer perceptrons, in Numba."""
+"""fastbp: fast CPU backpropagation for multilayer perceptrons, in Numba.
+
+Main entry points: :class:`MLP`; optimizers :class:`SGD`, :class:`Adam`,
+:class:`AdamW`, :class:`RPROP`; :class:`~fastbp.population.Population`;
+:func:`load`; the ``@njit``-callable API in :mod:`fastbp.jit`.
+"""
 
 from .history import History
 from .network import MLP, DivergenceError
-from .optim import SGD, Adam, AdamW
+from .optim import RPROP, SGD, Adam, AdamW
+from .population import Population
+from .threads import threads
 
-__all__ = ["MLP", "History", "DivergenceError", "SGD", "Adam", "AdamW"]
+__all__ = ["MLP", "History", "DivergenceError", "SGD", "Adam", "AdamW", "RPROP",
+           "Population", "threads"]
 __version__ = "0.1.0"

@@ -134,6 +134,8 @@ class Population:
         state = np.tile(proto.state, (self.k, 1, 1))
         step = np.zeros((self.k, 1), dtype=np.int64)
         n = X3.shape[1]
+        if proto.full_batch:
+            batch_size = n
         cap = min(batch_size, n)
         bufs = self._buffers(cap, Y3)
         orders = np.tile(np.arange(n, dtype=np.int64), (self.k, 1))
