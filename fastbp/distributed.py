@@ -1,0 +1,593 @@
+"""Synchronous data-parallel training over MPI (mpi4py).
+
+Every rank holds a full replica of the network and the same training arrays.
+Each step, the global batch of ``batch_size`` rows is cut into contiguous,
+deterministic rank shards; every rank computes the gradient of its shard,
+weighted by ``n_shard / batch_size``, and one ``Allreduce(MPI.IN_PLACE, buf)``
+over the flat gradient buffer (plus the batch-norm running statistics and one
+slot for the loss) sums the shards into the global-batch mean gradient.  Every rank then applies the same in-place
+optimizer update, so the replicas stay identical (checked with a checksum
+every epoch).  Launch with::
+
+    mpiexec -n 4 python -m mpi4py train.py
+
+``-m mpi4py`` turns an uncaught exception on any rank into ``MPI_Abort``, so the
+job ends with a non-zero exit instead of hanging in a collective.
+
+mpi4py is imported lazily: importing this module does not need it.
+"""
+
+import os
+import shutil
+import sys
+import time
+import warnings
+import zlib
+from types import SimpleNamespace
+
+import numpy as np
+
+from .history import History
+from .network import DivergenceError
+from ._validate import check_float, check_int
+
+__all__ = ["DataParallel", "fit_distributed", "shard_range", "threads_per_rank",
+           "configure_threads", "check_oversubscription", "find_mpiexec"]
+
+_LIMITERS = []  # threadpoolctl limiters set by configure_threads, kept alive
+
+
+# ------------------------------------------------------------------ MPI access
+def _mpi():
+    try:
+        from mpi4py import MPI
+    except ImportError as exc:  # pragma: no cover - exercised without mpi4py only
+        raise ImportError(
+            "fastbp.distributed needs mpi4py: pip install 'fastbp[mpi]' (uses your "
+            "cluster's MPI) or 'fastbp[mpi-bundled]' (adds the MPICH wheel)") from exc
+    return MPI
+
+
+def _comm(comm):
+    return _mpi().COMM_WORLD if comm is None else comm
+
+
+def find_mpiexec():
+    """Path of an ``mpiexec`` to launch jobs with, or None.
+
+    Looks at ``$FASTBP_MPIEXEC``, then next to ``sys.executable`` (where the
+    ``mpich`` wheel installs it inside a virtual environment), then on
+    ``PATH`` (``mpiexec``, then ``mpirun``).
+    """
+    env = os.environ.get("FASTBP_MPIEXEC")
+    if env:
+        return env
+    dirs = [os.path.dirname(sys.executable), os.path.dirname(os.path.realpath(sys.executable))]
+    for d in dirs:
+        for name in ("mpiexec", "mpirun"):
+            p = shutil.which(name, path=d)
+            if p:
+                return p
+    return shutil.which("mpiexec") or shutil.which("mpirun")
+
+
+def shard_range(n, size, rank):
+    """Rows ``[lo, hi)`` of an ``n``-row batch that ``rank`` of ``size`` handles.
+
+    Contiguous shards whose lengths differ by at most one (the first
+    ``n % size`` ranks get the extra row); a rank may get 0 rows.
+    """
+    q, r = divmod(int(n), int(size))
+    lo = rank * q + min(rank, r)
+    return lo, lo + q + (1 if rank < r else 0)
+
+
+# --------------------------------------------------------------------- threads
+def _cpus():
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        return list(range(os.cpu_count() or 1))
+
+
+def _node_cpus(comm):
+    """(ranks on this node, this rank's index there, every local rank's CPU list)."""
+    MPI = _mpi()
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
+    try:
+        return node.Get_size(), node.Get_rank(), node.allgather(_cpus())
+    finally:
+        node.Free()
+
+
+def _budget(local_rank, cpu_lists):
+    """Threads for one rank: its own CPUs when ranks are pinned to disjoint
+    sets, else the node's CPUs divided among its ranks (at least 1)."""
+    sets = [set(c) for c in cpu_lists]
+    union = set().union(*sets)
+    if len(sets) > 1 and sum(len(s) for s in sets) == len(union):
+        return max(1, len(sets[local_rank])), len(union)
+    return max(1, len(union) // len(sets)), len(union)
+
+
+def threads_per_rank(comm=None):
+    """Threads each rank of ``comm`` may use so that ranks x threads <= cores.
+
+    Counts the ranks on this node with ``comm.Split_type(COMM_TYPE_SHARED)``
+    and the CPUs with ``os.sched_getaffinity``: ``cores // ranks_on_node``, or
+    a rank's own CPU count when the launcher pinned ranks to disjoint sets.
+    Collective: every rank of ``comm`` must call it.
+    """
+    _, local_rank, cpus = _node_cpus(_comm(comm))
+    return _budget(local_rank, cpus)[0]
+
+
+def _threads_in_use():
+    import numba
+    from threadpoolctl import threadpool_info
+    blas = [int(i.get("num_threads") or 1) for i in threadpool_info()]
+    return max([numba.get_num_threads()] + blas)
+
+
+def check_oversubscription(comm=None, threads=None, stacklevel=2):
+    """Warn (RuntimeWarning) when this node's ranks x threads exceed its cores.
+
+    ``threads`` is this rank's thread count (default: the larger of Numba's
+    and the BLAS libraries' current settings).  Collective.  Returns
+    ``(threads on this node, cores on this node)``.
+    """
+    comm = _comm(comm)
+    mine = _threads_in_use() if threads is None else int(threads)
+    MPI = _mpi()
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED, key=comm.Get_rank())
+    try:
+        info = node.allgather((mine, _cpus()))
+    finally:
+        node.Free()
+    total = sum(t for t, _ in info)
+    cores = len(set().union(*(set(c) for _, c in info)))
+    if total > cores:
+        warnings.warn(
+            f"oversubscribed: {len(info)} MPI ranks on this node use {total} threads in "
+            f"all but only {cores} cores are available; call "
+            "fastbp.distributed.configure_threads(comm) (or set OMP_NUM_THREADS / "
+            "OPENBLAS_NUM_THREADS / NUMBA_NUM_THREADS) so that ranks x threads <= cores",
+            RuntimeWarning, stacklevel=stacklevel)
+    return total, cores
+
+
+def configure_threads(comm=None, threads=None, warn=True):
+    """Limit Numba and BLAS threads of this rank; returns the threadpoolctl limiter.
+
+    ``threads`` defaults to :func:`threads_per_rank`.  Numba's count is capped
+    by ``NUMBA_NUM_THREADS`` (set that environment variable before launching
+    to go lower at start-up).  The BLAS limit stays in force until
+    ``limiter.restore_original_limits()``; the limiter is also kept alive
+    here.  With ``warn``, an oversubscribed node gives a RuntimeWarning.
+    Collective.
+    """
+    import numba
+    from threadpoolctl import threadpool_limits
+    comm = _comm(comm)
+    n = threads_per_rank(comm) if threads is None else check_int(threads, "threads", 1)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    limiter = threadpool_limits(limits=n)
+    _LIMITERS.append(limiter)
+    if warn:
+        check_oversubscription(comm, threads=n, stacklevel=3)
+    return limiter
+
+
+# ------------------------------------------------------------ kernel adapter
+_SEED_STEP = 0x9E3779B97F4A7C15
+
+
+def _bind(net, opt, cap, rank, g):
+    """The one place this module touches fastbp's private kernels and state.
+
+    Mirrors ``_kernels.train.train_batch`` split in two around the Allreduce.
+    Returns a namespace with ``ws`` (workspace for ``cap`` rows);
+    ``grad(X, y)``: a training-mode forward (dropout, batch-norm batch
+    statistics, running statistics updated) and backward that writes
+    d(batch-mean loss)/d(params) into ``g`` and returns the batch-mean loss;
+    ``update()``: one step of ``opt`` with the gradient in ``g``, and the step
+    counter that drives dropout masks advanced; ``stats`` and ``counter``: the
+    network's batch-norm running statistics and step counter (arrays); and
+    ``snapshot()``/``restore(snap)`` of everything an epoch changes.  Rank
+    ``rank`` draws dropout masks from its own seed (rank 0 keeps the
+    network's), so shards do not share masks.
+    """
+    from ._kernels.backward import backward
+    from ._kernels.train import _forward_loss
+    from ._kernels.update import apply_update
+    ws = net._workspace(cap)
+    model = net._model
+    if rank:
+        model = model._replace(seed=(int(model.seed) + rank * _SEED_STEP) % (2**63 - 1))
+    work = ws.work._replace(grad=g)
+    loss, params, layout = net._loss_code, net._params, net._layout
+    counter = net._counter
+
+    def grad(X, y):
+        n = X.shape[0]
+        total = _forward_loss(model, work, loss, X, y, True, True, 1.0 / n, True)
+        backward(model, work, X, 0.0, 1.0, False, True)
+        return total / n
+
+    def update():
+        apply_update(params, g, layout, opt.code, opt.hyper, opt.state, opt.step)
+        counter[0] += 1
+
+    def snapshot():
+        return (params.copy(), net._stats.copy(), opt.state.copy(), int(counter[0]),
+                int(opt.step[0]))
+
+    def restore(snap):
+        np.copyto(params, snap[0])
+        np.copyto(net._stats, snap[1])
+        np.copyto(opt.state, snap[2])
+        counter[0], opt.step[0] = snap[3], snap[4]
+
+    return SimpleNamespace(ws=ws, grad=grad, update=update, stats=net._stats, counter=counter,
+                           snapshot=snapshot, restore=restore)
+
+
+def _replica_arrays(net):
+    """Every array that must be identical on all ranks (besides the optimizer's)."""
+    return [net._params, net._stats, net._counter]
+
+
+def _fingerprint(*arrays):
+    """Cheap content check of arrays that should be the same on every rank."""
+    out = []
+    for a in arrays:
+        n = a.shape[0]
+        rows = a[[0, n // 2, n - 1]] if n else a
+        out.append((a.shape, a.dtype.str, zlib.crc32(np.ascontiguousarray(rows).tobytes())))
+    return out
+
+
+
+def _correct(loss, pred, y):
+    """Correctly classified samples (as ``fastbp.training.score`` counts them)."""
+    if loss == "cross_entropy":
+        truth = y if y.ndim == 1 else y.argmax(1)
+        return float((pred.argmax(1) == truth).sum())
+    if loss == "binary_cross_entropy":
+        return float(((pred > 0.5) == (y > 0.5)).all(axis=1).sum())
+    return 0.0
+
+
+# ------------------------------------------------------------------ training
+class DataParallel:
+    """Synchronous data-parallel wrapper of an :class:`~fastbp.MLP` over MPI.
+
+    Parameters
+    ----------
+    net : MLP
+        The replica on this rank (build it the same way on every rank).
+    comm : mpi4py.MPI.Comm, optional
+        Communicator (default ``MPI.COMM_WORLD``); a sub-communicator trains
+        an independent group.
+    root : int, default 0
+        Rank whose parameters and shuffling win; the only rank that prints
+        and saves.
+    check_threads : bool, default True
+        Warn (RuntimeWarning) when the node is oversubscribed.
+
+    Creating the wrapper is collective: ``root`` broadcasts its parameters
+    (one ``Bcast`` of the flat buffer), batch-norm statistics, step counter
+    and generator state.
+    """
+
+    def __init__(self, net, comm=None, root=0, check_threads=True, _stacklevel=3):
+        self.net = net
+        self.comm = _comm(comm)
+        self.rank = self.comm.Get_rank()
+        self.size = self.comm.Get_size()
+        self.root = check_int(root, "root", 0)
+        if self.root >= self.size:
+            raise ValueError(f"root {root} is not a rank of a {self.size}-rank communicator")
+        self.broadcast_parameters()
+        if check_threads:
+            check_oversubscription(self.comm, stacklevel=_stacklevel)
+
+    @property
+    def is_root(self):
+        """True on the rank that prints and saves."""
+        return self.rank == self.root
+
+    def print(self, *args, **kwargs):
+        """``print`` on the root rank only (flushed)."""
+        if self.is_root:
+            print(*args, flush=True, **kwargs)
+
+    def broadcast_parameters(self, optimizer=None):
+        """Copy the root's network (and ``optimizer`` state) to every rank (collective)."""
+        for arr in _replica_arrays(self.net):
+            if arr.size:
+                self.comm.Bcast(arr, root=self.root)
+        self.net.rng.bit_generator.state = self.comm.bcast(
+            self.net.rng.bit_generator.state, root=self.root)
+        if optimizer is not None:
+            if optimizer.state.size:
+                self.comm.Bcast(optimizer.state, root=self.root)
+            self.comm.Bcast(optimizer.step, root=self.root)
+            optimizer.hyper[:] = self.comm.bcast(optimizer.hyper, root=self.root)
+
+    def replicas_identical(self):
+        """True when every rank holds bit-identical parameters and statistics (collective)."""
+        crc = 0
+        for arr in _replica_arrays(self.net):
+            crc = zlib.crc32(arr.tobytes(), crc)
+        return len(set(self.comm.allgather(crc))) == 1
+
+    def _sum(self, values):
+        """Sums of per-rank values, added in rank order so every rank gets the same bits."""
+        rows = self.comm.allgather(tuple(values))
+        return [sum(col) for col in zip(*rows)]
+
+    def evaluate(self, X, y):
+        """Mean loss of ``(X, y)``, each rank scoring its shard (collective)."""
+        X, y = self.net._xy(X, y)
+        return self._evaluate(X, y)[0]
+
+    def _evaluate(self, X, y):
+        lo, hi = shard_range(X.shape[0], self.size, self.rank)
+        loss = hits = 0.0
+        if hi > lo:
+            loss = self.net.evaluate(X[lo:hi], y[lo:hi]) * (hi - lo)
+            if self.net.loss != "mse":
+                hits = _correct(self.net.loss, self.net.predict(X[lo:hi]), y[lo:hi])
+        s_loss, s_hits = self._sum([loss, hits])
+        n = X.shape[0]
+        return s_loss / n, (None if self.net.loss == "mse" else s_hits / n)
+
+    def save(self, path, **kwargs):
+        """Save the network on the root rank only (``fastbp.io.save``); collective.
+
+        Falls back to ``numpy.savez(path, params=...)`` with a warning when
+        ``fastbp.io`` is not available.  An error on the root is raised on
+        every rank, so no rank waits forever.
+        """
+        err = None
+        if self.is_root:
+            try:
+                try:
+                    from .io import save as io_save
+                except ImportError:  # pragma: no cover - only without fastbp.io
+                    io_save = None
+                if io_save is not None:
+                    io_save(self.net, path, **kwargs)
+                else:  # pragma: no cover
+                    warnings.warn("fastbp.io is not available; saving params only with "
+                                  "numpy.savez", RuntimeWarning, stacklevel=2)
+                    with open(path, "wb") as fh:
+                        np.savez(fh, params=self.net.params)
+            except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
+                err = f"{type(exc).__name__}: {exc}"
+        err = self.comm.bcast(err, root=self.root)
+        if err is not None:
+            raise OSError(f"saving on rank {self.root} failed: {err}")
+
+    def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, seed=None,
+            optimizer="sgd", verbose=False, callbacks=(), on_divergence="raise",
+            validation_data=None, early_stopping=None, n_iter_no_change=10, tol=1e-4,
+            lr_schedule=None, save_path=None, profile=False, **opt_kwargs):
+        """Train synchronously on every rank of the communicator (collective).
+
+        Parameters are those of :meth:`fastbp.MLP.fit`, with these differences:
+
+        X, y : array-like
+            The full training set, the same on every rank (checked).
+        batch_size : int
+            Global batch: rows per update over all ranks together.  Each batch
+            is cut into contiguous rank shards (:func:`shard_range`); a rank
+            whose shard is empty contributes a zero gradient.
+        shuffle : bool
+            The root draws each epoch's permutation from ``net.rng`` exactly
+            as :meth:`MLP.fit` does, and broadcasts it.
+        optimizer : str or Optimizer
+            Any but ``"lbfgs"``; the optimizer's state is broadcast from the
+            root at the start.
+        validation_data : (X_val, y_val), optional
+            Scored after every epoch, each rank taking a shard, and summed
+            (``history.val_loss``, ``history.val_score``).  Early stopping,
+            on by default with validation data, restores the best epoch.
+        callbacks : sequence of callables
+            ``callback(net, epoch, history)`` on every rank; training stops
+            when any rank's callback returns True.
+        save_path : str, optional
+            The root saves the trained network there (:meth:`save`).
+        profile : bool
+            Put a ``Barrier`` before each ``Allreduce`` so ``history.wait_time``
+            (load imbalance) is told apart from ``history.comm_time`` (the
+            reduction itself).  Costs one extra synchronisation per step.
+
+        Dropout draws different masks on each rank, and batch norm normalises
+        each shard by its own statistics (like PyTorch DDP without
+        SyncBatchNorm); the running statistics are averaged over the shards
+        (weighted by rows) in the same Allreduce, so replicas stay identical.
+
+        Returns
+        -------
+        History
+            Identical on every rank, plus ``comm_time``, ``wait_time``,
+            ``compute_time`` (seconds per epoch) and ``world_size``.
+        """
+        MPI = _mpi()
+        net, comm = self.net, self.comm
+        X, y = net._xy(X, y)
+        epochs = check_int(epochs, "epochs", 0)
+        B = check_int(batch_size, "batch_size", 1)
+        n_iter_no_change = check_int(n_iter_no_change, "n_iter_no_change", 1)
+        tol = check_float(tol, "tol", low=0.0)
+        if on_divergence not in ("raise", "warn"):
+            raise ValueError(f"on_divergence must be 'raise' or 'warn', got {on_divergence!r}")
+        if isinstance(optimizer, str) and optimizer.lower() == "lbfgs":
+            raise ValueError("optimizer='lbfgs' is not supported by distributed training; "
+                             "use sgd, adam, adamw or rprop")
+        prints = comm.allgather(_fingerprint(X, y))
+        if any(p != prints[0] for p in prints):
+            raise ValueError("X or y differ between ranks; every rank must pass the same "
+                             "training arrays (each rank reads its shard of every batch)")
+        val = None
+        if validation_data is not None:
+            try:
+                Xv, yv = validation_data
+            except (TypeError, ValueError):
+                raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+            val = net._xy(Xv, yv)
+        if early_stopping is None:
+            early_stopping = val is not None
+        from .schedules import make_schedule
+        schedule = make_schedule(lr_schedule)
+        opt = net._optimizer(optimizer, lr, opt_kwargs)
+        net.optimizer = opt
+        if seed is not None:
+            net.rng = np.random.default_rng(seed)
+        self.broadcast_parameters(opt)
+        lr0 = opt.lr
+
+        n = X.shape[0]
+        if getattr(opt, "full_batch", False):
+            B = n
+        P = net.n_params
+        T = net.dtype.type
+        hist = History()
+        hist.comm_time, hist.wait_time, hist.compute_time = [], [], []
+        hist.world_size = self.size
+        order = np.arange(n, dtype=np.int64)
+        cap = max(1, -(-min(B, n) // self.size))
+        best, best_snap, no_improve = np.inf, None, 0
+        root = self.root
+        with net._lock:
+            # flat gradient | batch-norm running statistics | loss: one Allreduce
+            S = net._stats.size if hasattr(net, "_stats") else 0
+            buf = np.zeros(P + S + 1, dtype=net.dtype)
+            g, st = buf[:P], buf[P:P + S]
+            k = _bind(net, opt, cap, self.rank, g)
+            xbuf, ybuf = k.ws.xbuf, k.ws.ybuf(y)
+            for epoch in range(epochs):
+                metric = (hist.val_loss[-1] if hist.val_loss else
+                          hist.loss[-1] if hist.loss else None)
+                opt.lr = schedule(epoch, lr0, metric)
+                snap = k.snapshot()
+                if shuffle:
+                    if self.is_root:
+                        net.rng.shuffle(order)
+                    comm.Bcast(order, root=root)
+                t_comm = t_wait = 0.0
+                local = 0.0
+                diverged = False
+                t0 = time.perf_counter()
+                for start in range(0, n, B):
+                    nb = min(B, n - start)
+                    lo, hi = shard_range(nb, self.size, self.rank)
+                    m = hi - lo
+                    if m:
+                        if shuffle:
+                            idx = order[start + lo:start + hi]
+                            xs = np.take(X, idx, axis=0, out=xbuf[:m], mode="clip")
+                            ys = np.take(y, idx, axis=0, out=ybuf[:m], mode="clip")
+                        else:
+                            xs, ys = X[start + lo:start + hi], y[start + lo:start + hi]
+                        lm = k.grad(xs, ys)
+                        local += lm * m
+                        if S:
+                            st[:] = k.stats
+                        if m != nb:
+                            w = T(m / nb)
+                            g *= w
+                            if S:
+                                st *= w
+                        buf[P + S] = lm * (m / nb)
+                    else:
+                        buf[:] = 0
+                    if profile:
+                        tw = time.perf_counter()
+                        comm.Barrier()
+                        t_wait += time.perf_counter() - tw
+                    tc = time.perf_counter()
+                    comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+                    t_comm += time.perf_counter() - tc
+                    if not np.isfinite(buf[P + S]):
+                        diverged = True
+                        break
+                    if S:
+                        k.stats[:] = st
+                    k.update()
+                dt = time.perf_counter() - t0
+                local_ok = bool(np.all(np.isfinite(net.params)))
+                total, n_bad = self._sum([local, 0 if local_ok else 1])
+                if diverged or n_bad:
+                    k.restore(snap)
+                    hist.stop_reason = "diverged"
+                    msg = (f"distributed training diverged in epoch {epoch + 1}; the network "
+                           f"was restored to the end of epoch {epoch}. Try a smaller "
+                           f"learning rate than {opt.lr:g}")
+                    if on_divergence == "raise":
+                        raise DivergenceError(msg)
+                    if self.is_root:
+                        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+                    break
+                if not self.replicas_identical():  # pragma: no cover - MPI misbehaving
+                    warnings.warn("replicas drifted apart; re-broadcasting the root's "
+                                  "network", RuntimeWarning, stacklevel=2)
+                    self.broadcast_parameters(opt)
+                hist.loss.append(float(total / n))
+                hist.lr.append(opt.lr)
+                hist.epoch_time.append(dt)
+                hist.comm_time.append(t_comm)
+                hist.wait_time.append(t_wait)
+                hist.compute_time.append(dt - t_comm - t_wait)
+                hist.samples += n
+                msg = f"loss {hist.loss[-1]:.5g}"
+                if val is not None:
+                    vl, vs = self._evaluate(*val)
+                    hist.val_loss.append(vl)
+                    hist.val_score.append(vs)
+                    msg += f"  val_loss {vl:.5g}"
+                    if vs is not None:
+                        msg += f"  val_acc {vs:.4f}"
+                if verbose:
+                    self.print(f"epoch {epoch + 1}/{epochs}  {msg}  {dt:.3f} s  "
+                               f"{n / max(dt, 1e-12):,.0f} samples/s  allreduce "
+                               f"{t_comm / max(dt, 1e-12):.1%}  ({self.size} ranks)")
+                stop = False
+                if early_stopping:
+                    metric = hist.val_loss[-1] if hist.val_loss else hist.loss[-1]
+                    if metric < best - tol:
+                        best, best_snap, no_improve = metric, k.snapshot(), 0
+                        hist.best_epoch = epoch
+                    else:
+                        no_improve += 1
+                        if no_improve >= n_iter_no_change:
+                            hist.stop_reason = "early_stopping"
+                            stop = True
+                if not stop and callbacks:
+                    mine = any(bool(cb(net, epoch, hist)) for cb in callbacks)
+                    if comm.allreduce(mine, op=MPI.LOR):
+                        hist.stop_reason = "callback"
+                        stop = True
+                if stop:
+                    break
+            if early_stopping and best_snap is not None:
+                k.restore(best_snap)
+        net.history_ = hist
+        if save_path is not None:
+            self.save(save_path)
+        return hist
+
+
+def fit_distributed(net, X, y, comm=None, epochs=1, batch_size=32, **kwargs):
+    """Data-parallel :meth:`MLP.fit` over ``comm`` (default ``MPI.COMM_WORLD``).
+
+    Same as ``DataParallel(net, comm).fit(X, y, epochs, batch_size, **kwargs)``
+    (``root`` and ``check_threads`` go to :class:`DataParallel`); returns the
+    :class:`History`, identical on every rank.  Collective.
+    """
+    root = kwargs.pop("root", 0)
+    check_threads = kwargs.pop("check_threads", True)
+    dp = DataParallel(net, comm, root=root, check_threads=check_threads, _stacklevel=4)
+    return dp.fit(X, y, epochs=epochs, batch_size=batch_size, **kwargs)
