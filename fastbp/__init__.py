@@ -6,11 +6,12 @@ Main entry points: :class:`MLP`; optimizers :class:`SGD`, :class:`Adam`,
 """
 
 from .history import History
+from .io import load, save
 from .network import MLP, DivergenceError
 from .optim import RPROP, SGD, Adam, AdamW
 from .population import Population
 from .threads import threads
 
 __all__ = ["MLP", "History", "DivergenceError", "SGD", "Adam", "AdamW", "RPROP",
-           "Population", "threads"]
+           "Population", "threads", "load", "save"]
 __version__ = "0.1.0"

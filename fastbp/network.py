@@ -8,6 +8,7 @@ from . import spec
 from ._kernels.forward import forward
 from ._kernels.state import Model
 from ._kernels.train import loss_grad, loss_sum, train_batch
+from ._kernels.checks import all_finite
 from ._validate import check_float, check_int, check_X, check_y
 from .optim import Optimizer, make_optimizer
 from .workspace import Workspace
@@ -326,9 +327,10 @@ class MLP:
             if kwargs:
                 raise TypeError(f"optimizer settings {sorted(kwargs)} go to the optimizer's "
                                 "constructor when an Optimizer instance is passed")
+            optimizer.bind(self.n_params, self.dtype)
             if lr is not None:
                 optimizer.lr = lr
-            return optimizer.bind(self.n_params, self.dtype)
+            return optimizer
         if lr is None:
             lr = DEFAULT_LR.get(optimizer.lower(), 0.01) if isinstance(optimizer, str) else 0.01
         return make_optimizer(optimizer, lr, **kwargs).bind(self.n_params, self.dtype)
@@ -350,12 +352,19 @@ class MLP:
         n = X.shape[0]
         with self._lock:
             ws = self._workspace(n)
+            snap = ws.snapshot(self, opt)
             total = train_batch(self._model, ws.work, self._loss_code, X, y,
                                 opt.code, opt.hyper, opt.state, opt.step)
-        loss = total / n
-        if not np.isfinite(loss):
-            raise DivergenceError(f"the batch loss is {loss}; parameters were left unchanged. "
-                                  "Use a smaller learning rate or check the data scaling")
+            loss = total / n
+            if not np.isfinite(loss):
+                snap.restore()
+                raise DivergenceError(f"the batch loss is {loss}; the network was left "
+                                      "unchanged. Use a smaller learning rate or check the "
+                                      "data scaling")
+            if not all_finite(self._params):
+                snap.restore()
+                raise DivergenceError(f"this step (lr={opt.lr:g}) made parameters non-finite; "
+                                      "the network was restored. Use a smaller learning rate")
         return float(loss)
 
     def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, seed=None,

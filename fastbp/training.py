@@ -15,32 +15,7 @@ from ._validate import check_float, check_int
 from .history import History
 from .schedules import make_schedule
 from .spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY
-
-
-class _Snapshot:
-    """Preallocated copy of everything an epoch changes, to undo it."""
-
-    def __init__(self, net, opt):
-        self.net, self.opt = net, opt
-        self.params = np.empty_like(net._params)
-        self.stats = np.empty_like(net._stats)
-        self.state = np.empty_like(opt.state)
-        self.counter = 0
-        self.step = 0
-
-    def take(self):
-        np.copyto(self.params, self.net._params)
-        np.copyto(self.stats, self.net._stats)
-        np.copyto(self.state, self.opt.state)
-        self.counter = int(self.net._counter[0])
-        self.step = int(self.opt.step[0])
-
-    def restore(self):
-        np.copyto(self.net._params, self.params)
-        np.copyto(self.net._stats, self.stats)
-        np.copyto(self.opt.state, self.state)
-        self.net._counter[0] = self.counter
-        self.opt.step[0] = self.step
+from .workspace import Snapshot
 
 
 def score(net, X, y):
@@ -63,12 +38,17 @@ def grad_norms(net, X, y):
     return norms
 
 
-def _split(net, X, y, fraction):
-    n = X.shape[0]
+def _n_val(n, fraction):
     n_val = int(round(n * fraction))
     if n_val < 1 or n_val >= n:
         raise ValueError(f"validation_fraction={fraction} leaves {n - n_val} training and "
                          f"{n_val} validation samples out of {n}; both need at least one")
+    return n_val
+
+
+def _split(net, X, y, fraction):
+    n = X.shape[0]
+    n_val = _n_val(n, fraction)
     perm = net.rng.permutation(n)
     tr, va = np.sort(perm[n_val:]), np.sort(perm[:n_val])
     return X[tr], y[tr], X[va], y[va]
@@ -97,9 +77,12 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
                                       high_open=True)
     if on_divergence not in ("raise", "warn"):
         raise ValueError(f"on_divergence must be 'raise' or 'warn', got {on_divergence!r}")
-    schedule = make_schedule(lr_schedule)
-    if seed is not None:
-        net.rng = np.random.default_rng(seed)
+    callbacks = list(callbacks) if callbacks is not None else []
+    for cb in callbacks:
+        if not callable(cb):
+            raise TypeError(f"callbacks must be callables f(net, epoch, history), got {cb!r}")
+    shuffle = bool(shuffle)
+    schedule = None if lr_schedule is None else make_schedule(lr_schedule)
     Xv = yv = None
     if validation_data is not None:
         try:
@@ -107,14 +90,20 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
         except (TypeError, ValueError):
             raise TypeError("validation_data must be a pair (X_val, y_val)") from None
         Xv, yv = net._xy(Xv, yv)
-    elif validation_fraction > 0:
+    if validation_data is None and validation_fraction > 0:
+        _n_val(X.shape[0], validation_fraction)
+    lbfgs = isinstance(optimizer, str) and optimizer.lower() == "lbfgs"
+    opt = None if lbfgs else net._optimizer(optimizer, lr, opt_kwargs)
+    # everything is valid: from here on the call may change the network
+    if seed is not None:
+        net.rng = np.random.default_rng(seed)
+    if validation_data is None and validation_fraction > 0:
         X, y, Xv, yv = _split(net, X, y, validation_fraction)
     if early_stopping is None:
         early_stopping = Xv is not None
-    if isinstance(optimizer, str) and optimizer.lower() == "lbfgs":
+    if lbfgs:
         from .lbfgs import fit_lbfgs
         return fit_lbfgs(net, X, y, epochs, lr, tol, opt_kwargs, Xv, yv)
-    opt = net._optimizer(optimizer, lr, opt_kwargs)
     net.optimizer = opt
     lr0 = opt.lr
     n = X.shape[0]
@@ -122,11 +111,12 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
         batch_size = n
     probe = (X[:512], y[:512]) if record_grad_norms else None
     hist = History()
-    order = np.arange(n, dtype=np.int64)
+    identity = np.arange(n, dtype=np.int64)
+    order = identity.copy()
     out = np.zeros(2, dtype=np.float64)
-    snap = _Snapshot(net, opt)
+    snap = Snapshot(net, opt)
     best = np.inf
-    best_snap = _Snapshot(net, opt) if early_stopping else None
+    best_snap = Snapshot(net, opt) if early_stopping else None
     no_improve = 0
     pending = False
     bar = _progress(verbose, epochs)
@@ -137,10 +127,12 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
             for epoch in range(epochs):
                 metric = (hist.val_loss[-1] if hist.val_loss else
                           hist.loss[-1] if hist.loss else None)
-                opt.lr = schedule(epoch, lr0, metric)
+                if schedule is not None:
+                    opt.lr = schedule(epoch, lr0, metric)
                 snap.take()
                 pending = True
-                if shuffle:
+                if shuffle:  # each epoch's order depends only on the generator's state
+                    np.copyto(order, identity)
                     net.rng.shuffle(order)
                 t0 = time.perf_counter()
                 train_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size,

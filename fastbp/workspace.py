@@ -60,3 +60,37 @@ class Workspace:
         m = int(self.layout[-1, 1])
         off = self.cap * int(self.layout[:-1, 1].sum())
         return self.work.acts[off:off + n * m].reshape(n, m)
+
+    def snapshot(self, net, opt):
+        """A :class:`Snapshot` of ``net`` and ``opt`` taken now (buffers reused)."""
+        snap = getattr(self, "_snap", None)
+        if snap is None or snap.net is not net or snap.opt is not opt:
+            snap = self._snap = Snapshot(net, opt)
+        snap.take()
+        return snap
+
+
+class Snapshot:
+    """Preallocated copy of everything a training step or epoch changes, to undo it."""
+
+    def __init__(self, net, opt):
+        self.net, self.opt = net, opt
+        self.params = np.empty_like(net._params)
+        self.stats = np.empty_like(net._stats)
+        self.state = np.empty_like(opt.state)
+        self.counter = 0
+        self.step = 0
+
+    def take(self):
+        np.copyto(self.params, self.net._params)
+        np.copyto(self.stats, self.net._stats)
+        np.copyto(self.state, self.opt.state)
+        self.counter = int(self.net._counter[0])
+        self.step = int(self.opt.step[0])
+
+    def restore(self):
+        np.copyto(self.net._params, self.params)
+        np.copyto(self.net._stats, self.stats)
+        np.copyto(self.opt.state, self.state)
+        self.net._counter[0] = self.counter
+        self.opt.step[0] = self.step

@@ -122,10 +122,6 @@ def test_train_step_with_huge_lr_eventually_raises_with_params_unchanged():
     assert net.params.tobytes() == before.tobytes()
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: MLP.train_step checks only the loss, which "
-                   "is computed before the update, so an update that overflows the parameters "
-                   "to inf returns normally and leaves a non-finite network (fit() checks the "
-                   "parameters after every epoch and restores them)")
 def test_train_step_never_leaves_nonfinite_params():
     """A step either leaves finite parameters or raises DivergenceError and changes nothing."""
     X, y = _unscaled()

@@ -475,9 +475,6 @@ def test_training_options_accept_or_reject_cleanly(key, method, kw):
     assert np.all(np.isfinite(res)) and np.all(np.isfinite(net.params))
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: fit() does not validate callbacks up front; "
-                   "a non-callable callback raises TypeError only after the first epoch has "
-                   "already trained the parameters")
 def test_non_callable_callback_rejected_before_training():
     net = NETS["mse64"].copy()
     rng = np.random.default_rng(3)
