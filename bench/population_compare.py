@@ -1,0 +1,350 @@
+"""Population training against its peers: K small networks, one epoch each.
+
+    python bench/population_compare.py                 # K=1000, 2-16-1, 256 samples, batch 32
+    python bench/population_compare.py --batch 8 --repeats 9
+    python bench/population_compare.py --quick         # K=100, 3 repeats (smoke test)
+
+Problem: K = 1000 independent networks 2-16-1 (tanh hidden layer, identity
+output, MSE = 1/2 * sum over outputs, mean over the batch), float32, each with
+its *own* 256 samples (per-network data), one epoch of plain mini-batch SGD
+(batch 32 -- 8 steps per network -- unless ``--batch``; lr 0.05, no momentum, no
+shuffling: every implementation walks each network's rows in order), from the
+same initial weights everywhere (fastbp's Glorot-uniform draw, zero biases).
+
+Implementations
+---------------
+* ``fastbp Population.fit``: :class:`fastbp.population.Population`, one call of
+  one ``prange`` kernel over the networks (``numba.set_num_threads(2)``), with
+  its Python-side validation of the K data sets included.
+* ``fastbp population kernel``: the same kernel called directly on prepared
+  arrays, i.e. without the per-call validation -- where the time goes.
+* peer ``Python loop over K MLPs``: ``for net in nets: net.fit(X[i], y[i],
+  epochs=1, ...)``, K fastbp networks one after another.
+* peer ``torch.func.vmap``: the K networks' parameters stacked with
+  ``torch.func.stack_module_state``; one step is ``vmap(grad(loss))`` over the
+  stack (``functional_call`` of a meta-device copy of the module) and an SGD
+  update of the stacked tensors (``torch._foreach_add_``, what
+  ``torch.optim.SGD`` uses); ``torch.set_num_threads(2)``; eager mode.
+
+Timing: one untimed warm-up epoch per implementation (JIT compile, allocator),
+then ``--repeats`` timed epochs (training continues), median; samples/s is
+K * n / epoch time.  Before timing, one epoch from the common initial weights
+checks that all implementations compute the same thing (float32 tolerance).
+
+Bounds checks: ``fastbp.jit.train_step`` checks shapes, capacity and labels on
+entry; the cost is shown by timing it against the unchecked internal kernel
+``fastbp._kernels.train.train_batch`` on the same state, both called in a
+tight ``@njit`` loop (per-call ns, median of repeats, interleaved).
+
+Run it on a quiet machine (the script prints the load average and warns when
+it is above 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+try:  # run as a script from anywhere
+    import fastbp
+except ImportError:  # pragma: no cover
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import fastbp
+
+import numba
+from numba import njit
+from threadpoolctl import threadpool_limits
+
+import fastbp.jit as fj
+from fastbp._kernels.population import population_epoch
+from fastbp._kernels.train import train_batch
+from fastbp.population import Population
+
+SIZES = [2, 16, 1]
+LR = 0.05
+
+
+# --------------------------------------------------------------------- problem
+def make_data(k, n, seed=0):
+    """Per-network data: network i fits y = sin(a_i x0) cos(b_i x1) + noise on its own x."""
+    r = np.random.default_rng(seed)
+    X = r.uniform(-2, 2, (k, n, 2)).astype(np.float32)
+    a = r.uniform(0.5, 2.0, (k, 1))
+    b = r.uniform(0.5, 2.0, (k, 1))
+    y = np.sin(a * X[..., 0]) * np.cos(b * X[..., 1]) + 0.05 * r.standard_normal((k, n))
+    return X, y[..., None].astype(np.float32)
+
+
+def make_population(k, seed=0):
+    return Population(SIZES, k, activation="tanh", dtype="float32", seed=seed)
+
+
+# --------------------------------------------------------------- implementations
+class FastbpPopulation:
+    name = "fastbp Population.fit"
+
+    def __init__(self, init, X, y, batch):
+        self.pop = make_population(init.shape[0])
+        self.pop.params[:] = init
+        self.X, self.y, self.batch = X, y, batch
+
+    def epoch(self):
+        self.pop.fit(self.X, self.y, epochs=1, batch_size=self.batch, lr=LR, shuffle=False)
+
+    def params(self):
+        return self.pop.params
+
+
+class FastbpKernel(FastbpPopulation):
+    """The population kernel on prepared arrays: what Population.fit does minus validation."""
+
+    name = "fastbp population kernel"
+
+    def __init__(self, init, X, y, batch):
+        super().__init__(init, X, y, batch)
+        pop, k, n = self.pop, X.shape[0], X.shape[1]
+        from fastbp.optim import make_optimizer
+        proto = make_optimizer("sgd", LR).bind(pop.template.n_params, pop.dtype)
+        self.hyper = np.tile(proto.hyper, (k, 1))
+        self.state = np.tile(proto.state, (k, 1, 1))
+        self.step = np.zeros((k, 1), dtype=np.int64)
+        self.code = proto.code
+        self.orders = np.tile(np.arange(n, dtype=np.int64), (k, 1))
+        self.out = np.zeros((k, 2))
+        self.bufs = pop._buffers(min(batch, n), y)
+        self.X3 = np.ascontiguousarray(X)
+        self.Y3 = np.ascontiguousarray(y)
+
+    def epoch(self):
+        pop = self.pop
+        with threadpool_limits(1):
+            population_epoch(*pop._model_arrays(), pop.template._loss_code, self.X3, self.Y3,
+                             self.orders, self.batch, False, *self.bufs, self.code, self.hyper,
+                             self.state, self.step, self.out)
+
+
+class MLPLoop:
+    name = "Python loop over K MLPs"
+
+    def __init__(self, init, X, y, batch):
+        pop = make_population(init.shape[0])
+        pop.params[:] = init
+        self.nets = [pop.network(i).copy() for i in range(init.shape[0])]
+        self.X, self.y, self.batch = X, y, batch
+
+    def epoch(self):
+        for i, net in enumerate(self.nets):
+            net.fit(self.X[i], self.y[i], epochs=1, batch_size=self.batch, lr=LR, shuffle=False)
+
+    def params(self):
+        return np.stack([net.params for net in self.nets])
+
+
+class TorchVmap:
+    name = "torch.func.vmap (stacked params)"
+
+    def __init__(self, init, X, y, batch, threads):
+        import torch
+        from torch import nn
+        from torch.func import functional_call, grad, stack_module_state, vmap
+
+        torch.set_num_threads(threads)
+        self.torch = torch
+        k = init.shape[0]
+        models = [nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1)) for _ in range(k)]
+        params, buffers = stack_module_state(models)
+        # fastbp's flat layout per network: W1 (16, 2), b1 (16), W2 (1, 16), b2 (1)
+        W1, b1 = init[:, :32].reshape(k, 16, 2), init[:, 32:48]
+        W2, b2 = init[:, 48:64].reshape(k, 1, 16), init[:, 64:65]
+        with torch.no_grad():
+            for key, v in zip(["0.weight", "0.bias", "2.weight", "2.bias"], [W1, b1, W2, b2]):
+                params[key].copy_(torch.from_numpy(np.ascontiguousarray(v)))
+        self.params_, self.buffers = params, buffers
+        base = copy.deepcopy(models[0]).to("meta")
+
+        def loss(p, b, xb, yb):
+            out = functional_call(base, (p, b), (xb,))
+            return 0.5 * ((out - yb) ** 2).sum(1).mean()
+
+        self.vgrad = vmap(grad(loss), in_dims=(0, 0, 0, 0))
+        self.X = torch.from_numpy(X)
+        self.y = torch.from_numpy(y)
+        self.batch = batch
+        self.keys = list(params)
+
+    def epoch(self):
+        torch = self.torch
+        n, B = self.X.shape[1], self.batch
+        plist = [self.params_[key] for key in self.keys]
+        for s in range(0, n, B):
+            g = self.vgrad(self.params_, self.buffers, self.X[:, s:s + B], self.y[:, s:s + B])
+            with torch.no_grad():
+                torch._foreach_add_(plist, [g[key] for key in self.keys], alpha=-LR)
+
+    def params(self):
+        p = {key: v.detach().numpy() for key, v in self.params_.items()}
+        k = p["0.weight"].shape[0]
+        return np.concatenate([p["0.weight"].reshape(k, -1), p["0.bias"],
+                               p["2.weight"].reshape(k, -1), p["2.bias"]], axis=1)
+
+
+def run_epochs(impl, repeats):
+    impl.epoch()  # warm-up (compile, allocator); training continues from here
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        impl.epoch()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+# ------------------------------------------------------------- bounds-check cost
+@njit(cache=True)
+def _checked(state, X, y, n):
+    s = 0.0
+    for _ in range(n):
+        s += fj.train_step(state, X, y)
+    return s
+
+
+@njit(cache=True)
+def _unchecked(state, X, y, n):
+    s = 0.0
+    for _ in range(n):
+        s += train_batch(state.model, state.work, state.loss, X, y, state.opt, state.hyper,
+                         state.opt_state, state.step) / X.shape[0]
+    return s
+
+
+@njit(cache=True)
+def _checked_one(state, x, y, n):
+    s = 0.0
+    for _ in range(n):
+        s += fj.train_step_one(state, x, y)
+    return s
+
+
+def bounds_check_cost(calls=20000, repeats=7):
+    """Per-call ns of fastbp.jit vs the unchecked kernel on the same state."""
+    rows = []
+    r = np.random.default_rng(1)
+    cases = [("train_step, 2-16-1, batch 32, float targets", SIZES, "mse", 32),
+             ("train_step, 2-16-4, batch 32, int labels", [2, 16, 4], "cross_entropy", 32),
+             ("train_step_one, 2-16-1 (vs train_batch on 1 row)", SIZES, "mse", 1)]
+    for label, sizes, loss, batch in cases:
+        net = fastbp.MLP(sizes, activation="tanh", loss=loss, dtype="float32", seed=0)
+        st = net.state(batch_size=batch, optimizer="sgd", lr=1e-4)
+        X = r.uniform(-1, 1, (batch, sizes[0])).astype(np.float32)
+        if loss == "mse":
+            y = r.uniform(-1, 1, (batch, sizes[-1])).astype(np.float32)
+        else:
+            y = r.integers(0, sizes[-1], batch).astype(np.int64)
+        if batch == 1:
+            checked = lambda n, x=X[0].copy(), t=y[0].copy(): _checked_one(st, x, t, n)  # noqa
+        else:
+            checked = lambda n: _checked(st, X, y, n)  # noqa: E731
+        unchecked = lambda n: _unchecked(st, X, y, n)  # noqa: E731
+        checked(10)
+        unchecked(10)
+        tc, tu = [], []
+        for _ in range(repeats):
+            for f, acc in ((checked, tc), (unchecked, tu)):
+                t0 = time.perf_counter()
+                f(calls)
+                acc.append((time.perf_counter() - t0) / calls * 1e9)
+        c, u = statistics.median(tc), statistics.median(tu)
+        rows.append((label, c, u))
+    return rows
+
+
+# ------------------------------------------------------------------------ main
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--k", type=int, default=1000, help="networks (default 1000)")
+    ap.add_argument("--n", type=int, default=256, help="samples per network (default 256)")
+    ap.add_argument("--batch", type=int, default=32, help="mini-batch size (default 32)")
+    ap.add_argument("--repeats", type=int, default=7, help="timed epochs (default 7)")
+    ap.add_argument("--threads", type=int, default=2, help="Numba and torch threads (default 2)")
+    ap.add_argument("--no-torch", action="store_true", help="skip the torch peer")
+    ap.add_argument("--no-bounds", action="store_true", help="skip the bounds-check timing")
+    ap.add_argument("--quick", action="store_true", help="K=100, 3 repeats")
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.k, a.repeats = 100, 3
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
+    print(f"# Population benchmark: K={a.k} networks {'-'.join(map(str, SIZES))} tanh, MSE, "
+          f"float32, {a.n} samples each, 1 epoch SGD batch {a.batch} lr {LR}, no shuffle")
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numba "
+          f"{numba.__version__} ({numba.get_num_threads()} threads), fastbp "
+          f"{fastbp.__version__}, load average {load:.2f}")
+    if load > 1.0:
+        print(f"# WARNING: load average {load:.2f} > 1: something else is running; "
+              "timings are unreliable", file=sys.stderr)
+
+    X, y = make_data(a.k, a.n)
+    init = make_population(a.k).params.copy()
+    impls = [FastbpPopulation(init, X, y, a.batch), FastbpKernel(init, X, y, a.batch),
+             MLPLoop(init, X, y, a.batch)]
+    peers = {MLPLoop.name}
+    if not a.no_torch:
+        try:
+            import torch
+            impls.append(TorchVmap(init, X, y, a.batch, a.threads))
+            peers.add(TorchVmap.name)
+            print(f"# torch {torch.__version__} ({torch.get_num_threads()} threads)")
+        except ImportError as e:
+            print(f"# torch peer skipped: {e}", file=sys.stderr)
+
+    # correctness: one epoch from the common initial weights, everyone agrees
+    ref = None
+    for impl in impls:
+        if isinstance(impl, FastbpKernel):
+            continue
+        impl.epoch()
+        p = impl.params().astype(np.float64)
+        if ref is None:
+            ref = p
+        else:
+            err = np.max(np.abs(p - ref))
+            if err > 1e-4:
+                raise SystemExit(f"{impl.name} disagrees with fastbp after one epoch "
+                                 f"(max |diff| {err:.3g})")
+    print(f"# check: all implementations agree after one epoch from the same weights "
+          f"(max |diff| <= 1e-4)")
+
+    results = {}
+    for impl in impls:
+        med, _ = run_epochs(impl, a.repeats)
+        results[impl.name] = med
+    samples = a.k * a.n
+    best_peer = min((results[nm] for nm in peers), default=None)
+    print()
+    print("| implementation | epoch time (ms) | samples/s | speedup vs faster peer |")
+    print("|---|---:|---:|---:|")
+    for impl in impls:
+        t = results[impl.name]
+        tag = " (peer)" if impl.name in peers else ""
+        sp = f"{best_peer / t:.1f}x" if best_peer else "-"
+        print(f"| {impl.name}{tag} | {t * 1e3:.2f} | {samples / t:,.0f} | {sp} |")
+    print(f"\nmedian of {a.repeats} epochs after one warm-up epoch; samples/s = K*n / epoch time")
+
+    if not a.no_bounds:
+        print("\n## Bounds-check cost of fastbp.jit (per call, in a @njit loop)\n")
+        print("| call | fastbp.jit (ns) | unchecked train_batch (ns) | check cost (ns) |")
+        print("|---|---:|---:|---:|")
+        for label, c, u in bounds_check_cost():
+            print(f"| {label} | {c:.0f} | {u:.0f} | {c - u:+.0f} ({(c - u) / u:+.1%}) |")
+    return results
+
+
+if __name__ == "__main__":
+    main()
