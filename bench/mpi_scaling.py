@@ -98,20 +98,22 @@ def driver(args):
     mpiexec = find_mpiexec()
     if mpiexec is None:
         sys.exit("no mpiexec found: pip install mpi4py mpich")
+    load = os.getloadavg()[0]
     env = dict(os.environ, HYDRA_LAUNCHER="fork")
     for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         env[v] = str(args.threads)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for k in args.ranks:
-            out = os.path.join(tmp, f"r{k}.json")
-            cmd = [mpiexec, "-n", str(k), sys.executable, "-m", "mpi4py", __file__, "--worker",
-                   "--json", out, "--samples", str(args.samples), "--batch", str(args.batch),
-                   "--epochs", str(args.epochs), "--threads", str(args.threads)]
-            subprocess.run(cmd, check=True, env=env, cwd=ROOT, timeout=900)
-            with open(out) as fh:
-                rows.append(json.load(fh))
-    base = rows[0]["epoch_s"] * rows[0]["ranks"]
+        for batch in args.batch:
+            for k in args.ranks:
+                out = os.path.join(tmp, f"r{k}_{batch}.json")
+                cmd = [mpiexec, "-n", str(k), sys.executable, "-m", "mpi4py", __file__,
+                       "--worker", "--json", out, "--samples", str(args.samples),
+                       "--batch", str(batch), "--epochs", str(args.epochs),
+                       "--threads", str(args.threads)]
+                subprocess.run(cmd, check=True, env=env, cwd=ROOT, timeout=900)
+                with open(out) as fh:
+                    rows.append(json.load(fh))
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                    if line.startswith("model name"))
@@ -119,20 +121,22 @@ def driver(args):
         cpu = platform.processor() or "unknown CPU"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     r0 = rows[0]
-    print(f"784-256-128-10 float32, {r0['n_params']:,} parameters; {r0['samples']} samples, "
-          f"global batch {r0['batch']} ({r0['steps']} steps/epoch); {cpu}, {cores} cores; "
-          f"load before: {os.getloadavg()[0]:.2f}\n")
-    print("| ranks x threads | epoch s | speed-up | efficiency | allreduce | wait | reduce "
-          "| Allreduce us |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"784-256-128-10 float32, {r0['n_params']:,} parameters; {r0['samples']} samples; "
+          f"{cpu}, {cores} cores; load average before: {load:.2f}\n")
+    print("| global batch | ranks x threads | steps | epoch s | speed-up | efficiency "
+          "| allreduce | wait | reduce | Allreduce us |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        sp = base / r["epoch_s"]
-        print(f"| {r['ranks']} x {r['threads']} | {r['epoch_s']:.3f} | {sp:.2f} | "
-              f"{sp / r['ranks']:.0%} | {r['allreduce_share']:.1%} | {r['wait_share']:.1%} | "
-              f"{r['reduce_share']:.1%} | {r['allreduce_us']:.0f} |")
-    if r0.get("fit_epoch_s"):
-        print(f"\nsingle-process MLP.fit (one compiled call per epoch), 1 thread: "
-              f"{r0['fit_epoch_s']:.3f} s per epoch")
+        base = next(b for b in rows if b["batch"] == r["batch"])
+        sp = base["epoch_s"] * base["ranks"] / r["epoch_s"]
+        print(f"| {r['batch']} | {r['ranks']} x {r['threads']} | {r['steps']} | "
+              f"{r['epoch_s']:.3f} | {sp:.2f} | {sp / r['ranks']:.0%} | "
+              f"{r['allreduce_share']:.1%} | {r['wait_share']:.1%} | {r['reduce_share']:.1%} | "
+              f"{r['allreduce_us']:.0f} |")
+    fits = [(r["batch"], r["fit_epoch_s"]) for r in rows if r.get("fit_epoch_s")]
+    for batch, t in fits:
+        print(f"\nsingle-process MLP.fit (one compiled call per epoch), 1 thread, batch "
+              f"{batch}: {t:.3f} s per epoch")
 
 
 def main():
@@ -142,10 +146,15 @@ def main():
     p.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     p.add_argument("--threads", type=int, default=1, help="threads per rank")
     p.add_argument("--samples", type=int, default=16384)
-    p.add_argument("--batch", type=int, default=256, help="global batch size")
+    p.add_argument("--batch", type=int, nargs="+", default=[256],
+                   help="global batch size(s); the worker takes the first")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs (median reported)")
     args = p.parse_args()
-    worker(args) if args.worker else driver(args)
+    if args.worker:
+        args.batch = args.batch[0]
+        worker(args)
+    else:
+        driver(args)
 
 
 if __name__ == "__main__":

@@ -193,13 +193,14 @@ def _bind(net, opt, cap, rank, g):
     ``update()``: one step of ``opt`` with the gradient in ``g``, and the step
     counter that drives dropout masks advanced; ``stats`` and ``counter``: the
     network's batch-norm running statistics and step counter (arrays); and
-    ``snapshot()``/``restore(snap)`` of everything an epoch changes.  Rank
+    ``snapshot()``: a copy of everything an epoch changes, with ``.restore()``.  Rank
     ``rank`` draws dropout masks from its own seed (rank 0 keeps the
     network's), so shards do not share masks.
     """
     from ._kernels.backward import backward
     from ._kernels.train import _forward_loss
     from ._kernels.update import apply_update
+    from .workspace import Snapshot
     ws = net._workspace(cap)
     model = net._model
     if rank:
@@ -219,17 +220,12 @@ def _bind(net, opt, cap, rank, g):
         counter[0] += 1
 
     def snapshot():
-        return (params.copy(), net._stats.copy(), opt.state.copy(), int(counter[0]),
-                int(opt.step[0]))
-
-    def restore(snap):
-        np.copyto(params, snap[0])
-        np.copyto(net._stats, snap[1])
-        np.copyto(opt.state, snap[2])
-        counter[0], opt.step[0] = snap[3], snap[4]
+        snap = Snapshot(net, opt)
+        snap.take()
+        return snap
 
     return SimpleNamespace(ws=ws, grad=grad, update=update, stats=net._stats, counter=counter,
-                           snapshot=snapshot, restore=restore)
+                           snapshot=snapshot)
 
 
 def _replica_arrays(net):
@@ -440,8 +436,13 @@ class DataParallel:
             val = net._xy(Xv, yv)
         if early_stopping is None:
             early_stopping = val is not None
+        callbacks = list(callbacks) if callbacks is not None else []
+        for cb in callbacks:
+            if not callable(cb):
+                raise TypeError(f"callbacks must be callables f(net, epoch, history), got {cb!r}")
+        shuffle = bool(shuffle)
         from .schedules import make_schedule
-        schedule = make_schedule(lr_schedule)
+        schedule = None if lr_schedule is None else make_schedule(lr_schedule)
         opt = net._optimizer(optimizer, lr, opt_kwargs)
         net.optimizer = opt
         if seed is not None:
@@ -457,7 +458,8 @@ class DataParallel:
         hist = History()
         hist.comm_time, hist.wait_time, hist.compute_time = [], [], []
         hist.world_size = self.size
-        order = np.arange(n, dtype=np.int64)
+        identity = np.arange(n, dtype=np.int64)
+        order = identity.copy()
         cap = max(1, -(-min(B, n) // self.size))
         best, best_snap, no_improve = np.inf, None, 0
         root = self.root
@@ -471,10 +473,12 @@ class DataParallel:
             for epoch in range(epochs):
                 metric = (hist.val_loss[-1] if hist.val_loss else
                           hist.loss[-1] if hist.loss else None)
-                opt.lr = schedule(epoch, lr0, metric)
+                if schedule is not None:
+                    opt.lr = schedule(epoch, lr0, metric)
                 snap = k.snapshot()
-                if shuffle:
+                if shuffle:  # as MLP.fit: each epoch's order depends only on the generator
                     if self.is_root:
+                        np.copyto(order, identity)
                         net.rng.shuffle(order)
                     comm.Bcast(order, root=root)
                 t_comm = t_wait = 0.0
@@ -521,7 +525,7 @@ class DataParallel:
                 local_ok = bool(np.all(np.isfinite(net.params)))
                 total, n_bad = self._sum([local, 0 if local_ok else 1])
                 if diverged or n_bad:
-                    k.restore(snap)
+                    snap.restore()
                     hist.stop_reason = "diverged"
                     msg = (f"distributed training diverged in epoch {epoch + 1}; the network "
                            f"was restored to the end of epoch {epoch}. Try a smaller "
@@ -573,7 +577,7 @@ class DataParallel:
                 if stop:
                     break
             if early_stopping and best_snap is not None:
-                k.restore(best_snap)
+                best_snap.restore()
         net.history_ = hist
         if save_path is not None:
             self.save(save_path)
