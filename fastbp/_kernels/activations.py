@@ -3,6 +3,7 @@
 ``bias_act`` turns ``A`` (holding ``X @ W.T``) into ``f(A + b)`` in one pass;
 ``mul_act_grad`` multiplies a delta by ``f'(z)`` while deltas propagate.  Every
 derivative is computed from the output ``a`` except GELU's, which needs ``z``.
+float32 uses the vectorisable exp/tanh of ``approx.py``.
 Softmax appears only on the output layer (its Jacobian lives in ``losses``).
 """
 
@@ -12,17 +13,9 @@ from numba import njit
 
 from .._config import JIT
 from ..spec import ELU, GELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, SOFTPLUS, TANH
+from .approx import vexp, vsigmoid, vtanh
 
 _GELU_C = math.sqrt(2.0 / math.pi)
-
-
-@njit(**JIT)
-def _sigmoid(z):
-    T = type(z)
-    if z >= 0:
-        return T(1.0) / (T(1.0) + math.exp(-z))
-    e = math.exp(z)
-    return e / (T(1.0) + e)
 
 
 @njit(**JIT)
@@ -58,10 +51,10 @@ def bias_act(A, b, act, alpha, pre, keep_pre, add_bias):
                 row[j] = max(row[j], zero)
         elif act == SIGMOID:
             for j in range(m):
-                row[j] = _sigmoid(row[j])
+                row[j] = vsigmoid(row[j])
         elif act == TANH:
             for j in range(m):
-                row[j] = math.tanh(row[j])
+                row[j] = vtanh(row[j])
         elif act == LEAKY_RELU:
             for j in range(m):
                 z = row[j]
@@ -76,14 +69,14 @@ def bias_act(A, b, act, alpha, pre, keep_pre, add_bias):
         elif act == GELU:
             for j in range(m):
                 z = row[j]
-                row[j] = half * z * (one + math.tanh(c * (z + k3 * z * z * z)))
+                row[j] = half * z * (one + vtanh(c * (z + k3 * z * z * z)))
         elif act == SOFTMAX:
             mx = row[0]
             for j in range(1, m):
                 mx = max(mx, row[j])
             s = zero
             for j in range(m):
-                e = math.exp(row[j] - mx)
+                e = vexp(row[j] - mx)
                 row[j] = e
                 s += e
             inv = one / s
@@ -129,5 +122,5 @@ def mul_act_grad(D, A, pre, act, alpha):
             p = pre[i]
             for j in range(m):
                 z = p[j]
-                t = math.tanh(c * (z + k3 * z * z * z))
+                t = vtanh(c * (z + k3 * z * z * z))
                 d[j] *= half * (one + t) + half * z * (one - t * t) * c * (one + T(3.0) * k3 * z * z)

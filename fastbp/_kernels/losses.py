@@ -30,7 +30,7 @@ def target(y, i, k):
     return y[i, k]
 
 
-@overload(target, jit_options=JIT, inline="always")
+@overload(target, jit_options=JIT)
 def _target_impl(y, i, k):
     if isinstance(y, types.Array) and y.ndim == 1 and isinstance(y.dtype, types.Integer):
         def impl(y, i, k):

@@ -18,7 +18,7 @@ from .._config import JIT, JIT_INLINE, SMALL_NET_MACS
 from ..spec import (CROSS_ENTROPY, ELU, GELU, L_ACT, L_BN, L_IN,
                     L_OUT, L_W, LEAKY_RELU, MSE, P_ALPHA, P_DROP, RELU, SIGMOID, SOFTMAX,
                     SOFTPLUS, TANH)
-from .losses import target
+from .approx import vexp, vsigmoid, vtanh
 
 _GELU_C = math.sqrt(2.0 / math.pi)
 
@@ -38,12 +38,9 @@ def eligible(layout, lparams, batch_size):
 def _act(z, code, alpha):
     T = type(z)
     if code == SIGMOID:
-        if z >= T(0.0):
-            return T(1.0) / (T(1.0) + math.exp(-z))
-        e = math.exp(z)
-        return e / (T(1.0) + e)
+        return vsigmoid(z)
     if code == TANH:
-        return math.tanh(z)
+        return vtanh(z)
     if code == RELU:
         return max(z, T(0.0))
     if code == LEAKY_RELU:
@@ -53,7 +50,7 @@ def _act(z, code, alpha):
     if code == SOFTPLUS:
         return max(z, T(0.0)) + math.log1p(math.exp(-abs(z)))
     if code == GELU:
-        return T(0.5) * z * (T(1.0) + math.tanh(T(_GELU_C) * (z + T(0.044715) * z * z * z)))
+        return T(0.5) * z * (T(1.0) + vtanh(T(_GELU_C) * (z + T(0.044715) * z * z * z)))
     return z
 
 
@@ -76,151 +73,9 @@ def _dact(a, z, code, alpha):
     if code == GELU:
         c = T(_GELU_C)
         k = T(0.044715)
-        t = math.tanh(c * (z + k * z * z * z))
+        t = vtanh(c * (z + k * z * z * z))
         return T(0.5) * (T(1.0) + t) + T(0.5) * z * (T(1.0) - t * t) * c * (T(1.0) + T(3.0) * k * z * z)
     return T(1.0)
-
-
-@njit(**JIT_INLINE)
-def _row(order, shuffle, start, i):
-    return order[start + i] if shuffle else start + i
-
-
-@njit(**JIT_INLINE)
-def small_batch(params, layout, lparams, loss, X, y, order, shuffle, start, n, acts, pre,
-                deltas, cap, lr, decay):
-    """Fused forward, loss, backward and SGD update on rows ``start:start+n``
-    (through ``order`` when ``shuffle``); returns the summed loss before the update."""
-    T = params.dtype.type
-    L = layout.shape[0]
-    # forward
-    off = 0
-    for l in range(L):
-        n_in = layout[l, L_IN]
-        m = layout[l, L_OUT]
-        w = layout[l, L_W]
-        bo = w + n_in * m
-        code = layout[l, L_ACT]
-        al = lparams[l, P_ALPHA]
-        prev = off - cap * n_in
-        for i in range(n):
-            r = _row(order, shuffle, start, i)
-            o = off + i * m
-            for j in range(m):
-                wj = w + j * n_in
-                s = params[bo + j]
-                if l == 0:
-                    for k in range(n_in):
-                        s += X[r, k] * params[wj + k]
-                else:
-                    p = prev + i * n_in
-                    for k in range(n_in):
-                        s += acts[p + k] * params[wj + k]
-                pre[o + j] = s
-                if code != SOFTMAX:
-                    acts[o + j] = _act(s, code, al)
-            if code == SOFTMAX:
-                mx = pre[o]
-                for j in range(1, m):
-                    mx = max(mx, pre[o + j])
-                tot = T(0.0)
-                for j in range(m):
-                    e = math.exp(pre[o + j] - mx)
-                    acts[o + j] = e
-                    tot += e
-                for j in range(m):
-                    acts[o + j] /= tot
-        if l < L - 1:
-            off += cap * m
-    # loss and output delta (scaled by 1/n)
-    m = layout[L - 1, L_OUT]
-    code = layout[L - 1, L_ACT]
-    inv = T(1.0 / n)
-    total = 0.0
-    for i in range(n):
-        r = _row(order, shuffle, start, i)
-        o = off + i * m
-        if loss == MSE:
-            gp = 0.0
-            for k in range(m):
-                g = acts[o + k] - target(y, r, k)
-                total += 0.5 * g * g
-                gp += g * acts[o + k]
-            for k in range(m):
-                a = acts[o + k]
-                g = T(a - target(y, r, k))
-                if code == SOFTMAX:
-                    g = a * (g - T(gp))
-                else:
-                    g *= _dact(a, pre[o + k], code, 0.0)
-                deltas[o + k] = inv * g
-        elif loss == CROSS_ENTROPY:
-            mx = pre[o]
-            for k in range(1, m):
-                mx = max(mx, pre[o + k])
-            se = 0.0
-            for k in range(m):
-                se += math.exp(float(pre[o + k] - mx))
-            lse = float(mx) + math.log(se)
-            dsum = 0.0
-            for k in range(m):
-                t = target(y, r, k)
-                if t != 0.0:
-                    total += t * (lse - float(pre[o + k]))
-                dsum += t
-            for k in range(m):
-                deltas[o + k] = inv * T(acts[o + k] * dsum - target(y, r, k))
-        else:  # BINARY_CROSS_ENTROPY
-            for k in range(m):
-                zk = float(pre[o + k])
-                t = target(y, r, k)
-                total += max(zk, 0.0) + math.log1p(math.exp(-abs(zk))) - t * zk
-                deltas[o + k] = inv * T(acts[o + k] - t)
-    if not math.isfinite(total):
-        return total
-    # backward with fused update, top layer first
-    step = T(lr)
-    dec = T(decay)
-    for l in range(L - 1, -1, -1):
-        n_in = layout[l, L_IN]
-        m = layout[l, L_OUT]
-        w = layout[l, L_W]
-        bo = w + n_in * m
-        prev = off - cap * n_in
-        if l > 0:
-            pcode = layout[l - 1, L_ACT]
-            pal = lparams[l - 1, P_ALPHA]
-            for i in range(n):
-                d = off + i * m
-                p = prev + i * n_in
-                for k in range(n_in):
-                    deltas[p + k] = T(0.0)
-                for j in range(m):
-                    dj = deltas[d + j]
-                    wj = w + j * n_in
-                    for k in range(n_in):
-                        deltas[p + k] += dj * params[wj + k]
-                for k in range(n_in):
-                    deltas[p + k] *= _dact(acts[p + k], pre[p + k], pcode, pal)
-        if dec != T(1.0):
-            for q in range(w, bo):
-                params[q] *= dec
-        for i in range(n):
-            r = _row(order, shuffle, start, i)
-            d = off + i * m
-            for j in range(m):
-                g = step * deltas[d + j]
-                wj = w + j * n_in
-                params[bo + j] -= g
-                if l == 0:
-                    for k in range(n_in):
-                        params[wj + k] -= g * X[r, k]
-                else:
-                    p = prev + i * n_in
-                    for k in range(n_in):
-                        params[wj + k] -= g * acts[p + k]
-        off = prev
-    return total
 
 
 @njit(**JIT)
@@ -228,25 +83,172 @@ def small_epoch(params, layout, lparams, loss, X, y, order, batch_size, shuffle,
                 deltas, cap, lr, decay, out):
     """One SGD epoch on the flat path; ``out`` as in ``train.train_epoch``.
 
+    For each batch (rows ``start:start+n``, through ``order`` when
+    ``shuffle``): fused forward, loss, backward and SGD update.  Everything
+    is written out in this one function on purpose: a helper taking arrays,
+    called per sample, costs more in reference counting than the arithmetic
+    of a tiny network.  ``y`` is a 2-D float array or 1-D integer labels.
     Returns the number of batches (steps) taken.
     """
     N = X.shape[0]
-    total = 0.0
+    epoch_total = 0.0
     done = 0
     steps = 0
     for start in range(0, N, batch_size):
         n = min(batch_size, N - start)
-        s = small_batch(params, layout, lparams, loss, X, y, order, shuffle, start, n, acts,
-                        pre, deltas, cap, lr, decay)
-        if not math.isfinite(s):
-            out[0] = s
+        T = params.dtype.type
+        L = layout.shape[0]
+        # forward
+        off = 0
+        for l in range(L):
+            n_in = layout[l, L_IN]
+            m = layout[l, L_OUT]
+            w = layout[l, L_W]
+            bo = w + n_in * m
+            code = layout[l, L_ACT]
+            al = lparams[l, P_ALPHA]
+            prev = off - cap * n_in
+            for i in range(n):
+                r = order[start + i] if shuffle else start + i
+                o = off + i * m
+                for j in range(m):
+                    wj = w + j * n_in
+                    s = params[bo + j]
+                    if l == 0:
+                        for k in range(n_in):
+                            s += X[r, k] * params[wj + k]
+                    else:
+                        p = prev + i * n_in
+                        for k in range(n_in):
+                            s += acts[p + k] * params[wj + k]
+                    pre[o + j] = s
+                    if code != SOFTMAX:
+                        acts[o + j] = _act(s, code, al)
+                if code == SOFTMAX:
+                    mx = pre[o]
+                    for j in range(1, m):
+                        mx = max(mx, pre[o + j])
+                    tot = T(0.0)
+                    for j in range(m):
+                        e = vexp(pre[o + j] - mx)
+                        acts[o + j] = e
+                        tot += e
+                    for j in range(m):
+                        acts[o + j] /= tot
+            if l < L - 1:
+                off += cap * m
+        # loss and output delta (scaled by 1/n)
+        m = layout[L - 1, L_OUT]
+        code = layout[L - 1, L_ACT]
+        inv = T(1.0 / n)
+        total = 0.0
+        for i in range(n):
+            r = order[start + i] if shuffle else start + i
+            o = off + i * m
+            if loss == MSE:
+                gp = 0.0
+                for k in range(m):
+                    if y.ndim == 1:
+                        tk = 1.0 if y[r] == k else 0.0
+                    else:
+                        tk = float(y[r, k])
+                    g = acts[o + k] - tk
+                    total += 0.5 * g * g
+                    gp += g * acts[o + k]
+                for k in range(m):
+                    if y.ndim == 1:
+                        tk = 1.0 if y[r] == k else 0.0
+                    else:
+                        tk = float(y[r, k])
+                    a = acts[o + k]
+                    g = T(a - tk)
+                    if code == SOFTMAX:
+                        g = a * (g - T(gp))
+                    else:
+                        g *= _dact(a, pre[o + k], code, 0.0)
+                    deltas[o + k] = inv * g
+            elif loss == CROSS_ENTROPY:
+                mx = pre[o]
+                for k in range(1, m):
+                    mx = max(mx, pre[o + k])
+                se = 0.0
+                for k in range(m):
+                    se += math.exp(float(pre[o + k] - mx))
+                lse = float(mx) + math.log(se)
+                dsum = 0.0
+                for k in range(m):
+                    if y.ndim == 1:
+                        tk = 1.0 if y[r] == k else 0.0
+                    else:
+                        tk = float(y[r, k])
+                    if tk != 0.0:
+                        total += tk * (lse - float(pre[o + k]))
+                    dsum += tk
+                for k in range(m):
+                    if y.ndim == 1:
+                        tk = 1.0 if y[r] == k else 0.0
+                    else:
+                        tk = float(y[r, k])
+                    deltas[o + k] = inv * T(acts[o + k] * dsum - tk)
+            else:  # BINARY_CROSS_ENTROPY
+                for k in range(m):
+                    zk = float(pre[o + k])
+                    if y.ndim == 1:
+                        tk = 1.0 if y[r] == k else 0.0
+                    else:
+                        tk = float(y[r, k])
+                    total += max(zk, 0.0) + math.log1p(math.exp(-abs(zk))) - tk * zk
+                    deltas[o + k] = inv * T(acts[o + k] - tk)
+        if not math.isfinite(total):
+            out[0] = total
             out[1] = done
             return steps
-        total += s
+        # backward with fused update, top layer first
+        step = T(lr)
+        dec = T(decay)
+        for l in range(L - 1, -1, -1):
+            n_in = layout[l, L_IN]
+            m = layout[l, L_OUT]
+            w = layout[l, L_W]
+            bo = w + n_in * m
+            prev = off - cap * n_in
+            if l > 0:
+                pcode = layout[l - 1, L_ACT]
+                pal = lparams[l - 1, P_ALPHA]
+                for i in range(n):
+                    d = off + i * m
+                    p = prev + i * n_in
+                    for k in range(n_in):
+                        deltas[p + k] = T(0.0)
+                    for j in range(m):
+                        dj = deltas[d + j]
+                        wj = w + j * n_in
+                        for k in range(n_in):
+                            deltas[p + k] += dj * params[wj + k]
+                    for k in range(n_in):
+                        deltas[p + k] *= _dact(acts[p + k], pre[p + k], pcode, pal)
+            if dec != T(1.0):
+                for q in range(w, bo):
+                    params[q] *= dec
+            for i in range(n):
+                r = order[start + i] if shuffle else start + i
+                d = off + i * m
+                for j in range(m):
+                    g = step * deltas[d + j]
+                    wj = w + j * n_in
+                    params[bo + j] -= g
+                    if l == 0:
+                        for k in range(n_in):
+                            params[wj + k] -= g * X[r, k]
+                    else:
+                        p = prev + i * n_in
+                        for k in range(n_in):
+                            params[wj + k] -= g * acts[p + k]
+            off = prev
+
+        epoch_total += total
         done += n
         steps += 1
-    out[0] = total / max(done, 1)
+    out[0] = epoch_total / max(done, 1)
     out[1] = done
     return steps
-
-
