@@ -183,7 +183,7 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
                         if no_improve >= n_iter_no_change:
                             hist.stop_reason = "early_stopping"
                             break
-                if any(cb(net, epoch, hist) for cb in callbacks):
+                if any([bool(cb(net, epoch, hist)) for cb in callbacks]):  # run them all
                     hist.stop_reason = "callback"
                     break
         except KeyboardInterrupt:

@@ -312,9 +312,6 @@ def test_callbacks_see_each_epoch_and_can_stop():
     assert net.steps == 4 * 5  # nothing ran after the stop
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: fit calls callbacks through "
-                   "any(cb(...) for cb in callbacks), which short-circuits, so callbacks after "
-                   "one that returns True are not called for that (final) epoch")
 def test_every_callback_runs_after_the_stopping_epoch():
     X, y = _regression()
     calls = []

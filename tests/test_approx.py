@@ -1,0 +1,71 @@
+"""Accuracy of the vectorisable float32 exp/tanh/sigmoid used by the kernels."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastbp._config import JIT
+from fastbp._kernels.approx import vexp, vsigmoid, vtanh
+
+
+@njit(**JIT)  # the kernels' own flags (fast-math set included)
+def _apply_exp(a, out):
+    for i in range(a.size):
+        out[i] = vexp(a[i])
+
+
+@njit(**JIT)  # the kernels' own flags (fast-math set included)
+def _apply_tanh(a, out):
+    for i in range(a.size):
+        out[i] = vtanh(a[i])
+
+
+@njit(**JIT)  # the kernels' own flags (fast-math set included)
+def _apply_sigmoid(a, out):
+    for i in range(a.size):
+        out[i] = vsigmoid(a[i])
+
+
+FUNCS = {
+    "exp": (_apply_exp, np.exp),
+    "tanh": (_apply_tanh, np.tanh),
+    "sigmoid": (_apply_sigmoid, lambda x: 1.0 / (1.0 + np.exp(-x))),
+}
+ULP = {"exp": 1.0, "sigmoid": 2.5, "tanh": 2.0}  # as documented in fastbp/_kernels/approx.py
+X = np.concatenate([np.linspace(-100, 100, 400_001), np.linspace(-2, 2, 400_001),
+                    np.geomspace(1e-30, 1e-2, 1001), -np.geomspace(1e-30, 1e-2, 1001)])
+
+
+@pytest.mark.parametrize("name", sorted(FUNCS))
+def test_float32_within_documented_ulp(name):
+    kernel, ref_fn = FUNCS[name]
+    x = X.astype(np.float32)
+    got = np.empty_like(x)
+    kernel(x, got)
+    with np.errstate(over="ignore"):
+        ref = ref_fn(x.astype(np.float64))
+    ok = np.isfinite(ref) & (np.abs(ref) > 1e-37) & (np.abs(ref) < 3e38)
+    spacing = np.spacing(np.abs(ref[ok]).astype(np.float32)).astype(np.float64)
+    ulp = np.abs(got[ok].astype(np.float64) - ref[ok]) / spacing
+    assert ulp.max() <= ULP[name], f"{name}: {ulp.max():.2f} ulp"
+
+
+@pytest.mark.parametrize("name", sorted(FUNCS))
+def test_float32_special_values(name):
+    kernel, ref_fn = FUNCS[name]
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, 500.0, -500.0], dtype=np.float32)
+    got = np.empty_like(x)
+    kernel(x, got)
+    with np.errstate(over="ignore"):
+        ref = ref_fn(x.astype(np.float64)).astype(np.float32)
+    assert np.isnan(got[0])
+    np.testing.assert_array_equal(got[1:], ref[1:])
+
+
+@pytest.mark.parametrize("name", sorted(FUNCS))
+def test_float64_uses_libm_accuracy(name):
+    kernel, ref_fn = FUNCS[name]
+    x = np.linspace(-30, 30, 10001)
+    got = np.empty_like(x)
+    kernel(x, got)
+    np.testing.assert_allclose(got, ref_fn(x), rtol=1e-15, atol=0)  # libm under the fast-math set: a few ulp
