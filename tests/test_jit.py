@@ -41,6 +41,11 @@ What is checked
   The one-sample functions copy ``x`` into the state's own buffer and so
   accept other float dtypes (converted); float32 targets into a float64 state
   are read exactly.
+
+Known library problems, pinned as strict xfails: the dtype-mismatch error is not
+readable at the fastbp.jit boundary; integer targets of a binary cross-entropy
+network are read as one-hot class labels (unlike the Python API); a step
+rejected for a non-finite loss still moves batch-norm running statistics.
 """
 
 from __future__ import annotations
@@ -573,3 +578,22 @@ def test_bce_integer_targets_match_python_api(user):
     for labels in (np.zeros(N_ROWS, np.int64), np.arange(N_ROWS, dtype=np.int64) % 2):
         r, _, _ = call(user, st, LOSS, X, labels)
         np.testing.assert_allclose(r, net.evaluate(X, labels), rtol=1e-12)
+
+
+@pytest.mark.xfail(strict=True, reason="library bug: train_batch updates the batch-norm running "
+                   "statistics in its forward pass before it knows the loss is finite, so a step "
+                   "rejected for a non-finite loss (documented as leaving params untouched) still "
+                   "moves them -- a NaN in X makes them NaN and every later prediction NaN")
+def test_rejected_step_changes_nothing_with_batch_norm(user):
+    net = fastbp.MLP([3, 8, 2], activation="tanh", batch_norm=True, seed=0)
+    X, y, _ = make_data("mse2d", "float64")
+    st = net.state(batch_size=CAP)
+    before = net.predict(X)
+    snap = snapshot(st)
+    bad = X.copy()
+    bad[0, 0] = np.nan  # e.g. a simulation that blew up; fastbp.jit does not scan X
+    r, _, _ = call(user, st, TRAIN_STEP, bad, y)
+    assert not np.isfinite(r)
+    np.testing.assert_array_equal(st.model.params, snap[0])  # holds today
+    assert_unchanged(st, snap)  # fails: running statistics moved (to NaN)
+    np.testing.assert_array_equal(net.predict(X), before)

@@ -183,3 +183,19 @@ def test_network_is_a_view():
     np.testing.assert_allclose(last.predict(X), pop.predict(X)[K - 1], rtol=1e-12)
     with pytest.raises(IndexError):
         pop.network(K)
+
+
+def test_network_state_trains_the_population_row_from_njit():
+    """``pop.network(i).state()`` hands fastbp.jit a state on row i of pop.params."""
+    import fastbp.jit as fj
+    pop, X, y = make_problem("float2d", False, seed=8)
+    others = pop.params[[0, 2, 3, 4]].copy()
+    ref = pop.network(1).copy()
+    st = pop.network(1).state(batch_size=BATCH, optimizer="sgd", lr=0.05)
+    assert np.shares_memory(st.model.params, pop.params)
+    for s in range(0, N, BATCH):
+        fj.train_step(st, X[s:s + BATCH], y[s:s + BATCH])
+    ref.fit(X, y, epochs=1, batch_size=BATCH, lr=0.05, shuffle=False)
+    np.testing.assert_allclose(pop.params[1], ref.params, **_tol("float64"))
+    np.testing.assert_array_equal(pop.params[[0, 2, 3, 4]], others)
+    assert pop.counters[1, 0] == -(-N // BATCH)
