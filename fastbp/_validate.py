@@ -32,6 +32,12 @@ def _as_real_array(a, name):
     return arr
 
 
+def _writable(arr):
+    """``arr``, copied if read-only: kernels never write inputs, but Numba would
+    compile a separate read-only specialisation of every kernel (~20 s each)."""
+    return arr if arr.flags.writeable else arr.copy()
+
+
 def _finite(arr, name):
     if not all_finite(arr.reshape(-1)):
         raise ValueError(f"{name} contains NaN or infinite values; clean or impute them first")
@@ -49,7 +55,7 @@ def check_X(X, n_features, dtype, name="X"):
     if arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features but the network expects "
                          f"{n_features} (its input width, sizes[0])")
-    arr = np.ascontiguousarray(arr, dtype=dtype)
+    arr = _writable(np.ascontiguousarray(arr, dtype=dtype))
     _finite(arr, name)
     return arr
 
@@ -71,7 +77,7 @@ def check_y(y, n, n_out, loss, dtype, name="y"):
             if not np.all(arr == np.round(arr)):
                 raise ValueError(f"{name} holds class labels and must be integers, "
                                  "got non-integer values")
-        labels = np.ascontiguousarray(arr, dtype=np.int64)
+        labels = _writable(np.ascontiguousarray(arr, dtype=np.int64))
         if not labels_in_range(labels, n_out):
             raise ValueError(f"{name} has labels outside [0, {n_out}); labels must be "
                              f"integers from 0 to {n_out - 1} (the output width)")
@@ -86,7 +92,7 @@ def check_y(y, n, n_out, loss, dtype, name="y"):
     if arr.shape[1] != n_out:
         raise ValueError(f"{name} has {arr.shape[1]} columns but the network has "
                          f"{n_out} outputs")
-    out = np.ascontiguousarray(arr, dtype=dtype)
+    out = _writable(np.ascontiguousarray(arr, dtype=dtype))
     _finite(out, name)
     if loss in (CROSS_ENTROPY, BINARY_CROSS_ENTROPY):
         if out.min() < 0 or out.max() > 1:

@@ -231,6 +231,27 @@ class MLP:
         return (f"MLP(sizes={list(self.sizes)}, activations={list(self.activations)}, "
                 f"loss={self.loss!r}, dtype={self.dtype.name!r}{extra})")
 
+    #: Attributes rebuilt rather than pickled: the lock cannot be pickled, the
+    #: workspace is scratch, and the views must share the restored buffers.
+    _TRANSIENT = frozenset({"_lock", "_ws", "_model", "weights", "biases", "bn_gamma",
+                            "bn_beta", "running_mean", "running_var"})
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        # arrays restored read-only (e.g. joblib memory maps) are copied: the
+        # kernels write into them
+        for obj in (self, self.optimizer):
+            if obj is not None:
+                for k, v in vars(obj).items():
+                    if isinstance(v, np.ndarray) and not v.flags.writeable:
+                        setattr(obj, k, v.copy())
+        self._ws = None
+        self._lock = threading.RLock()
+        self._make_views()
+
     def copy(self):
         """An independent copy (parameters, statistics, settings, RNG state)."""
         new = object.__new__(MLP)

@@ -113,7 +113,6 @@ activation, dropout, batch norm, precision) is fixed by the first fit;
 ``warm_start`` and ``partial_fit`` continue training that network.
 """
 
-import threading
 import warnings
 from numbers import Integral, Real
 
@@ -140,51 +139,6 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 _HIDDEN_ACTIVATIONS = {"identity", "logistic", "sigmoid", "tanh", "relu", "leaky_relu", "elu",
                        "softplus", "gelu"}
 _SOLVERS = {"sgd", "adam", "adamw", "rprop", "lbfgs"}
-
-# MLP attributes rebuilt on unpickling instead of pickled: the lock cannot be
-# pickled, the views must share the restored parameter buffer.
-_NET_TRANSIENT = frozenset({"_lock", "_ws", "_model", "weights", "biases", "bn_gamma", "bn_beta",
-                            "running_mean", "running_var"})
-
-
-def _net_getstate(net):
-    return {k: v for k, v in net.__dict__.items() if k not in _NET_TRANSIENT}
-
-
-def _writable(obj):
-    """Copy read-only arrays among ``obj``'s attributes (e.g. after joblib's
-    memory-mapped loading): the kernels write into them, and Numba would
-    compile separate read-only signatures."""
-    for k, v in vars(obj).items():
-        if isinstance(v, np.ndarray) and not v.flags.writeable:
-            setattr(obj, k, v.copy())
-
-
-def _net_setstate(state):
-    # what MLP.copy() does: fresh lock and workspace, views onto the buffers
-    net = object.__new__(MLP)
-    net.__dict__.update(state)
-    _writable(net)
-    if net.optimizer is not None:
-        _writable(net.optimizer)
-    net._ws = None
-    net._lock = threading.RLock()
-    net._make_views()
-    return net
-
-
-class _PickledNet:
-    """Pickle stand-in for a :class:`fastbp.MLP` (which holds a lock)."""
-
-    def __init__(self, state):
-        self.state = state
-
-
-def _writable_array(a):
-    """``a``, copied if read-only (a read-only array would make Numba compile
-    a separate read-only specialisation of every kernel, ~20 s)."""
-    return a if a.flags.writeable else a.copy()
-
 
 def _set_weight_decay(opt, value):
     opt.weight_decay = float(value)
@@ -311,7 +265,6 @@ class _BaseMLP(BaseEstimator):
     def _fit(self, X, y, incremental=False):
         first_pass = not hasattr(self, "net_") or (not self.warm_start and not incremental)
         X, T = self._validate_input(X, y, incremental, reset=first_pass)
-        X, T = _writable_array(X), _writable_array(T)
         rs = check_random_state(self.random_state)
         if first_pass:
             self._initialize(X, T, rs)
@@ -472,7 +425,7 @@ class _BaseMLP(BaseEstimator):
     def _forward(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
-        return self.net_.predict(_writable_array(X))
+        return self.net_.predict(X)
 
     # ------------------------------------------------------------ public API
     @_fit_context(prefer_skip_nested_validation=True)
@@ -503,20 +456,6 @@ class _BaseMLP(BaseEstimator):
         """Per-layer biases: views of ``net_.biases``."""
         check_is_fitted(self)
         return list(self.net_.biases)
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        net = state.get("net_")
-        if isinstance(net, MLP):
-            state["net_"] = _PickledNet(_net_getstate(net))
-        return state
-
-    def __setstate__(self, state):
-        net = state.get("net_")
-        if isinstance(net, _PickledNet):
-            state = dict(state)
-            state["net_"] = _net_setstate(net.state)
-        super().__setstate__(state)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -14,12 +14,11 @@ and single-output MSE, integer class labels ``(n,)`` (one-hot implied).
 
 import math
 
-
 from numba import njit, types
 from numba.extending import overload
 
 from .._config import JIT
-from ..spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, MSE, SIGMOID, SOFTMAX, TANH
+from ..spec import CROSS_ENTROPY, MSE, SIGMOID, SOFTMAX, TANH
 
 
 def target(y, i, k):
