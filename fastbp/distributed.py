@@ -570,7 +570,7 @@ class DataParallel:
                             hist.stop_reason = "early_stopping"
                             stop = True
                 if not stop and callbacks:
-                    mine = any(bool(cb(net, epoch, hist)) for cb in callbacks)
+                    mine = any([bool(cb(net, epoch, hist)) for cb in callbacks])  # run all
                     if comm.allreduce(mine, op=MPI.LOR):
                         hist.stop_reason = "callback"
                         stop = True

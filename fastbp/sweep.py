@@ -5,8 +5,8 @@ client (a 2-worker-per-2-cores :class:`~distributed.LocalCluster` that it
 creates and closes when none is given, or any cluster you connect), or to any
 :class:`concurrent.futures.Executor` such as
 ``mpi4py.futures.MPIPoolExecutor`` inside an MPI job.  Each task builds its
-network, limits Numba and BLAS threads, trains, and returns the history and
-the trained parameters (or saves the network to ``save_dir``).
+network, limits Numba and BLAS threads, trains, and returns the history, the
+parameters and the trained network (and saves it to ``save_dir`` if given).
 
 dask is imported lazily: importing this module does not need it.
 """
@@ -109,7 +109,7 @@ def _save(net, path):
 
 
 def train_config(make_net, config, X, y, fit_kwargs=None, threads=1, save_path=None,
-                 index=None):
+                 index=None, return_model=True):
     """Build, train and summarise one network; the task :func:`run_sweep` runs.
 
     Parameters
@@ -127,14 +127,17 @@ def train_config(make_net, config, X, y, fit_kwargs=None, threads=1, save_path=N
         Numba and BLAS threads for this training (restored afterwards).
     save_path : str, optional
         Save the trained network there (``fastbp.io.save``).
+    return_model : bool
+        Include the trained network itself (it pickles back from a worker
+        with its optimizer, history and batch-norm statistics).
 
     Returns
     -------
     dict
         ``index``, ``config``, ``history`` (the History's fields as a dict),
-        ``params`` (ndarray), ``running_mean``/``running_var`` (per-layer
-        arrays or None, batch-norm statistics), ``path``, ``time`` (seconds),
-        ``worker`` (``host:pid``) and ``threads``.
+        ``params`` (ndarray), ``net`` (the trained MLP, with
+        ``return_model``), ``path``, ``time`` (seconds), ``worker``
+        (``host:pid``) and ``threads``.
     """
     import numba
     from threadpoolctl import threadpool_limits
@@ -153,16 +156,15 @@ def train_config(make_net, config, X, y, fit_kwargs=None, threads=1, save_path=N
     dt = time.perf_counter() - t0
     if save_path is not None:
         _save(net, save_path)
-    return {
+    out = {
         "index": index, "config": dict(config), "history": _history_dict(hist),
         "params": net.params.copy(),
-        "running_mean": [None if a is None else a.copy()
-                         for a in getattr(net, "running_mean", ())] or None,
-        "running_var": [None if a is None else a.copy()
-                        for a in getattr(net, "running_var", ())] or None,
         "path": None if save_path is None else os.fspath(save_path),
         "time": dt, "worker": f"{socket.gethostname()}:{os.getpid()}", "threads": int(threads),
     }
+    if return_model:
+        out["net"] = net
+    return out
 
 
 def _cores():
@@ -205,14 +207,13 @@ def run_sweep(make_net, param_grid, X, y, client=None, threads_per_worker=1, n_w
         Each task saves its network as ``save_dir/run_<index>.npz``
         (``fastbp.io``; load with ``fastbp.io.load``).
     return_models : bool
-        Rebuild each trained network locally (``make_net(config)`` with the
-        returned parameters and batch-norm statistics) under ``"net"``.
+        Send each trained network back (``"net"``: the MLP with its optimizer,
+        history and batch-norm statistics); False sends parameters only.
 
     Returns
     -------
     list of dict
-        One per configuration, in order: see :func:`train_config`, plus
-        ``"net"`` when ``return_models``.
+        One per configuration, in order: see :func:`train_config`.
     """
     if isinstance(make_net, dict):
         make_net = NetFactory(**make_net)
@@ -242,27 +243,16 @@ def run_sweep(make_net, param_grid, X, y, client=None, threads_per_worker=1, n_w
                 vd = tuple(client.scatter(list(vd), broadcast=True, hash=False))
                 kwargs["validation_data"] = vd
             futures = [client.submit(train_config, make_net, c, Xf, yf, kwargs, threads, p, i,
-                                     pure=False, key=f"fastbp-sweep-{i}-{os.urandom(4).hex()}")
+                                     bool(return_models), pure=False,
+                                     key=f"fastbp-sweep-{i}-{os.urandom(4).hex()}")
                        for i, (c, p) in enumerate(zip(configs, paths))]
             results = client.gather(futures)
         else:  # a concurrent.futures.Executor (MPIPoolExecutor, ProcessPoolExecutor, ...)
-            futures = [client.submit(train_config, make_net, c, X, y, kwargs, threads, p, i)
+            futures = [client.submit(train_config, make_net, c, X, y, kwargs, threads, p, i,
+                                     bool(return_models))
                        for i, (c, p) in enumerate(zip(configs, paths))]
             results = [f.result() for f in futures]
     finally:
         for obj in reversed(own):
             obj.close()
-    if return_models:
-        for r in results:
-            r["net"] = _rebuild(make_net, r)
     return results
-
-
-def _rebuild(make_net, result):
-    net = make_net(result["config"])
-    net.params = result["params"]
-    for name in ("running_mean", "running_var"):
-        for dst, src in zip(getattr(net, name, ()) or (), result.get(name) or ()):
-            if dst is not None and src is not None:
-                dst[:] = src
-    return net

@@ -87,6 +87,8 @@ def test_dask_local_cluster_sweep(data, tmp_path):
         assert g["history"]["loss"] == r["history"]["loss"]
         assert g["history"]["val_loss"] == r["history"]["val_loss"]
         assert np.array_equal(g["net"].predict(X), _net(r).predict(X))
+        assert g["net"].history_.loss == r["history"]["loss"]  # the trained MLP came back
+        assert g["net"].optimizer.step[0] == r["net"].optimizer.step[0]
         assert g["threads"] == 1
     assert len(workers) >= 1
     # different seeds and rates really give different networks
