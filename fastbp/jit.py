@@ -32,13 +32,13 @@ single-threaded (``threadpoolctl.threadpool_limits(1)``).
 from collections import namedtuple
 
 import numpy as np
-from numba import njit, types
+from numba import errors, njit, types
 from numba.extending import overload
 
 from ._config import JIT
 from ._kernels.forward import block, forward
 from ._kernels.train import loss_grad, loss_sum, train_batch
-from .spec import MSE
+from .spec import CROSS_ENTROPY
 
 NetState = namedtuple("NetState", [
     "model",      # fastbp._kernels.state.Model: params (shared with the MLP), layout, ...
@@ -62,8 +62,24 @@ def make_state(net, batch_size, optimizer):
                     np.zeros((1, net.sizes[-1]), net.dtype))
 
 
+def _same_dtype(state, X):
+    """Compile-time check that ``X`` has the network's dtype."""
+
+
+@overload(_same_dtype, jit_options=JIT)
+def _same_dtype_impl(state, X):
+    want = state[0][0].dtype  # state.model.params
+    got = getattr(X, "dtype", None)
+    if got != want:
+        raise errors.TypingError(
+            f"fastbp.jit: the network is {want} but an input array is {got}; pass arrays of "
+            f"the network's dtype (convert once, outside the loop: x.astype(np.{want}))")
+    return lambda state, X: None
+
+
 @njit(**JIT)
 def _check_X(state, X):
+    _same_dtype(state, X)
     if X.ndim != 2 or X.shape[1] != state.model.layout[0, 0]:
         raise ValueError("fastbp.jit: X must be 2-D with n_in columns (the network's input width)")
     if X.shape[0] == 0:
@@ -82,8 +98,8 @@ def _targets_ok_impl(y, loss, m):
         return lambda y, loss, m: y.shape[1] == m
     if y.ndim == 1 and isinstance(y.dtype, types.Integer):
         def labels(y, loss, m):
-            if loss == MSE:
-                return False
+            if loss != CROSS_ENTROPY:  # values of a single output, as in the Python API
+                return m == 1
             for i in range(y.shape[0]):
                 if y[i] < 0 or y[i] >= m:
                     return False
@@ -101,7 +117,8 @@ def _check_y(state, X, y):
     m = state.model.layout[state.model.layout.shape[0] - 1, 1]
     if not _targets_ok(y, state.loss, m):
         raise ValueError("fastbp.jit: y must be (n, n_out) floats, (n,) integer labels in "
-                         "[0, n_out) for a cross-entropy network, or (n,) floats for one output")
+                         "[0, n_out) for a cross-entropy network, or (n,) floats for one output "
+                         "(integers there are read as values)")
 
 
 @njit(**JIT)

@@ -97,7 +97,8 @@ class Population:
                                np.zeros((chunks, cap) + y_like.shape[2:], dtype=y_like.dtype),
                                z(chunks, cap * width), z(chunks, cap * width),
                                z(chunks, cap * width), z(chunks, t.n_params),
-                               z(chunks, cap * width), z(chunks, cap * width), z(chunks, width))
+                               z(chunks, cap * width), z(chunks, cap * width), z(chunks, width),
+                               z(chunks, 2 * width))
         return self._bufs[key]
 
     def _model_arrays(self):

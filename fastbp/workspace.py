@@ -44,7 +44,7 @@ class Workspace:
         self._ybufs = {}
         self.cap = cap
         self.work = Work(z(cap * width), z(cap * width), z(cap * width), self.grad,
-                         z(cap * width), z(cap * width), z(width), cap)
+                         z(cap * width), z(cap * width), z(width), z(2 * width), cap)
 
     def ybuf(self, y):
         """A ``cap``-row buffer shaped and typed like the targets ``y``."""

@@ -42,10 +42,10 @@ What is checked
   accept other float dtypes (converted); float32 targets into a float64 state
   are read exactly.
 
-Known library problems, pinned as strict xfails: the dtype-mismatch error is not
-readable at the fastbp.jit boundary; integer targets of a binary cross-entropy
-network are read as one-hot class labels (unlike the Python API); a step
-rejected for a non-finite loss still moves batch-norm running statistics.
+Also pinned: a dtype mismatch fails at compile time with a readable
+"fastbp.jit: ..." message; integer targets of a non-cross-entropy network are
+values, as in the Python API; a step rejected for a non-finite loss leaves
+batch-norm running statistics untouched.
 """
 
 from __future__ import annotations
@@ -537,10 +537,6 @@ def test_wrong_dtype_is_a_typing_error_at_compile_time(user, wrong_dtype_attempt
     np.testing.assert_allclose(r, ref.train_step(X, y), rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="library gap: a dtype mismatch from njit code surfaces as "
-                   "a Numba TypingError from deep inside fastbp._kernels.blas (no implementation "
-                   "of _xgemm for mixed float32/float64 arrays), not a readable 'fastbp.jit: ...' "
-                   "error at the fastbp.jit boundary as the issue asks")
 def test_wrong_dtype_error_is_readable(wrong_dtype_attempt):
     err = wrong_dtype_attempt[3]
     assert isinstance(err, TypingError)
@@ -567,10 +563,6 @@ def test_other_float_dtypes_where_they_are_converted(user):
                                rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: fastbp.jit treats (n,) integer targets of a "
-                   "binary_cross_entropy network as one-hot class labels (label 0 -> target 1.0 "
-                   "for output 0; label 1 rejected as out of range for one output), while the "
-                   "Python API (check_y) reads them as the 0/1 target values")
 def test_bce_integer_targets_match_python_api(user):
     net = fastbp.MLP([3, 8, 1], activation="tanh", loss="binary_cross_entropy", seed=0)
     X, _, _ = make_data("mse1d", "float64")
@@ -580,10 +572,6 @@ def test_bce_integer_targets_match_python_api(user):
         np.testing.assert_allclose(r, net.evaluate(X, labels), rtol=1e-12)
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: train_batch updates the batch-norm running "
-                   "statistics in its forward pass before it knows the loss is finite, so a step "
-                   "rejected for a non-finite loss (documented as leaving params untouched) still "
-                   "moves them -- a NaN in X makes them NaN and every later prediction NaN")
 def test_rejected_step_changes_nothing_with_batch_norm(user):
     net = fastbp.MLP([3, 8, 2], activation="tanh", batch_norm=True, seed=0)
     X, y, _ = make_data("mse2d", "float64")

@@ -14,7 +14,7 @@ from ..spec import GELU, L_ACT, L_BN, L_IN, L_OUT, L_STAT, L_W, P_ALPHA, P_BN_EP
     P_BN_MOMENTUM, P_DROP
 from .activations import bias_act
 from .matmul import mm_nt
-from .regularize import bn_forward, dropout_forward, mask_key
+from .regularize import bn_forward, bn_running, dropout_forward, mask_key
 from .views import view2d
 
 
@@ -76,7 +76,9 @@ def _layer_forward(model, work, l, Ain, off, training, update_stats):
         for i in range(n):
             for j in range(m):
                 A[i, j] += b[j]
-        bn_forward(A, block(work.bnx, off, n, m), work.bninv[u:u + m], g, be,
+        W2 = work.bninv.shape[0]
+        bn_forward(A, block(work.bnx, off, n, m), work.bninv[u:u + m],
+                   work.bnstat[u:u + m], work.bnstat[W2 + u:W2 + u + m], g, be,
                    model.stats[s:s + m], model.stats[s + m:s + 2 * m],
                    lp[l, P_BN_MOMENTUM], lp[l, P_BN_EPS], training, update_stats)
         bias_act(A, b, act, lp[l, P_ALPHA], P, keeps_pre(layout, l), False)
@@ -105,3 +107,19 @@ def forward(model, work, X, training, update_stats):
         _layer_forward(model, work, l, block(work.acts, prev, n, layout[l, L_IN]), off,
                        training, update_stats)
     return off
+
+
+@njit(**JIT)
+def commit_batch_stats(model, work, n):
+    """Fold the last training forward pass's batch statistics (``n`` rows) into
+    every batch-norm layer's running averages."""
+    layout = model.layout
+    W2 = work.bninv.shape[0]
+    for l in range(layout.shape[0]):
+        if layout[l, L_BN] >= 0:
+            u = unit_offset(layout, l)
+            m = layout[l, L_OUT]
+            s = layout[l, L_STAT]
+            bn_running(model.stats[s:s + m], model.stats[s + m:s + 2 * m],
+                       work.bnstat[u:u + m], work.bnstat[W2 + u:W2 + u + m], n,
+                       model.lparams[l, P_BN_MOMENTUM])

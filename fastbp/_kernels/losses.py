@@ -8,8 +8,8 @@
 * ``binary_cross_entropy`` (sigmoid): E = sum_k softplus(z_k) - d_k z_k, delta = p - d
 
 The cross-entropies are evaluated from the logits ``z`` (stable, never log(0)).
-Targets are either a float ``(n, m)`` array or, for the two cross-entropies
-and single-output MSE, integer class labels ``(n,)`` (one-hot implied).
+Targets are a float ``(n, m)`` array, integer class labels ``(n,)`` for
+cross-entropy (one-hot implied), or ``(n,)`` values for a single output.
 """
 
 import math
@@ -21,26 +21,31 @@ from .._config import JIT
 from ..spec import CROSS_ENTROPY, MSE, SIGMOID, SOFTMAX, TANH
 
 
-def target(y, i, k):
-    """Target ``d[i, k]``: ``y[i, k]`` for 2-D targets, ``y[i] == k`` for integer
-    labels, ``y[i]`` for 1-D float targets of a single-output network."""
+def target(y, i, k, labels):
+    """Target ``d[i, k]``: ``y[i, k]`` for 2-D targets; for 1-D integer ``y``
+    one-hot ``y[i] == k`` when ``labels`` (cross-entropy) else the value
+    ``y[i]``; ``y[i]`` for 1-D float targets of a single-output network."""
     if y.ndim == 1:
-        return float(y[i] == k) if y.dtype.kind in "iu" else float(y[i])
+        if y.dtype.kind in "iu" and labels:
+            return float(y[i] == k)
+        return float(y[i])
     return y[i, k]
 
 
 @overload(target, jit_options=JIT)
-def _target_impl(y, i, k):
+def _target_impl(y, i, k, labels):
     if isinstance(y, types.Array) and y.ndim == 1 and isinstance(y.dtype, types.Integer):
-        def impl(y, i, k):
-            return 1.0 if y[i] == k else 0.0
+        def impl(y, i, k, labels):
+            if labels:
+                return 1.0 if y[i] == k else 0.0
+            return float(y[i])
         return impl
     if isinstance(y, types.Array) and y.ndim == 1 and isinstance(y.dtype, types.Float):
-        def impl(y, i, k):
-            return y[i]
+        def impl(y, i, k, labels):
+            return float(y[i])
         return impl
     if isinstance(y, types.Array) and y.ndim == 2:
-        def impl(y, i, k):
+        def impl(y, i, k, labels):
             return y[i, k]
         return impl
     return None
@@ -56,6 +61,7 @@ def loss_delta(A, Z, y, loss, act, scale, D, want_delta):
     T = A.dtype.type
     n, m = A.shape
     sc = T(scale)
+    lab = loss == CROSS_ENTROPY
     total = 0.0
     for i in range(n):
         a = A[i]
@@ -63,13 +69,13 @@ def loss_delta(A, Z, y, loss, act, scale, D, want_delta):
         if loss == MSE:
             gp = 0.0
             for k in range(m):
-                g = a[k] - target(y, i, k)
+                g = a[k] - target(y, i, k, lab)
                 total += 0.5 * g * g
                 gp += g * a[k]
             if want_delta:
                 d = D[i]
                 for k in range(m):
-                    g = T(a[k] - target(y, i, k))
+                    g = T(a[k] - target(y, i, k, lab))
                     if act == SIGMOID:
                         g *= a[k] * (T(1.0) - a[k])
                     elif act == TANH:
@@ -87,21 +93,21 @@ def loss_delta(A, Z, y, loss, act, scale, D, want_delta):
             lse = float(mx) + math.log(s)
             dsum = 0.0
             for k in range(m):
-                t = target(y, i, k)
+                t = target(y, i, k, lab)
                 if t != 0.0:
                     total += t * (lse - float(z[k]))
                 dsum += t
             if want_delta:
                 d = D[i]
                 for k in range(m):
-                    d[k] = sc * T(a[k] * dsum - target(y, i, k))
+                    d[k] = sc * T(a[k] * dsum - target(y, i, k, lab))
         else:  # BINARY_CROSS_ENTROPY
             for k in range(m):
                 zk = float(z[k])
-                t = target(y, i, k)
+                t = target(y, i, k, lab)
                 total += max(zk, 0.0) + math.log1p(math.exp(-abs(zk))) - t * zk
             if want_delta:
                 d = D[i]
                 for k in range(m):
-                    d[k] = sc * T(a[k] - target(y, i, k))
+                    d[k] = sc * T(a[k] - target(y, i, k, lab))
     return total

@@ -28,14 +28,14 @@ def _model(params, layout, lparams, stats, counters, seeds, k):
 
 
 @njit(**JIT)
-def _work(acts, pre, deltas, grad, mask, bnx, bninv, c, cap):
-    return Work(acts[c], pre[c], deltas[c], grad[c], mask[c], bnx[c], bninv[c], cap)
+def _work(acts, pre, deltas, grad, mask, bnx, bninv, bnstat, c, cap):
+    return Work(acts[c], pre[c], deltas[c], grad[c], mask[c], bnx[c], bninv[c], bnstat[c], cap)
 
 
 @njit(**JIT_PARALLEL)
 def population_epoch(params, layout, lparams, stats, counters, seeds, loss, X, y, orders,
                      batch_size, shuffle, xbuf, ybuf, acts, pre, deltas, grad, mask, bnx, bninv,
-                     opt, hyper, state, step, out):
+                     bnstat, opt, hyper, state, step, out):
     """One epoch for every network.
 
     ``X``/``y``: ``(1 or K, N, ...)`` (shared or per network); ``orders`` (K, N);
@@ -47,7 +47,7 @@ def population_epoch(params, layout, lparams, stats, counters, seeds, loss, X, y
     n_chunks = acts.shape[0]
     cap = xbuf.shape[1]
     for c in prange(n_chunks):
-        work = _work(acts, pre, deltas, grad, mask, bnx, bninv, c, cap)
+        work = _work(acts, pre, deltas, grad, mask, bnx, bninv, bnstat, c, cap)
         for k in range(c * K // n_chunks, (c + 1) * K // n_chunks):
             train_epoch(_model(params, layout, lparams, stats, counters, seeds, k), work, loss,
                         _row(X, k), _row(y, k), orders[k], batch_size, shuffle, xbuf[c],
@@ -56,13 +56,13 @@ def population_epoch(params, layout, lparams, stats, counters, seeds, loss, X, y
 
 @njit(**JIT_PARALLEL)
 def population_predict(params, layout, lparams, stats, counters, seeds, X, acts, pre, deltas,
-                       grad, mask, bnx, bninv, cap, out):
+                       grad, mask, bnx, bninv, bnstat, cap, out):
     """``out[k] <- network_k(X_k)`` for every network; ``X`` is ``(1 or K, n, n_in)``."""
     K = params.shape[0]
     n_chunks = acts.shape[0]
     m = layout[layout.shape[0] - 1, L_OUT]
     for c in prange(n_chunks):
-        work = _work(acts, pre, deltas, grad, mask, bnx, bninv, c, cap)
+        work = _work(acts, pre, deltas, grad, mask, bnx, bninv, bnstat, c, cap)
         for k in range(c * K // n_chunks, (c + 1) * K // n_chunks):
             Xk = _row(X, k)
             model = _model(params, layout, lparams, stats, counters, seeds, k)

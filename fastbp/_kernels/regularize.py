@@ -77,10 +77,24 @@ def dropout_backward(D, A, M, p):
 
 
 @njit(**JIT)
-def bn_forward(A, Xh, inv, gamma, beta, rmean, rvar, momentum, eps, training, update):
+def bn_running(rmean, rvar, mean, var, n, momentum):
+    """Fold one batch's statistics into the running averages (unbiased variance)."""
+    T = rmean.dtype.type
+    for j in range(rmean.shape[0]):
+        unbiased = var[j] * n / (n - 1) if n > 1 else var[j]
+        rmean[j] = T((1.0 - momentum) * rmean[j] + momentum * mean[j])
+        rvar[j] = T((1.0 - momentum) * rvar[j] + momentum * unbiased)
+
+
+@njit(**JIT)
+def bn_forward(A, Xh, inv, bmean, bvar, gamma, beta, rmean, rvar, momentum, eps, training,
+               update):
     """Normalise the columns of ``A`` in place; ``Xh`` gets the normalised values.
 
-    ``inv`` receives ``1/sqrt(var + eps)`` per column (training mode).
+    ``inv`` receives ``1/sqrt(var + eps)`` per column; in training the batch
+    mean and (biased) variance go to ``bmean``/``bvar``, and into the running
+    averages as well when ``update`` (otherwise ``bn_running`` commits them
+    later, once the step is known to be good).
     """
     T = A.dtype.type
     n, m = A.shape
@@ -95,10 +109,8 @@ def bn_forward(A, Xh, inv, gamma, beta, rmean, rvar, momentum, eps, training, up
                 d = A[i, j] - mu
                 var += d * d
             var /= n
-            if update:
-                unbiased = var * n / (n - 1) if n > 1 else var
-                rmean[j] = T((1.0 - momentum) * rmean[j] + momentum * mu)
-                rvar[j] = T((1.0 - momentum) * rvar[j] + momentum * unbiased)
+            bmean[j] = T(mu)
+            bvar[j] = T(var)
         else:
             mu = float(rmean[j])
             var = float(rvar[j])
@@ -112,6 +124,8 @@ def bn_forward(A, Xh, inv, gamma, beta, rmean, rvar, momentum, eps, training, up
             xh = (A[i, j] - tmu) * ts
             Xh[i, j] = xh
             A[i, j] = g * xh + b
+    if training and update:
+        bn_running(rmean, rvar, bmean, bvar, n, momentum)
 
 
 @njit(**JIT)

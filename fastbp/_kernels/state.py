@@ -11,4 +11,5 @@ hold and pass them.
 from collections import namedtuple
 
 Model = namedtuple("Model", ["params", "layout", "lparams", "stats", "counter", "seed"])
-Work = namedtuple("Work", ["acts", "pre", "deltas", "grad", "mask", "bnx", "bninv", "cap"])
+Work = namedtuple("Work", ["acts", "pre", "deltas", "grad", "mask", "bnx", "bninv", "bnstat",
+                           "cap"])

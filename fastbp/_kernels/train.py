@@ -12,7 +12,7 @@ from numba import njit
 from .._config import JIT
 from ..spec import L_ACT, L_OUT
 from .backward import backward
-from .forward import block, forward
+from .forward import block, commit_batch_stats, forward
 from .losses import loss_delta
 from .small import eligible, small_epoch
 from .update import H_CLIP, H_L1, H_LR, H_WD, SGD, apply_update
@@ -52,12 +52,13 @@ def train_batch(model, work, loss, X, y, opt, hyper, state, step):
     """Forward, backward and one optimizer update on ``(X, y)``.
 
     Returns the batch's summed loss, evaluated before the update.  A non-finite
-    loss leaves ``params`` untouched.
+    loss leaves the network untouched (parameters and batch-norm statistics).
     """
     n = X.shape[0]
-    total = _forward_loss(model, work, loss, X, y, True, True, 1.0 / n, True)
+    total = _forward_loss(model, work, loss, X, y, True, False, 1.0 / n, True)
     if not math.isfinite(total):
         return total
+    commit_batch_stats(model, work, n)
     if opt == SGD and hyper[H_L1] == 0.0 and hyper[H_CLIP] == 0.0:
         lr = hyper[H_LR]
         step[0] += 1
