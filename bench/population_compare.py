@@ -3,6 +3,7 @@
     python bench/population_compare.py                 # K=1000, 2-16-1, 256 samples, batch 32
     python bench/population_compare.py --batch 8 --repeats 9
     python bench/population_compare.py --quick         # K=100, 3 repeats (smoke test)
+    python bench/population_compare.py --only torch    # a subset (Population.fit always runs)
 
 Problem: K = 1000 independent networks 2-16-1 (tanh hidden layer, identity
 output, MSE = 1/2 * sum over outputs, mean over the batch), float32, each with
@@ -26,10 +27,12 @@ Implementations
   update of the stacked tensors (``torch._foreach_add_``, what
   ``torch.optim.SGD`` uses); ``torch.set_num_threads(2)``; eager mode.
 
-Timing: one untimed warm-up epoch per implementation (JIT compile, allocator),
-then ``--repeats`` timed epochs (training continues), median; samples/s is
-K * n / epoch time.  Before timing, one epoch from the common initial weights
-checks that all implementations compute the same thing (float32 tolerance).
+Timing: each implementation runs in its own process (so torch's and Numba's
+OpenMP thread pools cannot compete for the cores), with
+OMP/MKL/OPENBLAS_NUM_THREADS set to ``--threads``.  Its first epoch, from the common initial weights, is the
+correctness check (all implementations must agree to 1e-4, float32) and the
+warm-up (JIT compile, allocator); then ``--repeats`` timed epochs (training
+continues), median; samples/s is K * n / epoch time.
 
 Bounds checks: ``fastbp.jit.train_step`` checks shapes, capacity and labels on
 entry; the cost is shown by timing it against the unchecked internal kernel
@@ -37,17 +40,22 @@ entry; the cost is shown by timing it against the unchecked internal kernel
 tight ``@njit`` loop (per-call ns, median of repeats, interleaved).
 
 Run it on a quiet machine (the script prints the load average and warns when
-it is above 1).
+it is above 1).  On a shared VM whose two vCPUs are not always scheduled at
+once, 2-thread figures swing by 2x from run to run (torch's OpenMP barriers
+suffer most); ``--threads 1`` gives steadier numbers.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -265,6 +273,50 @@ def bounds_check_cost(calls=20000, repeats=7):
 
 
 # ------------------------------------------------------------------------ main
+IMPLS = {"population": FastbpPopulation, "kernel": FastbpKernel, "loop": MLPLoop,
+         "torch": TorchVmap}
+PEERS = ("loop", "torch")
+
+
+def _thread_env(threads):
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads)
+    return env
+
+
+def worker(a):
+    """One implementation in this process: check epoch (saved), warm-up, timed epochs."""
+    numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
+    if a.worker == "bounds":
+        print("RESULT" + json.dumps({"bounds": bounds_check_cost()}))
+        return
+    X, y = make_data(a.k, a.n)
+    init = make_population(a.k).params.copy()
+    cls = IMPLS[a.worker]
+    impl = cls(init, X, y, a.batch, a.threads) if cls is TorchVmap else cls(init, X, y, a.batch)
+    extra = {}
+    if cls is TorchVmap:
+        import torch
+        extra["version"] = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    impl.epoch()  # the check epoch from the common initial weights (also a warm-up)
+    np.save(os.path.join(a.out, a.worker + ".npy"), impl.params())
+    med, times = run_epochs(impl, a.repeats)
+    print("RESULT" + json.dumps(dict(name=impl.name, median=med, times=times, **extra)))
+
+
+def _run_worker(name, a, out):
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--out", out,
+           "--k", str(a.k), "--n", str(a.n), "--batch", str(a.batch),
+           "--repeats", str(a.repeats), "--threads", str(a.threads)]
+    p = subprocess.run(cmd, env=_thread_env(a.threads), capture_output=True, text=True)
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT")]
+    if p.returncode != 0 or not lines:
+        print(f"# {name} failed:\n{p.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1][len("RESULT"):])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--k", type=int, default=1000, help="networks (default 1000)")
@@ -275,74 +327,76 @@ def main(argv=None):
     ap.add_argument("--no-torch", action="store_true", help="skip the torch peer")
     ap.add_argument("--no-bounds", action="store_true", help="skip the bounds-check timing")
     ap.add_argument("--quick", action="store_true", help="K=100, 3 repeats")
+    ap.add_argument("--only", help="comma-separated subset of: " + ",".join(IMPLS))
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.quick:
         a.k, a.repeats = 100, 3
+    if a.worker:
+        return worker(a)
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
+    threads = min(a.threads, numba.config.NUMBA_NUM_THREADS)
     print(f"# Population benchmark: K={a.k} networks {'-'.join(map(str, SIZES))} tanh, MSE, "
           f"float32, {a.n} samples each, 1 epoch SGD batch {a.batch} lr {LR}, no shuffle")
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numba "
-          f"{numba.__version__} ({numba.get_num_threads()} threads), fastbp "
-          f"{fastbp.__version__}, load average {load:.2f}")
+          f"{numba.__version__} ({threads} threads, layer: each implementation in its own "
+          f"process), fastbp {fastbp.__version__}, load average {load:.2f}")
     if load > 1.0:
         print(f"# WARNING: load average {load:.2f} > 1: something else is running; "
               "timings are unreliable", file=sys.stderr)
 
-    X, y = make_data(a.k, a.n)
-    init = make_population(a.k).params.copy()
-    impls = [FastbpPopulation(init, X, y, a.batch), FastbpKernel(init, X, y, a.batch),
-             MLPLoop(init, X, y, a.batch)]
-    peers = {MLPLoop.name}
-    if not a.no_torch:
-        try:
-            import torch
-            impls.append(TorchVmap(init, X, y, a.batch, a.threads))
-            peers.add(TorchVmap.name)
-            print(f"# torch {torch.__version__} ({torch.get_num_threads()} threads)")
-        except ImportError as e:
-            print(f"# torch peer skipped: {e}", file=sys.stderr)
-
-    # correctness: one epoch from the common initial weights, everyone agrees
-    ref = None
-    for impl in impls:
-        if isinstance(impl, FastbpKernel):
-            continue
-        impl.epoch()
-        p = impl.params().astype(np.float64)
-        if ref is None:
-            ref = p
-        else:
-            err = np.max(np.abs(p - ref))
-            if err > 1e-4:
-                raise SystemExit(f"{impl.name} disagrees with fastbp after one epoch "
-                                 f"(max |diff| {err:.3g})")
-    print(f"# check: all implementations agree after one epoch from the same weights "
-          f"(max |diff| <= 1e-4)")
-
+    names = [nm for nm in IMPLS if not (nm == "torch" and a.no_torch)]
+    if a.only:
+        names = [nm for nm in names if nm in a.only.split(",")]
+        names = names if "population" in names else ["population"] + names  # the reference
     results = {}
-    for impl in impls:
-        med, _ = run_epochs(impl, a.repeats)
-        results[impl.name] = med
+    with tempfile.TemporaryDirectory() as out:
+        for nm in names:
+            r = _run_worker(nm, a, out)
+            if r is not None:
+                results[nm] = r
+                if "version" in r:
+                    print(f"# {r['version']}")
+        # correctness: one epoch from the common initial weights, everyone agrees
+        ref = np.load(os.path.join(out, "population.npy")).astype(np.float64)
+        worst = 0.0
+        for nm in results:
+            p = np.load(os.path.join(out, nm + ".npy")).astype(np.float64)
+            err = float(np.max(np.abs(p - ref)))
+            worst = max(worst, err)
+            if err > 1e-4:
+                raise SystemExit(f"{results[nm]['name']} disagrees with fastbp after one epoch "
+                                 f"(max |diff| {err:.3g})")
+    print(f"# check: after one epoch from the same initial weights all implementations agree "
+          f"(max |diff| {worst:.1e})")
+
     samples = a.k * a.n
-    best_peer = min((results[nm] for nm in peers), default=None)
+    peer_times = [results[nm]["median"] for nm in PEERS if nm in results]
+    best_peer = min(peer_times) if peer_times else None
     print()
-    print("| implementation | epoch time (ms) | samples/s | speedup vs faster peer |")
-    print("|---|---:|---:|---:|")
-    for impl in impls:
-        t = results[impl.name]
-        tag = " (peer)" if impl.name in peers else ""
+    print("| implementation | epoch time (ms), median | min | samples/s | speedup vs faster peer |")
+    print("|---|---:|---:|---:|---:|")
+    for nm, r in results.items():
+        t = r["median"]
+        tag = " (peer)" if nm in PEERS else ""
         sp = f"{best_peer / t:.1f}x" if best_peer else "-"
-        print(f"| {impl.name}{tag} | {t * 1e3:.2f} | {samples / t:,.0f} | {sp} |")
-    print(f"\nmedian of {a.repeats} epochs after one warm-up epoch; samples/s = K*n / epoch time")
+        print(f"| {r['name']}{tag} | {t * 1e3:.2f} | {min(r['times']) * 1e3:.2f} | "
+              f"{samples / t:,.0f} | {sp} |")
+    end_load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    print(f"\nmedian of {a.repeats} epochs after one warm-up epoch, each implementation in "
+          f"its own process; samples/s = K*n / epoch time; load average at the end "
+          f"{end_load:.2f}")
 
     if not a.no_bounds:
-        print("\n## Bounds-check cost of fastbp.jit (per call, in a @njit loop)\n")
-        print("| call | fastbp.jit (ns) | unchecked train_batch (ns) | check cost (ns) |")
-        print("|---|---:|---:|---:|")
-        for label, c, u in bounds_check_cost():
-            print(f"| {label} | {c:.0f} | {u:.0f} | {c - u:+.0f} ({(c - u) / u:+.1%}) |")
+        r = _run_worker("bounds", a, "")
+        if r is not None:
+            print("\n## Bounds-check cost of fastbp.jit (per call, in a @njit loop)\n")
+            print("| call | fastbp.jit (ns) | unchecked train_batch (ns) | check cost (ns) |")
+            print("|---|---:|---:|---:|")
+            for label, c, u in r["bounds"]:
+                print(f"| {label} | {c:.0f} | {u:.0f} | {c - u:+.0f} ({(c - u) / u:+.1%}) |")
     return results
 
 

@@ -32,8 +32,8 @@ What is checked
   allocations as a loop of 10 (the constant part is the Python -> njit call
   boxing its array arguments), for SGD, momentum and Adam states.
 * Misuse from njit code (wrong widths, row counts, label ranges, batch above the
-  state's capacity, integer labels for an MSE network, 1-D targets for a
-  multi-output network, wrong ``out`` shapes) raises ``ValueError("fastbp.jit:
+  state's capacity, 1-D integer or float targets for a multi-output MSE
+  network, wrong ``out`` shapes) raises ``ValueError("fastbp.jit:
   ...")`` and leaves params, optimizer state and step count untouched; the
   state keeps working afterwards.
 * Wrong dtype (float32 X into a float64 state) is a Numba ``TypingError`` when
@@ -471,7 +471,7 @@ def _misuse_cases(dtype):
              dict(X=Xl, y=np.where(np.arange(N_ROWS) == 7, 4, yl)), "integer labels in [0, n_out)"),
             ("negative label", "ce_labels", w,
              dict(X=Xl, y=np.where(np.arange(N_ROWS) == 0, -1, yl)), "integer labels"),
-            ("int labels, MSE net", "mse2d", w, dict(X=X, y=yl % 2), "y must be"),
+            ("1-D int targets, 2-output MSE net", "mse2d", w, dict(X=X, y=yl % 2), "y must be"),
             ("1-D floats, 2 outputs", "mse2d", w, dict(X=X, y=y[:, 0].copy()),
              "(n,) floats for one output"),
         ]
@@ -585,3 +585,18 @@ def test_rejected_step_changes_nothing_with_batch_norm(user):
     np.testing.assert_array_equal(st.model.params, snap[0])  # holds today
     assert_unchanged(st, snap)  # fails: running statistics moved (to NaN)
     np.testing.assert_array_equal(net.predict(X), before)
+
+
+def test_integer_targets_of_a_single_output_mse_net_are_values(user):
+    """As in the Python API (check_y): (n,) integers for one output are target values."""
+    net = make_net("mse1d", "float64")
+    ref = net.copy()
+    X, _, _ = make_data("mse1d", "float64")
+    y = np.arange(N_ROWS, dtype=np.int64) % 3 - 1
+    st = net.state(batch_size=CAP)
+    r, _, _ = call(user, st, LOSS, X, y)
+    np.testing.assert_allclose(r, ref.evaluate(X, y), rtol=1e-12)
+    r, _, _ = call(user, st, TRAIN_STEP, X, y, n=2)
+    losses = [ref.train_step(X, y) for _ in range(2)]
+    np.testing.assert_allclose(r, losses[-1], rtol=1e-12)
+    np.testing.assert_allclose(net.params, ref.params, rtol=1e-12, atol=1e-15)
