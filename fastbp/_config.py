@@ -1,16 +1,17 @@
 """Every Numba flag fastbp uses lives here.
 
-``FASTMATH`` is the set of LLVM fast-math flags: contraction (FMA),
-reciprocals, approximate library functions, no signed zeros.  Not ``nnan`` /
-``ninf``, so a NaN produced during training still propagates and is detected.
-Not ``reassoc`` either: with it, LLVM's vectorised reductions made results
-depend on where arrays happened to lie in memory (a freshly compiled and a
-cache-loaded process trained a batch-norm network to different last bits),
-which breaks bit-exact resume; measured on the benchmark cases, dropping it
-cost no speed (BLAS does the large reductions).
+``FASTMATH`` is the set of LLVM fast-math flags: reciprocals, approximate
+library functions, no signed zeros.  Not ``nnan`` / ``ninf``, so a NaN
+produced during training still propagates and is detected.  Not ``reassoc``
+or ``contract`` either: with them, the code Numba compiles in-process and the
+code it loads from its on-disk cache made different choices (vectorised
+reduction order, which multiply-adds become FMAs), so a fresh process and a
+cache-loaded one trained the same network to different last bits -- which
+breaks bit-exact resume across processes.  Dropping both cost no measurable
+speed on the benchmark cases (BLAS does the large products).
 """
 
-FASTMATH = {"nsz", "arcp", "contract", "afn"}
+FASTMATH = {"nsz", "arcp", "afn"}
 
 #: Options for every serial kernel.
 JIT = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")

@@ -53,7 +53,7 @@ def _int_bits_to_float32(typingctx, i):
 
 
 def vexp(x):
-    """``exp(x)``; a polynomial approximation for float32 (<= 1 ulp)."""
+    """``exp(x)``; a polynomial approximation for float32 (<= 1.5 ulp)."""
     return math.exp(x)
 
 
