@@ -19,14 +19,18 @@ first; what your loop trains is what ``net.predict`` and ``net.save`` see.
 =====================================  =============================================
 
 Targets ``y`` are ``(n, n_out)`` floats, ``(n,)`` integer class labels (the
-cross-entropies), or ``(n,)`` floats for a single-output network.  Every
+cross-entropy), or ``(n,)`` values for a single-output network.  Arrays must
+have the network's dtype: a mismatch is a compile-time ``TypingError`` saying
+so (the one-sample functions convert).  Every
 entry checks shapes, the batch capacity and label range first and raises
 ``ValueError`` on misuse, so nothing is ever written out of bounds.  A state
 is not thread-safe: give each thread its own (``net.state()`` again; they
 share ``params``).  Functions compile for the argument types on first use and
 are cached on disk (``cache=True``), including inside your own cached or
-``parallel=True`` functions.  When calling from ``prange`` loops, keep BLAS
-single-threaded (``threadpoolctl.threadpool_limits(1)``).
+``parallel=True`` functions.  To train several states in a ``prange`` loop,
+pass them in a ``numba.typed.List`` (a tuple of states cannot enter a
+parallel loop), and keep BLAS single-threaded
+(``threadpoolctl.threadpool_limits(1)``).
 """
 
 from collections import namedtuple
