@@ -411,7 +411,8 @@ def report(results, cases, peers, sgemm, machine, args):
                                 b.get("architecture"), b.get("prefix")) for b in blas) + ".")
     env = {k: v for k, v in machine.get("env", {}).items() if v is not None}
     L.append("Environment: " + (", ".join("%s=%s" % kv for kv in env.items()) or "none set")
-             + ("; load average at start %.2f." % machine["loadavg_start"][0]))
+             + ("; 1-min load average %.2f at start, %.2f at end." % (
+                 machine["loadavg_start"][0], machine.get("loadavg_end", [float("nan")])[0])))
     for w in machine.get("warnings", []):
         L.append("- **warning**: " + w)
     return "\n".join(L) + "\n"
