@@ -231,6 +231,20 @@ def spawn(peer, args, extra=()):
     return {"status": "error", "reason": "worker exited %d without a result" % p.returncode}
 
 
+def _busy_cpu_s():
+    """(busy CPU seconds of the whole machine, CPU seconds of this process and
+    its waited-for children) — their difference over a peer's run is what
+    other programs used meanwhile."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        busy = (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError):
+        return None, None
+    t = os.times()
+    return busy, t.user + t.system + t.children_user + t.children_system
+
+
 def environment_warnings():
     msgs = []
     for k in SLOW_ENV_VARS:
@@ -395,6 +409,11 @@ def report(results, cases, peers, sgemm, machine, args):
             errs = ["%s: %s" % (k, cr["error"]) for k, cr in r["cases"].items() if "error" in cr]
             for n_ in notes + errs:
                 L.append("- %s: %s" % (p, n_))
+    fl = ["%s %.2f" % (p, results[p]["foreign_load"]) for p in peers
+          if "foreign_load" in results.get(p, {})]
+    if fl:
+        L.append("- Cores kept busy by other programs while each peer ran (should be ~0): "
+                 + ", ".join(fl) + ".")
     L.append("")
     L.append("Machine: %s, %s cores (%s usable), %s GB RAM, %s; Python %s." % (
         machine.get("cpu", "?"), machine.get("cpu_count"), machine.get("affinity", "?"),
@@ -553,8 +572,18 @@ def main(argv=None):
     for p in peers:
         print("peer %s ..." % p, flush=True)
         t0 = time.perf_counter()
+        busy0, own0 = _busy_cpu_s()
         r = spawn(p, args)
-        r["process_wall_s"] = time.perf_counter() - t0
+        busy1, own1 = _busy_cpu_s()
+        r["process_wall_s"] = wall = time.perf_counter() - t0
+        if busy0 is not None:
+            # average number of cores other programs kept busy meanwhile
+            r["foreign_load"] = max(0.0, (busy1 - busy0) - (own1 - own0)) / wall
+            if r["foreign_load"] > 0.1:
+                w = ("other programs used %.2f cores on average while %s ran: "
+                     "its numbers may read low" % (r["foreign_load"], p))
+                print("WARNING: " + w, file=sys.stderr)
+                machine["warnings"].append(w)
         results[p] = r
         if r.get("status") != "ok":
             print("  %s %s: %s" % (p, r.get("status"), r.get("reason")), flush=True)
