@@ -12,8 +12,10 @@ numpy and sklearn peers and the sgemm reference)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/compare.py
 
-The script warns when either variable is set or when the 1-minute load
-average says something else is running.
+The script warns when either variable is set, when other programs keep the
+CPUs busy at the start, or while any peer runs (CPU time of the whole
+machine minus the benchmark's own, sampled from /proc/stat), and when the
+sgemm reference moves by more than 10% between the start and the end.
 
 Protocol
 --------
@@ -252,13 +254,15 @@ def environment_warnings():
             msgs.append("%s=%s is set: it slows numpy's OpenBLAS here; for fair "
                         "numbers run `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
                         "python bench/compare.py`" % (k, os.environ[k]))
-    try:
-        load1 = os.getloadavg()[0]
-        if load1 > 0.5:
-            msgs.append("1-minute load average is %.2f: something else is running, "
-                        "timings may read low" % load1)
-    except OSError:
-        pass
+    # the load average lags by a minute; sample what the CPUs do right now
+    busy0, own0 = _busy_cpu_s()
+    if busy0 is not None:
+        time.sleep(1.0)
+        busy1, own1 = _busy_cpu_s()
+        other = max(0.0, (busy1 - busy0) - (own1 - own0))
+        if other > 0.1:
+            msgs.append("other programs keep %.2f cores busy (1-s sample at start): "
+                        "timings may read low" % other)
     return msgs
 
 
