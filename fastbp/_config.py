@@ -33,3 +33,16 @@ SMALL_NET_MACS = 32768
 #: callers, so that no call (and no reference counting of array arguments)
 #: happens per element or per sample.
 JIT_INLINE = dict(JIT, inline="always")
+
+#: Population training vectorises across networks: this many networks share
+#: each vector loop (``fastbp/_kernels/lanes.py``).  A compile-time constant,
+#: so the loops have a fixed trip count; 32 float32 lanes fill two AVX-512
+#: registers.
+LANES = 32
+
+#: Options for serial kernels that allocate nothing and run their own inner
+#: loops over arrays (the population block kernel): Numba's reference counting
+#: is switched off, so passing arrays to inlined helpers per sample costs no
+#: atomic increments (a third of the time there).  They must not create
+#: arrays, and are called from other kernels, not from Python.
+JIT_NO_NRT = dict(JIT, _nrt=False)

@@ -3,13 +3,22 @@
 For ensembles, hyper-parameter sweeps (a learning rate per network) and
 neuro-evolution: all K parameter vectors live in one ``(K, n_params)`` buffer
 and one parallel kernel trains them, each network with its own data order.
+
+Dense networks (no dropout, no batch norm) train on the lane kernel
+(``_kernels/lanes.py``), vectorised across networks; the others on the
+per-network kernel (``_kernels/population.py``).  Both shuffle with the same
+keyed permutations, so they train a network identically up to rounding.
 """
 
 import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ._config import LANES
+from ._kernels.lanes import (N_LANE_SCALARS, lanes_eligible, lanes_epoch, lanes_predict,
+                             permutations)
 from ._kernels.population import population_epoch, population_predict
+from ._kernels.update import N_HYPER
 from ._validate import check_int, check_X, check_y
 from .network import MLP
 from .optim import make_optimizer
@@ -68,23 +77,34 @@ class Population:
         return net
 
     def _data(self, X, y=None):
+        """``X`` as ``(1 or k, n, n_in)`` and ``y`` as ``(1 or k, n[, n_out])``, validated."""
         t = self.template
         X = np.asarray(X) if not isinstance(X, np.ndarray) else X
         per_net = X.ndim == 3
         if per_net and X.shape[0] != self.k:
             raise ValueError(f"X has {X.shape[0]} data sets but the population has {self.k} "
                              "networks; pass (n, n_in) shared data or (k, n, n_in)")
-        Xs = [check_X(x, t.sizes[0], t.dtype) for x in (X if per_net else [X])]
-        X3 = np.stack(Xs) if per_net else Xs[0][None]
+        sets = X.shape[0] if per_net else 1
+        n = X.shape[1] if per_net else None
+        # one check over all k data sets at once (a view when X is already right)
+        X2 = check_X(X.reshape(-1, X.shape[2]) if per_net else X, t.sizes[0], t.dtype)
+        n = X2.shape[0] // sets if per_net else X2.shape[0]
+        X3 = X2.reshape(sets, n, t.sizes[0])
         if y is None:
             return X3, None
-        y = np.asarray(y)
+        y = np.asarray(y) if not isinstance(y, np.ndarray) else y
         if per_net:
-            if y.shape[0] != self.k:
-                raise ValueError(f"y has {y.shape[0]} target sets but X has {self.k}")
-            ys = [check_y(yy, X3.shape[1], t.sizes[-1], t._loss_code, t.dtype) for yy in y]
-            return X3, np.stack(ys)
-        return X3, check_y(y, X3.shape[1], t.sizes[-1], t._loss_code, t.dtype)[None]
+            if y.ndim == 0 or y.shape[0] != self.k:
+                got = y.shape[0] if y.ndim else "no"
+                raise ValueError(f"y has {got} target sets but X has {self.k}")
+            if y.ndim > 1 and y.shape[1] != n:
+                raise ValueError(f"X has {n} samples per network but y has {y.shape[1]}; "
+                                 "they must match")
+            y2 = check_y(y.reshape((sets * n,) + y.shape[2:]) if y.ndim > 1 else y,
+                         sets * n, t.sizes[-1], t._loss_code, t.dtype)
+        else:
+            y2 = check_y(y, n, t.sizes[-1], t._loss_code, t.dtype)
+        return X3, y2.reshape((sets, n) + y2.shape[1:])
 
     def _buffers(self, cap, y_like):
         t = self.template
@@ -118,48 +138,91 @@ class Population:
         y : array-like, targets for ``X`` (shared or one set per network)
         lr : float or array-like of shape (k,)
             One learning rate for all, or one per network (a sweep).
-        optimizer : {"sgd", "adam", "adamw"}
-            With its keywords (momentum, nesterov, weight_decay, betas, eps);
-            each network gets its own state.
+        shuffle : bool
+            Each epoch, each network walks its data in its own random order
+            (drawn from the population's seed).
+        optimizer : {"sgd", "adam", "adamw", "rprop"}
+            With its keywords (momentum, nesterov, weight_decay, betas, eps,
+            l1, clip_norm, ...); each network gets its own state.
         """
         X3, Y3 = self._data(X, y)
         epochs = check_int(epochs, "epochs", 0)
         batch_size = check_int(batch_size, "batch_size", 1)
-        lrs = np.broadcast_to(np.asarray(lr, dtype=np.float64), (self.k,))
+        lr_arr = np.asarray(lr, dtype=np.float64)
+        if lr_arr.ndim > 1 or (lr_arr.ndim == 1 and lr_arr.shape[0] != self.k):
+            raise ValueError(f"lr must be one number or one per network (shape ({self.k},)), "
+                             f"got shape {lr_arr.shape}")
+        lrs = np.broadcast_to(lr_arr, (self.k,))
         proto = make_optimizer(optimizer, float(lrs[0]), **opt_kwargs)
         proto.bind(self.template.n_params, self.dtype)
-        hyper = np.tile(proto.hyper, (self.k, 1))
-        for i, v in enumerate(lrs):
+        for v in np.unique(lrs):
             proto.lr = float(v)  # validates each rate
-            hyper[i, 0] = v
+        hyper = np.tile(proto.hyper, (self.k, 1))
+        hyper[:, 0] = lrs
         state = np.tile(proto.state, (self.k, 1, 1))
         step = np.zeros((self.k, 1), dtype=np.int64)
         n = X3.shape[1]
         if proto.full_batch:
             batch_size = n
+        out = np.zeros((self.k, 2))
+        losses = np.zeros((epochs, self.k))
+        t = self.template
+        if lanes_eligible(t._layout, t._lparams):
+            bufs = self._lane_buffers(n if shuffle else 0, state.shape[1])
+            for e in range(epochs):
+                seed = int(self.rng.integers(2**63))
+                lanes_epoch(self.params, t._layout, t._lparams, self.counters, t._loss_code,
+                            X3, Y3, batch_size, shuffle, seed, proto.code, hyper, state, step,
+                            out, *bufs)
+                losses[e] = np.where(out[:, 1] == n, out[:, 0], np.nan)
+            return losses
         cap = min(batch_size, n)
         bufs = self._buffers(cap, Y3)
         orders = np.tile(np.arange(n, dtype=np.int64), (self.k, 1))
-        out = np.zeros((self.k, 2))
-        losses = np.zeros((epochs, self.k))
         with threadpool_limits(1):
             for e in range(epochs):
                 if shuffle:
-                    orders = np.argsort(self.rng.random((self.k, n)), axis=1)
-                population_epoch(*self._model_arrays(), self.template._loss_code, X3, Y3, orders,
+                    permutations(orders, int(self.rng.integers(2**63)))
+                population_epoch(*self._model_arrays(), t._loss_code, X3, Y3, orders,
                                  batch_size, shuffle, *bufs, proto.code, hyper, state, step,
                                  out)
                 losses[e] = np.where(out[:, 1] == n, out[:, 0], np.nan)
         return losses
 
+    def _lane_buffers(self, n_order, n_state):
+        """Per-thread workspaces of the lane kernel (cached)."""
+        t = self.template
+        chunks = max(1, min(numba.get_num_threads(), -(-self.k // LANES)))
+        key = ("lanes", chunks, n_order, n_state)
+        if key not in self._bufs:
+            P = t.n_params
+            rows = t.sizes[0] + int(t._layout[:, 1].sum())
+            z = lambda *s, dt=t.dtype: np.zeros((chunks,) + s + (LANES,), dtype=dt)  # noqa
+            self._bufs[key] = (
+                z(P), z(P), z(n_state, P), z(N_HYPER, dt=np.float64),
+                z(rows), z(rows), z(rows), z(t.sizes[-1]), z(2),
+                z(N_LANE_SCALARS, dt=np.float64), z(2, dt=np.bool_),
+                np.zeros((chunks, LANES, max(n_order, 1)), dtype=np.int64),
+                np.zeros((chunks, LANES), dtype=np.int64))
+        return self._bufs[key]
+
     def predict(self, X):
-        """Outputs of every network, shape ``(k, n, n_out)``."""
+        """Outputs of every network, shape ``(k, n, n_out)``.
+
+        Parameters
+        ----------
+        X : array-like, shape (n, n_in) shared by all, or (k, n, n_in)
+        """
         X3, _ = self._data(X)
         t = self.template
         n = X3.shape[1]
+        out = np.empty((self.k, n, t.sizes[-1]), dtype=t.dtype)
+        if (t._layout[:, 4] < 0).all():  # no batch norm: the lane kernel
+            PB, A, Z, S = (self._lane_buffers(0, 1)[i] for i in (0, 4, 5, 8))
+            lanes_predict(self.params, t._layout, t._lparams, X3, PB, A, Z, S, out)
+            return out
         cap = min(n, 1024)
         bufs = self._buffers(cap, np.zeros((1, 1, t.sizes[-1]), t.dtype))
-        out = np.empty((self.k, n, t.sizes[-1]), dtype=t.dtype)
         with threadpool_limits(1):
             population_predict(*self._model_arrays(), X3, *bufs[2:], cap, out)
         return out

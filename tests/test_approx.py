@@ -31,7 +31,7 @@ FUNCS = {
     "tanh": (_apply_tanh, np.tanh),
     "sigmoid": (_apply_sigmoid, lambda x: 1.0 / (1.0 + np.exp(-x))),
 }
-ULP = {"exp": 1.5, "sigmoid": 2.5, "tanh": 2.0}  # as documented in fastbp/_kernels/approx.py
+ULP = {"exp": 1.5, "sigmoid": 2.5, "tanh": 2.5}  # as documented in fastbp/_kernels/approx.py
 X = np.concatenate([np.linspace(-100, 100, 400_001), np.linspace(-2, 2, 400_001),
                     np.geomspace(1e-30, 1e-2, 1001), -np.geomspace(1e-30, 1e-2, 1001)])
 

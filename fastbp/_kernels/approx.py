@@ -9,47 +9,137 @@ accuracy.  NaN propagates; overflow gives inf, underflow 0.
 
 ``vexp``, ``vtanh`` and ``vsigmoid`` are dispatched on the argument type at
 compile time, so kernels call them for both dtypes.
+
+The float32 versions are emitted as LLVM IR by one generator (``F32Math``)
+that works on a scalar ``float`` or on a ``<n x float>`` vector: the scalar
+intrinsics serve loops LLVM vectorises, and ``simd.py`` applies the same code
+to whole rows of networks.  The IR carries no fast-math flags, so its result
+does not depend on how the surrounding kernel is compiled.
+
+* exp: ``x = k ln2 + r`` (``k`` rounded with the 1.5 * 2**23 trick, ``ln2``
+  split in two so ``k * C1`` is exact), ``e**r - 1`` by its Taylor series to
+  ``r**7`` on ``|r| <= ln2 / 2``, then ``k`` added to the exponent field.
+* tanh: ``expm1(2x) / (expm1(2x) + 2)`` with ``|x|`` clamped to 10 (where
+  tanh rounds to +-1): one path, accurate near 0 because expm1 is.
+* sigmoid: ``1 / (1 + exp(-x))``.
 """
 
 import math
 
-import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
 from .._config import JIT
 
 _LOG2E = 1.4426950408889634
-_LN2 = 0.6931471805599453
+_C1 = 0.693359375                 # ln 2 to 9 bits: k * _C1 is exact for |k| < 2**15
+_C2 = -2.1219444005469057e-04     # ln 2 - _C1
+_MAGIC = 12582912.0               # 1.5 * 2**23: adding it rounds to an integer
 _EXP_MAX = 88.72283
-_EXP_MIN = -87.33654
+_EXP_MIN = -87.33654              # e**_EXP_MIN is the smallest normal float32
+_TANH_CLAMP = 10.0                # tanh(10) rounds to 1 in float32
+# 1/n! for the Taylor series of (e**r - 1 - r) / r**2, highest power first
+_EXPM1_COEFS = tuple(1.0 / math.factorial(n) for n in range(8, 1, -1))
 
 
-@intrinsic
-def _float32_bits(typingctx, x):
-    """The bits of a float32 as an int32."""
-    if x != types.float32:
-        return None
+class F32Math:
+    """float32 exp / expm1 / tanh / sigmoid as IR on a scalar or vector value."""
 
-    def codegen(context, builder, sig, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int32))
+    def __init__(self, builder, ty):
+        self.b = builder
+        self.ty = ty
+        n = ty.count if isinstance(ty, ir.VectorType) else None
+        i32 = ir.IntType(32)
+        self.ity = ir.VectorType(i32, n) if n else i32
+        self.fma_fn = builder.module.declare_intrinsic("llvm.fmuladd", [ty],
+                                                      ir.FunctionType(ty, [ty, ty, ty]))
 
-    return types.int32(types.float32), codegen
+    def c(self, v):
+        """A float constant (splat for vectors)."""
+        if isinstance(self.ty, ir.VectorType):
+            return ir.Constant(self.ty, [ir.Constant(self.ty.element, v)] * self.ty.count)
+        return ir.Constant(self.ty, v)
+
+    def ci(self, v):
+        if isinstance(self.ity, ir.VectorType):
+            return ir.Constant(self.ity, [ir.Constant(self.ity.element, v)] * self.ity.count)
+        return ir.Constant(self.ity, v)
+
+    def fma(self, a, x, y):
+        return self.b.call(self.fma_fn, [a, x, y])
+
+    def clamp(self, x, lo, hi):
+        b = self.b
+        x = b.select(b.fcmp_ordered(">", x, self.c(hi)), self.c(hi), x)
+        return b.select(b.fcmp_ordered("<", x, self.c(lo)), self.c(lo), x)
+
+    def _reduce(self, x):
+        """``(k as int32, r)`` with ``x = k ln2 + r``, ``|r| <~ ln2 / 2``."""
+        b = self.b
+        t = self.fma(x, self.c(_LOG2E), self.c(_MAGIC))
+        kf = b.fsub(t, self.c(_MAGIC))
+        ki = b.sub(b.bitcast(t, self.ity), b.bitcast(self.c(_MAGIC), self.ity))
+        r = self.fma(kf, self.c(-_C1), x)
+        r = self.fma(kf, self.c(-_C2), r)
+        return ki, r
+
+    def _expm1_r(self, r):
+        """``e**r - 1`` for ``|r| <~ ln2 / 2``."""
+        p = self.c(_EXPM1_COEFS[0])
+        for coef in _EXPM1_COEFS[1:]:
+            p = self.fma(p, r, self.c(coef))
+        return self.fma(self.b.fmul(r, r), p, r)
+
+    def _scale(self, x, ki):
+        """``x * 2**k`` by adding ``k`` to the exponent field (stays normal here)."""
+        b = self.b
+        bits = b.add(b.bitcast(x, self.ity), b.shl(ki, self.ci(23)))
+        return b.bitcast(bits, self.ty)
+
+    def exp(self, x):
+        b = self.b
+        ki, r = self._reduce(self.clamp(x, _EXP_MIN, _EXP_MAX))
+        y = self._scale(b.fadd(self._expm1_r(r), self.c(1.0)), ki)
+        y = b.select(b.fcmp_ordered(">", x, self.c(_EXP_MAX)), self.c(math.inf), y)
+        y = b.select(b.fcmp_ordered("<", x, self.c(_EXP_MIN)), self.c(0.0), y)
+        return b.select(b.fcmp_unordered("uno", x, x), x, y)
+
+    def tanh(self, x):
+        b = self.b
+        sign = self.ci(-0x80000000)
+        xb = b.bitcast(x, self.ity)
+        a = b.bitcast(b.and_(xb, b.not_(sign)), self.ty)   # |x|: tanh is odd
+        y = b.fmul(self.clamp(a, 0.0, _TANH_CLAMP), self.c(2.0))
+        ki, r = self._reduce(y)
+        s = self._scale(self.c(1.0), ki)                      # 2**k, 0 <= k <= 29
+        em1 = self.fma(s, self._expm1_r(r), b.fsub(s, self.c(1.0)))
+        t = b.fdiv(em1, b.fadd(em1, self.c(2.0)))
+        t = b.bitcast(b.or_(b.bitcast(t, self.ity), b.and_(xb, sign)), self.ty)
+        return b.select(b.fcmp_unordered("uno", x, x), x, t)
+
+    def sigmoid(self, x):
+        b = self.b
+        return b.fdiv(self.c(1.0), b.fadd(self.c(1.0), self.exp(b.fneg(x))))
 
 
-@intrinsic
-def _int_bits_to_float32(typingctx, i):
-    """Reinterpret the low 32 bits of an integer as a float32."""
-    if not isinstance(i, types.Integer):
-        return None
+def _f32_intrinsic(method):
+    @intrinsic
+    def scalar(typingctx, x):
+        if x != types.float32:
+            return None
 
-    def codegen(context, builder, sig, args):
-        v = args[0]
-        if sig.args[0].bitwidth > 32:
-            v = builder.trunc(v, context.get_value_type(types.int32))
-        return builder.bitcast(v, context.get_value_type(types.float32))
+        def codegen(context, builder, sig, args):
+            return getattr(F32Math(builder, args[0].type), method)(args[0])
 
-    return types.float32(i), codegen
+        return types.float32(types.float32), codegen
+
+    return scalar
+
+
+_exp32 = _f32_intrinsic("exp")
+_tanh32 = _f32_intrinsic("tanh")
+_sigmoid32 = _f32_intrinsic("sigmoid")
 
 
 def vexp(x):
@@ -58,63 +148,13 @@ def vexp(x):
 
 
 def vtanh(x):
-    """``tanh(x)``; a polynomial/exp approximation for float32 (<= 2 ulp)."""
+    """``tanh(x)``; an expm1-based approximation for float32 (<= 2.5 ulp)."""
     return math.tanh(x)
 
 
 def vsigmoid(x):
     """``1 / (1 + exp(-x))``, stable at both ends."""
     return 1.0 / (1.0 + math.exp(-x))
-
-
-def _exp32(x):
-    f = np.float32
-    xc = min(max(x, f(_EXP_MIN)), f(_EXP_MAX))
-    # k = round(xc / ln2): the argument of the truncating conversion is
-    # positive, so truncation is floor (and, unlike math.floor, vectorises)
-    ki = np.int32(xc * f(_LOG2E) + f(128.5)) - np.int32(128)
-    # r = xc - k ln2 in float64: exact enough whatever fast-math reassociates
-    r = f(float(xc) - float(ki) * _LN2)
-    # Taylor series of e^r to r^7 / 7! on |r| <= ln2 / 2
-    p = f(1.0 / 5040.0)
-    p = p * r + f(1.0 / 720.0)
-    p = p * r + f(1.0 / 120.0)
-    p = p * r + f(1.0 / 24.0)
-    p = p * r + f(1.0 / 6.0)
-    p = p * r + f(0.5)
-    p = p * r + f(1.0)
-    p = p * r + f(1.0)
-    # p * 2^k by adding k to p's exponent field (p is in [0.7, 1.42], and
-    # xc's range keeps the result a normal float32 or exactly overflowing)
-    y = _int_bits_to_float32(_float32_bits(p) + (ki << 23))
-    y = f(np.inf) if x > f(_EXP_MAX) else y
-    y = f(0.0) if x < f(_EXP_MIN) else y
-    return x if x != x else y
-
-
-def _tanh32(x):
-    f = np.float32
-    a = abs(x)
-    # |x| < 0.5: odd Taylor series to x^15 (next term below 2e-8 relative)
-    z = x * x
-    p = f(-929569.0 / 638512875.0)
-    p = p * z + f(21844.0 / 6081075.0)
-    p = p * z + f(-1382.0 / 155925.0)
-    p = p * z + f(62.0 / 2835.0)
-    p = p * z + f(-17.0 / 315.0)
-    p = p * z + f(2.0 / 15.0)
-    p = p * z + f(-1.0 / 3.0)
-    small = x + x * z * p
-    e = vexp(f(2.0) * min(a, f(10.0)))
-    big = f(1.0) - f(2.0) / (e + f(1.0))
-    big = big if x >= f(0.0) else -big
-    y = small if a < f(0.5) else big
-    return x if x != x else y
-
-
-def _sigmoid32(x):
-    f = np.float32
-    return f(1.0) / (f(1.0) + vexp(-x))
 
 
 def _sigmoid64(x):
@@ -128,7 +168,7 @@ def _register(generic, f32, f64):
     @overload(generic, jit_options=JIT)
     def _impl(x):
         if x == types.float32:
-            return f32
+            return lambda x: f32(x)
         if isinstance(x, types.Float):
             return f64
         return None

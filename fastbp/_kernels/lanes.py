@@ -1,0 +1,534 @@
+"""Population training vectorised across networks.
+
+K networks of one architecture do the same arithmetic on different numbers,
+so the natural SIMD axis is the network axis.  Networks are taken in blocks
+of ``LANES``; a block's parameters, gradients and optimizer state are held
+transposed, ``(n_params, LANES)``, and every operation -- each multiply-add of
+the forward pass, each activation, each delta, each update -- is a loop over
+the ``LANES`` networks that LLVM turns into vector instructions.  One sample
+at a time is pushed through all ``LANES`` networks (its activations and
+deltas are a few rows of ``LANES`` values, in registers or L1), gradients are
+summed over the batch, and the optimizer step is applied at the batch's end.
+
+Every network keeps its own data rows (shared or per-network data), data
+order (a Fisher-Yates shuffle keyed by the epoch seed and the network's
+index), learning rate and optimizer hyper-parameters, step counter, loss and
+divergence state.  A network whose batch loss is not finite is frozen
+before that batch's update, as in ``train.train_epoch``.  Per-lane arithmetic
+does not depend on which lane or block a network lands in, so results do
+not depend on the thread count.
+
+The path covers dense layers (any hidden activation, every loss) with SGD,
+momentum, Adam, AdamW and RPROP, L2/L1 and clipping; networks with dropout
+or batch norm use the per-network kernel (``population.py``).
+"""
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .._config import JIT, JIT_INLINE, JIT_NO_NRT, JIT_PARALLEL, LANES
+from ..spec import (CROSS_ENTROPY, IDENTITY, L_ACT, L_BN, L_IN, L_OUT, L_W, MSE, P_ALPHA,
+                    P_DROP, RELU, SIGMOID, SOFTMAX, TANH)
+from .approx import vexp
+from .regularize import mix64
+from .simd import vdot, vger
+from .small import _act, _dact
+from .update import (ADAM, ADAMW, H_BETA1, H_BETA2, H_CLIP, H_DELTA_MAX, H_DELTA_MIN, H_EPS,
+                     H_ETA_MINUS, H_ETA_PLUS, H_L1, H_LR, H_MOMENTUM, H_NESTEROV, H_WD,
+                     MOMENTUM, RPROP, SGD)
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_S32 = np.uint64(32)
+
+# rows of the per-lane float64 scalars ``lv``
+_EPOCH_LOSS, _BATCH_LOSS, _LR, _A, _B, _C, _NORM = range(7)
+N_LANE_SCALARS = 7
+# rows of the per-lane flags ``lf``: 1 while training, 1 if this batch updates
+_ALIVE, _LIVE = range(2)
+
+
+@njit(**JIT)
+def lanes_eligible(layout, lparams):
+    """Whether networks of this architecture can train on the lane path."""
+    for l in range(layout.shape[0]):
+        if layout[l, L_BN] >= 0 or lparams[l, P_DROP] > 0.0:
+            return False
+    return True
+
+
+@njit(**JIT_INLINE)
+def permutation(order, seed, k):
+    """``order[:] <-`` a permutation of ``range(len(order))`` keyed by ``(seed, k)``.
+
+    Fisher-Yates with a SplitMix64 stream; the same key gives the same order
+    on every path and thread count.
+    """
+    n = order.shape[0]
+    for i in range(n):
+        order[i] = i
+    s = mix64(np.uint64(seed) ^ mix64(np.uint64(k) + _GOLDEN))
+    for i in range(n - 1, 0, -1):
+        s += _GOLDEN
+        j = np.int64(((mix64(s) >> _S32) * np.uint64(i + 1)) >> _S32)
+        t = order[i]
+        order[i] = order[j]
+        order[j] = t
+
+
+@njit(**JIT_PARALLEL)
+def permutations(orders, seed):
+    """Row ``k`` of ``orders`` <- ``permutation(..., seed, k)`` for every network."""
+    for k in prange(orders.shape[0]):
+        permutation(orders[k], seed, k)
+
+
+# ------------------------------------------------------------------ one sample
+@njit(**JIT_INLINE)
+def _activate(Af, Zf, lo, hi, code, al):
+    """``Af[lo:hi] <- f(Zf[lo:hi])`` (flat, so one long vector loop).
+
+    Flat loops index with unsigned integers: Numba then skips negative-index
+    wraparound, which would otherwise stop LLVM vectorising them.
+    """
+    lo = np.uint64(lo)
+    hi = np.uint64(hi)
+    if code == TANH:
+        for e in range(lo, hi):
+            Af[e] = _act(Zf[e], TANH, al)
+    elif code == RELU:
+        for e in range(lo, hi):
+            Af[e] = _act(Zf[e], RELU, al)
+    elif code == SIGMOID:
+        for e in range(lo, hi):
+            Af[e] = _act(Zf[e], SIGMOID, al)
+    elif code == IDENTITY:
+        for e in range(lo, hi):
+            Af[e] = Zf[e]
+    else:
+        for e in range(lo, hi):
+            Af[e] = _act(Zf[e], code, al)
+
+
+@njit(**JIT_INLINE)
+def _dactivate(Df, Af, Zf, lo, hi, code, al):
+    """``Df[lo:hi] *= f'`` of the layer whose outputs are ``Af[lo:hi]``."""
+    T = Af.dtype.type
+    lo = np.uint64(lo)
+    hi = np.uint64(hi)
+    if code == TANH:
+        for e in range(lo, hi):
+            Df[e] *= T(1.0) - Af[e] * Af[e]
+    elif code == RELU:
+        for e in range(lo, hi):
+            Df[e] = Df[e] if Af[e] > T(0.0) else T(0.0)
+    elif code == SIGMOID:
+        for e in range(lo, hi):
+            Df[e] *= Af[e] * (T(1.0) - Af[e])
+    elif code != IDENTITY:
+        for e in range(lo, hi):
+            Df[e] *= _dact(Af[e], Zf[e], code, al)
+
+
+@njit(**JIT_INLINE)
+def _forward(PB, A, Z, S, layout, lparams):
+    """Forward pass of one sample through all lanes; returns the output row.
+
+    ``A``/``Z`` rows: the input (``n_in`` rows) then each layer's outputs;
+    ``S`` holds two scratch rows for softmax.
+    """
+    nl = A.shape[1]
+    Af = A.reshape(-1)
+    Zf = Z.reshape(-1)
+    ain = 0
+    for l in range(layout.shape[0]):
+        n_in = layout[l, L_IN]
+        m = layout[l, L_OUT]
+        w = layout[l, L_W]
+        code = layout[l, L_ACT]
+        ao = ain + n_in
+        for j in range(m):
+            vdot(Z, ao + j, PB, w + j * n_in, 1, A, ain, 1, n_in, PB, w + n_in * m + j)
+        if code == SOFTMAX:
+            for q in range(nl):
+                S[0, q] = Z[ao, q]
+            for j in range(1, m):
+                for q in range(nl):
+                    S[0, q] = max(S[0, q], Z[ao + j, q])
+            for q in range(nl):
+                S[1, q] = 0.0
+            for j in range(m):
+                for q in range(nl):
+                    e = vexp(Z[ao + j, q] - S[0, q])
+                    A[ao + j, q] = e
+                    S[1, q] += e
+            for j in range(m):
+                for q in range(nl):
+                    A[ao + j, q] /= S[1, q]
+        else:
+            _activate(Af, Zf, ao * nl, (ao + m) * nl, code, lparams[l, P_ALPHA])
+        ain = ao
+    return ain
+
+
+@njit(**JIT_INLINE)
+def _loss_delta(A, Z, D, TG, S, lv, ao, m, loss, act, inv):
+    """Output deltas ``D <- inv * dE/dz`` and ``lv[_BATCH_LOSS] += E`` per lane."""
+    T = A.dtype.type
+    nl = A.shape[1]
+    if loss == MSE:
+        if act == SOFTMAX:
+            for q in range(nl):
+                S[0, q] = T(0.0)
+            for k in range(m):
+                for q in range(nl):
+                    S[0, q] += (A[ao + k, q] - TG[k, q]) * A[ao + k, q]
+        for k in range(m):
+            for q in range(nl):
+                a = A[ao + k, q]
+                g = a - TG[k, q]
+                g64 = float(a) - float(TG[k, q])
+                lv[_BATCH_LOSS, q] += 0.5 * g64 * g64
+                if act == SOFTMAX:
+                    g = a * (g - S[0, q])
+                elif act == SIGMOID:
+                    g *= a * (T(1.0) - a)
+                elif act == TANH:
+                    g *= T(1.0) - a * a
+                D[ao + k, q] = inv * g
+    elif loss == CROSS_ENTROPY:
+        for q in range(nl):
+            S[0, q] = Z[ao, q]
+        for k in range(1, m):
+            for q in range(nl):
+                S[0, q] = max(S[0, q], Z[ao + k, q])
+        for q in range(nl):
+            S[1, q] = T(0.0)
+        for k in range(m):
+            for q in range(nl):
+                S[1, q] += vexp(Z[ao + k, q] - S[0, q])
+        for q in range(nl):
+            lse = float(S[0, q]) + math.log(float(S[1, q]))
+            tot = 0.0
+            dsum = 0.0
+            for k in range(m):
+                t = float(TG[k, q])
+                tot += t * (lse - float(Z[ao + k, q]))
+                dsum += t
+            lv[_BATCH_LOSS, q] += tot
+            S[1, q] = T(dsum)
+        for k in range(m):
+            for q in range(nl):
+                D[ao + k, q] = inv * (A[ao + k, q] * S[1, q] - TG[k, q])
+    else:  # BINARY_CROSS_ENTROPY
+        for k in range(m):
+            for q in range(nl):
+                z = float(Z[ao + k, q])
+                lv[_BATCH_LOSS, q] += (max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+                                       - float(TG[k, q]) * z)
+                D[ao + k, q] = inv * (A[ao + k, q] - TG[k, q])
+
+
+@njit(**JIT_INLINE)
+def _backward(PB, GB, A, Z, D, layout, lparams, ao):
+    """Deltas of one sample down the layers; ``GB +=`` its gradient."""
+    nl = A.shape[1]
+    Af = A.reshape(-1)
+    Zf = Z.reshape(-1)
+    Df = D.reshape(-1)
+    Gf = GB.reshape(-1)
+    for l in range(layout.shape[0] - 1, -1, -1):
+        n_in = layout[l, L_IN]
+        m = layout[l, L_OUT]
+        w = layout[l, L_W]
+        bo = w + n_in * m
+        ain = ao - n_in
+        gb = np.uint64(bo * nl)
+        db = np.uint64(ao * nl)
+        for e in range(np.uint64(m * nl)):
+            Gf[gb + e] += Df[db + e]
+        for j in range(m):
+            vger(GB, w + j * n_in, 1, D, ao + j, A, ain, 1, n_in)
+        if l > 0:
+            for kk in range(n_in):
+                vdot(D, ain + kk, PB, w + kk, n_in, D, ao, 1, m, D, -1)
+            _dactivate(Df, Af, Zf, ain * nl, ao * nl, layout[l - 1, L_ACT],
+                       lparams[l - 1, P_ALPHA])
+        ao = ain
+
+
+# ------------------------------------------------------------------ the update
+@njit(**JIT_NO_NRT)
+def _update(PB, GB, SB, HB, lv, lf, layout, opt, stepv):
+    """One optimizer step for the lanes flagged ``_LIVE`` (others untouched).
+
+    ``HB`` (n_hyper, LANES) holds each lane's hyper-parameters; ``GB`` the
+    batch-mean gradient (it is modified); ``stepv`` each lane's step count
+    after this step.
+    """
+    T = PB.dtype.type
+    P = PB.shape[0]
+    live = lf[_LIVE]
+    clip = False
+    for q in range(PB.shape[1]):
+        clip = clip or HB[H_CLIP, q] > 0.0
+    if clip:
+        for q in range(PB.shape[1]):
+            lv[_NORM, q] = 0.0
+        for p in range(P):
+            for q in range(PB.shape[1]):
+                g = float(GB[p, q])
+                lv[_NORM, q] += g * g
+        for q in range(PB.shape[1]):
+            norm = math.sqrt(lv[_NORM, q])
+            mx = HB[H_CLIP, q]
+            lv[_NORM, q] = mx / (norm + 1e-12) if (mx > 0.0 and norm > mx) else 1.0
+        for p in range(P):
+            for q in range(PB.shape[1]):
+                GB[p, q] *= T(lv[_NORM, q])
+    decoupled = opt == ADAMW
+    for l in range(layout.shape[0]):
+        w = layout[l, L_W]
+        for p in range(w, w + layout[l, L_IN] * layout[l, L_OUT]):
+            for q in range(PB.shape[1]):
+                x = PB[p, q]
+                s = T(1.0) if x > 0 else (T(-1.0) if x < 0 else T(0.0))
+                wd = T(0.0) if decoupled else T(HB[H_WD, q])
+                GB[p, q] += wd * x + T(HB[H_L1, q]) * s
+    if opt == SGD:
+        for p in range(P):
+            for q in range(PB.shape[1]):
+                v = PB[p, q] - T(HB[H_LR, q]) * GB[p, q]
+                PB[p, q] = v if live[q] else PB[p, q]
+    elif opt == MOMENTUM:
+        for p in range(P):
+            for q in range(PB.shape[1]):
+                g = GB[p, q]
+                mu = T(HB[H_MOMENTUM, q])
+                v = mu * SB[0, p, q] + g
+                step = g + mu * v if HB[H_NESTEROV, q] != 0.0 else v
+                x = PB[p, q] - T(HB[H_LR, q]) * step
+                SB[0, p, q] = v if live[q] else SB[0, p, q]
+                PB[p, q] = x if live[q] else PB[p, q]
+    elif opt == RPROP:
+        for p in range(P):
+            for q in range(PB.shape[1]):
+                g = GB[p, q]
+                s = SB[0, p, q] * g
+                d = SB[1, p, q]
+                if s > T(0.0):
+                    d = min(d * T(HB[H_ETA_PLUS, q]), T(HB[H_DELTA_MAX, q]))
+                elif s < T(0.0):
+                    d = max(d * T(HB[H_ETA_MINUS, q]), T(HB[H_DELTA_MIN, q]))
+                    g = T(0.0)
+                x = PB[p, q]
+                if g > T(0.0):
+                    x -= d
+                elif g < T(0.0):
+                    x += d
+                SB[0, p, q] = g if live[q] else SB[0, p, q]
+                SB[1, p, q] = d if live[q] else SB[1, p, q]
+                PB[p, q] = x if live[q] else PB[p, q]
+    else:  # ADAM, ADAMW
+        for q in range(PB.shape[1]):
+            t = stepv[q]
+            lr = HB[H_LR, q]
+            lv[_A, q] = lr / (1.0 - HB[H_BETA1, q] ** t)
+            lv[_B, q] = 1.0 / math.sqrt(1.0 - HB[H_BETA2, q] ** t)
+            lv[_C, q] = 1.0 - lr * HB[H_WD, q] if decoupled else 1.0
+        if decoupled:
+            for l in range(layout.shape[0]):
+                w = layout[l, L_W]
+                for p in range(w, w + layout[l, L_IN] * layout[l, L_OUT]):
+                    for q in range(PB.shape[1]):
+                        x = PB[p, q] * T(lv[_C, q])
+                        PB[p, q] = x if live[q] else PB[p, q]
+        for p in range(P):
+            for q in range(PB.shape[1]):
+                g = GB[p, q]
+                b1 = T(HB[H_BETA1, q])
+                b2 = T(HB[H_BETA2, q])
+                mk = b1 * SB[0, p, q] + (T(1.0) - b1) * g
+                vk = b2 * SB[1, p, q] + (T(1.0) - b2) * g * g
+                x = PB[p, q] - T(lv[_A, q]) * mk / (math.sqrt(vk) * T(lv[_B, q])
+                                                    + T(HB[H_EPS, q]))
+                SB[0, p, q] = mk if live[q] else SB[0, p, q]
+                SB[1, p, q] = vk if live[q] else SB[1, p, q]
+                PB[p, q] = x if live[q] else PB[p, q]
+
+
+@njit(**JIT_NO_NRT)
+def _sgd_update(PB, GB, HB, lf, layout):
+    """Plain SGD with L2 folded into a decay factor: the common case, kept lean."""
+    T = PB.dtype.type
+    live = lf[_LIVE]
+    for l in range(layout.shape[0]):
+        w = layout[l, L_W]
+        bo = w + layout[l, L_IN] * layout[l, L_OUT]
+        for p in range(w, bo):
+            for q in range(PB.shape[1]):
+                lr = T(HB[H_LR, q])
+                x = (T(1.0) - lr * T(HB[H_WD, q])) * PB[p, q] - lr * GB[p, q]
+                PB[p, q] = x if live[q] else PB[p, q]
+        for p in range(bo, bo + layout[l, L_OUT]):
+            for q in range(PB.shape[1]):
+                x = PB[p, q] - T(HB[H_LR, q]) * GB[p, q]
+                PB[p, q] = x if live[q] else PB[p, q]
+
+
+# ------------------------------------------------------------------ one block
+@njit(**JIT_NO_NRT)
+def _gather(A, TG, X, y, k0, nq, r0, ordb, shuffle, n0, m):
+    """Sample ``r0`` (through each lane's order) into ``A``'s input rows and ``TG``."""
+    T = A.dtype.type
+    shared_x = X.shape[0] == 1
+    shared_y = y.shape[0] == 1
+    for q in range(nq):
+        r = ordb[q, r0] if shuffle else r0
+        xk = 0 if shared_x else k0 + q
+        for f in range(n0):
+            A[f, q] = X[xk, r, f]
+        yk = 0 if shared_y else k0 + q
+        if y.ndim == 2:  # class labels
+            c = y[yk, r]
+            for k in range(m):
+                TG[k, q] = T(1.0) if c == k else T(0.0)
+        else:
+            for k in range(m):
+                TG[k, q] = y[yk, r, k]
+
+
+@njit(**JIT_NO_NRT)
+def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuffle, seed,
+                 opt, hyper, state, step, out, k0, PB, GB, SB, HB, A, Z, D, TG, S, lv, lf,
+                 ordb, stepv):
+    T = PB.dtype.type
+    K, P = params.shape
+    nq = min(LANES, K - k0)
+    L = layout.shape[0]
+    n0 = layout[0, L_IN]
+    m = layout[L - 1, L_OUT]
+    act = layout[L - 1, L_ACT]
+    N = X.shape[1]
+    n_state = state.shape[1] if state.shape[2] == P else 0  # plain SGD: no state
+    # load the block, transposed; padding lanes train zeros and are never stored
+    for q in range(PB.shape[1]):
+        live = q < nq
+        for p in range(P):
+            PB[p, q] = params[k0 + q, p] if live else T(0.0)
+            GB[p, q] = T(0.0)
+        for s in range(n_state):
+            for p in range(P):
+                SB[s, p, q] = state[k0 + q, s, p] if live else T(0.0)
+        for h in range(HB.shape[0]):
+            HB[h, q] = hyper[k0 + q, h] if live else 0.0
+        stepv[q] = step[k0 + q, 0] if live else 0
+        lv[_EPOCH_LOSS, q] = 0.0
+        lv[_BATCH_LOSS, q] = 0.0
+        lf[_ALIVE, q] = live
+        if live:
+            out[k0 + q, 0] = 0.0
+            out[k0 + q, 1] = 0.0
+    if shuffle:
+        for q in range(nq):
+            permutation(ordb[q], seed, k0 + q)
+    plain = opt == SGD
+    for q in range(PB.shape[1]):
+        plain = plain and HB[H_L1, q] == 0.0 and HB[H_CLIP, q] == 0.0
+    for start in range(0, N, batch_size):
+        n = min(batch_size, N - start)
+        inv = T(1.0 / n)
+        for i in range(n):
+            _gather(A, TG, X, y, k0, nq, start + i, ordb, shuffle, n0, m)
+            ao = _forward(PB, A, Z, S, layout, lparams)
+            _loss_delta(A, Z, D, TG, S, lv, ao, m, loss, act, inv)
+            _backward(PB, GB, A, Z, D, layout, lparams, ao)
+        for q in range(PB.shape[1]):
+            ok = lf[_ALIVE, q] and math.isfinite(lv[_BATCH_LOSS, q])
+            if lf[_ALIVE, q] and not ok:  # diverged: frozen from here on
+                out[k0 + q, 0] = lv[_BATCH_LOSS, q]
+                out[k0 + q, 1] = float(start)
+                lf[_ALIVE, q] = False
+            lf[_LIVE, q] = ok
+            if ok:
+                lv[_EPOCH_LOSS, q] += lv[_BATCH_LOSS, q]
+                stepv[q] += 1
+            lv[_BATCH_LOSS, q] = 0.0
+        if plain:
+            _sgd_update(PB, GB, HB, lf, layout)
+        else:
+            _update(PB, GB, SB, HB, lv, lf, layout, opt, stepv)
+        for p in range(P):
+            for q in range(PB.shape[1]):
+                GB[p, q] = T(0.0)
+    # store the block
+    for q in range(nq):
+        k = k0 + q
+        for p in range(P):
+            params[k, p] = PB[p, q]
+        for s in range(n_state):
+            for p in range(P):
+                state[k, s, p] = SB[s, p, q]
+        counters[k, 0] += stepv[q] - step[k, 0]
+        step[k, 0] = stepv[q]
+        if lf[_ALIVE, q]:
+            out[k, 0] = lv[_EPOCH_LOSS, q] / max(N, 1)
+            out[k, 1] = float(N)
+
+
+@njit(**JIT_PARALLEL)
+def lanes_epoch(params, layout, lparams, counters, loss, X, y, batch_size, shuffle, seed, opt,
+                hyper, state, step, out, PB, GB, SB, HB, A, Z, D, TG, S, lv, lf, ordb, stepv):
+    """One epoch for every network, ``LANES`` networks per vector.
+
+    ``X`` is ``(1 or K, N, n_in)``; ``y`` ``(1 or K, N, n_out)`` floats or
+    ``(1 or K, N)`` int labels; ``hyper`` ``(K, n_hyper)``; ``state``
+    ``(K, n_state, n_params)``; ``step``/``counters`` ``(K, 1)``; ``out``
+    ``(K, 2)`` <- mean loss and samples trained (as ``train.train_epoch``).
+    Workspace arrays have a leading axis of chunks (threads); each chunk
+    trains a contiguous run of blocks.
+    """
+    K = params.shape[0]
+    nb = (K + LANES - 1) // LANES
+    nc = min(PB.shape[0], nb)
+    for c in prange(nc):
+        for b in range(c * nb // nc, (c + 1) * nb // nc):
+            _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuffle,
+                         seed, opt, hyper, state, step, out, b * LANES, PB[c], GB[c], SB[c],
+                         HB[c], A[c], Z[c], D[c], TG[c], S[c], lv[c], lf[c], ordb[c], stepv[c])
+
+
+@njit(**JIT_NO_NRT)
+def _predict_block(params, layout, lparams, X, k0, PB, A, Z, S, out):
+    K, P = params.shape
+    T = PB.dtype.type
+    nq = min(LANES, K - k0)
+    n0 = layout[0, L_IN]
+    m = layout[layout.shape[0] - 1, L_OUT]
+    shared = X.shape[0] == 1
+    for q in range(LANES):
+        for p in range(P):
+            PB[p, q] = params[k0 + q, p] if q < nq else T(0.0)
+    for i in range(X.shape[1]):
+        for q in range(nq):
+            xk = 0 if shared else k0 + q
+            for f in range(n0):
+                A[f, q] = X[xk, i, f]
+        ao = _forward(PB, A, Z, S, layout, lparams)
+        for q in range(nq):
+            for j in range(m):
+                out[k0 + q, i, j] = A[ao + j, q]
+
+
+@njit(**JIT_PARALLEL)
+def lanes_predict(params, layout, lparams, X, PB, A, Z, S, out):
+    """``out[k] <- network_k(X_k)`` for every network, ``LANES`` at a time.
+
+    Networks with batch norm use ``population.population_predict``.
+    """
+    nb = (params.shape[0] + LANES - 1) // LANES
+    nc = min(PB.shape[0], nb)
+    for c in prange(nc):
+        for b in range(c * nb // nc, (c + 1) * nb // nc):
+            _predict_block(params, layout, lparams, X, b * LANES, PB[c], A[c], Z[c], S[c], out)
