@@ -15,10 +15,11 @@ same initial weights everywhere (fastbp's Glorot-uniform draw, zero biases).
 Implementations
 ---------------
 * ``fastbp Population.fit``: :class:`fastbp.population.Population`, one call of
-  one ``prange`` kernel over the networks (``numba.set_num_threads(2)``), with
-  its Python-side validation of the K data sets included.
-* ``fastbp population kernel``: the same kernel called directly on prepared
-  arrays, i.e. without the per-call validation -- where the time goes.
+  the lane kernel (``fastbp/_kernels/lanes.py``: networks side by side in SIMD
+  vectors, blocks of them spread over threads with ``prange``), with its
+  Python-side validation of the K data sets included.
+* ``fastbp lane kernel``: the same kernel called directly on prepared arrays,
+  i.e. without the per-call validation -- where the time goes.
 * peer ``Python loop over K MLPs``: ``for net in nets: net.fit(X[i], y[i],
   epochs=1, ...)``, K fastbp networks one after another.
 * peer ``torch.func.vmap``: the K networks' parameters stacked with
@@ -68,10 +69,9 @@ except ImportError:  # pragma: no cover
 
 import numba
 from numba import njit
-from threadpoolctl import threadpool_limits
 
 import fastbp.jit as fj
-from fastbp._kernels.population import population_epoch
+from fastbp._kernels.lanes import lanes_epoch
 from fastbp._kernels.train import train_batch
 from fastbp.population import Population
 
@@ -111,31 +111,29 @@ class FastbpPopulation:
 
 
 class FastbpKernel(FastbpPopulation):
-    """The population kernel on prepared arrays: what Population.fit does minus validation."""
+    """The lane kernel on prepared arrays: what Population.fit does minus validation."""
 
-    name = "fastbp population kernel"
+    name = "fastbp lane kernel"
 
     def __init__(self, init, X, y, batch):
         super().__init__(init, X, y, batch)
-        pop, k, n = self.pop, X.shape[0], X.shape[1]
+        pop, k = self.pop, X.shape[0]
         from fastbp.optim import make_optimizer
         proto = make_optimizer("sgd", LR).bind(pop.template.n_params, pop.dtype)
         self.hyper = np.tile(proto.hyper, (k, 1))
         self.state = np.tile(proto.state, (k, 1, 1))
         self.step = np.zeros((k, 1), dtype=np.int64)
         self.code = proto.code
-        self.orders = np.tile(np.arange(n, dtype=np.int64), (k, 1))
         self.out = np.zeros((k, 2))
-        self.bufs = pop._buffers(min(batch, n), y)
+        self.bufs = pop._lane_buffers(0, self.state.shape[1])
         self.X3 = np.ascontiguousarray(X)
         self.Y3 = np.ascontiguousarray(y)
 
     def epoch(self):
-        pop = self.pop
-        with threadpool_limits(1):
-            population_epoch(*pop._model_arrays(), pop.template._loss_code, self.X3, self.Y3,
-                             self.orders, self.batch, False, *self.bufs, self.code, self.hyper,
-                             self.state, self.step, self.out)
+        pop, t = self.pop, self.pop.template
+        lanes_epoch(pop.params, t._layout, t._lparams, pop.counters, t._loss_code, self.X3,
+                    self.Y3, self.batch, False, 0, self.code, self.hyper, self.state,
+                    self.step, self.out, *self.bufs)
 
 
 class MLPLoop:

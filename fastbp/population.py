@@ -202,8 +202,8 @@ class Population:
                 z(P), z(P), z(n_state, P), z(N_HYPER, dt=np.float64),
                 z(rows), z(rows), z(rows), z(t.sizes[-1]), z(2),
                 z(N_LANE_SCALARS, dt=np.float64), z(2, dt=np.bool_),
-                np.zeros((chunks, LANES, max(n_order, 1)), dtype=np.int64),
-                np.zeros((chunks, LANES), dtype=np.int64))
+                np.zeros((chunks, max(n_order, 1), LANES), dtype=np.int64),
+                np.zeros((chunks, LANES), dtype=np.int64), z(2, dt=np.uint64))
         return self._bufs[key]
 
     def predict(self, X):

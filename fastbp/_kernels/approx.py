@@ -28,6 +28,7 @@ import math
 
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from .._config import JIT
@@ -46,14 +47,18 @@ _EXPM1_COEFS = tuple(1.0 / math.factorial(n) for n in range(8, 1, -1))
 class F32Math:
     """float32 exp / expm1 / tanh / sigmoid as IR on a scalar or vector value."""
 
-    def __init__(self, builder, ty):
+    def __init__(self, builder, ty, fast_recip=False):
         self.b = builder
         self.ty = ty
         n = ty.count if isinstance(ty, ir.VectorType) else None
+        # AVX-512's 14-bit reciprocal estimate and one correction step
+        # instead of a division (whose throughput bounds tanh on wide vectors)
+        self.fast_recip = bool(fast_recip and n and n % 16 == 0)
         i32 = ir.IntType(32)
         self.ity = ir.VectorType(i32, n) if n else i32
-        self.fma_fn = builder.module.declare_intrinsic("llvm.fmuladd", [ty],
-                                                      ir.FunctionType(ty, [ty, ty, ty]))
+        suffix = f"v{n}f32" if n else "f32"
+        self.fma_fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ty, [ty, ty, ty]), "llvm.fmuladd." + suffix)
 
     def c(self, v):
         """A float constant (splat for vectors)."""
@@ -114,13 +119,39 @@ class F32Math:
         ki, r = self._reduce(y)
         s = self._scale(self.c(1.0), ki)                      # 2**k, 0 <= k <= 29
         em1 = self.fma(s, self._expm1_r(r), b.fsub(s, self.c(1.0)))
-        t = b.fdiv(em1, b.fadd(em1, self.c(2.0)))
+        t = self.div(em1, b.fadd(em1, self.c(2.0)))
         t = b.bitcast(b.or_(b.bitcast(t, self.ity), b.and_(xb, sign)), self.ty)
         return b.select(b.fcmp_unordered("uno", x, x), x, t)
 
     def sigmoid(self, x):
         b = self.b
-        return b.fdiv(self.c(1.0), b.fadd(self.c(1.0), self.exp(b.fneg(x))))
+        return self.div(self.c(1.0), b.fadd(self.c(1.0), self.exp(b.fneg(x))))
+
+    def div(self, x, d):
+        """``x / d`` for normal positive ``d``."""
+        b = self.b
+        if not self.fast_recip:
+            return b.fdiv(x, d)
+        v16 = ir.VectorType(self.ty.element, 16)
+        fn = cgutils.get_or_insert_function(
+            b.module, ir.FunctionType(v16, [v16, v16, ir.IntType(16)]),
+            "llvm.x86.avx512.rcp14.ps.512")
+        parts = []
+        for h in range(self.ty.count // 16):
+            idx = ir.Constant(ir.VectorType(ir.IntType(32), 16), list(range(16 * h, 16 * h + 16)))
+            dh = b.shuffle_vector(d, d, idx)
+            parts.append(b.call(fn, [dh, dh, ir.Constant(ir.IntType(16), -1)]))
+        while len(parts) > 1:  # concatenate the halves back
+            pairs = []
+            for a, c in zip(parts[::2], parts[1::2]):
+                n = a.type.count
+                idx = ir.Constant(ir.VectorType(ir.IntType(32), 2 * n), list(range(2 * n)))
+                pairs.append(b.shuffle_vector(a, c, idx))
+            parts = pairs
+        r = parts[0]
+        q = b.fmul(x, r)                          # to 2**-14, then one correction:
+        res = self.fma(b.fneg(d), q, x)           # q + r (x - d q), error ~2**-28
+        return self.fma(r, res, q)
 
 
 def _f32_intrinsic(method):

@@ -33,7 +33,8 @@ from ..spec import (CROSS_ENTROPY, IDENTITY, L_ACT, L_BN, L_IN, L_OUT, L_W, MSE,
                     P_DROP, RELU, SIGMOID, SOFTMAX, TANH)
 from .approx import vexp
 from .regularize import mix64
-from .simd import vdot, vger
+from .simd import (sigmoid_rows, tanh_rows, vdot, vdot_drelu, vdot_dsigmoid, vdot_dtanh,
+                   vger)
 from .small import _act, _dact
 from .update import (ADAM, ADAMW, H_BETA1, H_BETA2, H_CLIP, H_DELTA_MAX, H_DELTA_MIN, H_EPS,
                      H_ETA_MINUS, H_ETA_PLUS, H_L1, H_LR, H_MOMENTUM, H_NESTEROV, H_WD,
@@ -94,15 +95,9 @@ def _activate(Af, Zf, lo, hi, code, al):
     """
     lo = np.uint64(lo)
     hi = np.uint64(hi)
-    if code == TANH:
-        for e in range(lo, hi):
-            Af[e] = _act(Zf[e], TANH, al)
-    elif code == RELU:
+    if code == RELU:
         for e in range(lo, hi):
             Af[e] = _act(Zf[e], RELU, al)
-    elif code == SIGMOID:
-        for e in range(lo, hi):
-            Af[e] = _act(Zf[e], SIGMOID, al)
     elif code == IDENTITY:
         for e in range(lo, hi):
             Af[e] = Zf[e]
@@ -113,21 +108,12 @@ def _activate(Af, Zf, lo, hi, code, al):
 
 @njit(**JIT_INLINE)
 def _dactivate(Df, Af, Zf, lo, hi, code, al):
-    """``Df[lo:hi] *= f'`` of the layer whose outputs are ``Af[lo:hi]``."""
-    T = Af.dtype.type
-    lo = np.uint64(lo)
-    hi = np.uint64(hi)
-    if code == TANH:
-        for e in range(lo, hi):
-            Df[e] *= T(1.0) - Af[e] * Af[e]
-    elif code == RELU:
-        for e in range(lo, hi):
-            Df[e] = Df[e] if Af[e] > T(0.0) else T(0.0)
-    elif code == SIGMOID:
-        for e in range(lo, hi):
-            Df[e] *= Af[e] * (T(1.0) - Af[e])
-    elif code != IDENTITY:
-        for e in range(lo, hi):
+    """``Df[lo:hi] *= f'`` of the layer whose outputs are ``Af[lo:hi]``.
+
+    For the activations without a fused ``vdot_d*`` row intrinsic.
+    """
+    if code != IDENTITY:
+        for e in range(np.uint64(lo), np.uint64(hi)):
             Df[e] *= _dact(Af[e], Zf[e], code, al)
 
 
@@ -150,7 +136,11 @@ def _forward(PB, A, Z, S, layout, lparams):
         ao = ain + n_in
         for j in range(m):
             vdot(Z, ao + j, PB, w + j * n_in, 1, A, ain, 1, n_in, PB, w + n_in * m + j)
-        if code == SOFTMAX:
+        if code == TANH:
+            tanh_rows(A, ao, Z, ao, m)
+        elif code == SIGMOID:
+            sigmoid_rows(A, ao, Z, ao, m)
+        elif code == SOFTMAX:
             for q in range(nl):
                 S[0, q] = Z[ao, q]
             for j in range(1, m):
@@ -237,24 +227,29 @@ def _backward(PB, GB, A, Z, D, layout, lparams, ao):
     Af = A.reshape(-1)
     Zf = Z.reshape(-1)
     Df = D.reshape(-1)
-    Gf = GB.reshape(-1)
     for l in range(layout.shape[0] - 1, -1, -1):
         n_in = layout[l, L_IN]
         m = layout[l, L_OUT]
         w = layout[l, L_W]
         bo = w + n_in * m
         ain = ao - n_in
-        gb = np.uint64(bo * nl)
-        db = np.uint64(ao * nl)
-        for e in range(np.uint64(m * nl)):
-            Gf[gb + e] += Df[db + e]
         for j in range(m):
-            vger(GB, w + j * n_in, 1, D, ao + j, A, ain, 1, n_in)
+            vger(GB, w + j * n_in, 1, D, ao + j, A, ain, 1, n_in, bo + j)
         if l > 0:
-            for kk in range(n_in):
-                vdot(D, ain + kk, PB, w + kk, n_in, D, ao, 1, m, D, -1)
-            _dactivate(Df, Af, Zf, ain * nl, ao * nl, layout[l - 1, L_ACT],
-                       lparams[l - 1, P_ALPHA])
+            pcode = layout[l - 1, L_ACT]
+            if pcode == TANH:
+                for kk in range(n_in):
+                    vdot_dtanh(D, ain + kk, PB, w + kk, n_in, D, ao, 1, m, D, -1, A, ain + kk)
+            elif pcode == SIGMOID:
+                for kk in range(n_in):
+                    vdot_dsigmoid(D, ain + kk, PB, w + kk, n_in, D, ao, 1, m, D, -1, A, ain + kk)
+            elif pcode == RELU:
+                for kk in range(n_in):
+                    vdot_drelu(D, ain + kk, PB, w + kk, n_in, D, ao, 1, m, D, -1, A, ain + kk)
+            else:
+                for kk in range(n_in):
+                    vdot(D, ain + kk, PB, w + kk, n_in, D, ao, 1, m, D, -1)
+                _dactivate(Df, Af, Zf, ain * nl, ao * nl, pcode, lparams[l - 1, P_ALPHA])
         ao = ain
 
 
@@ -378,31 +373,39 @@ def _sgd_update(PB, GB, HB, lf, layout):
 
 
 # ------------------------------------------------------------------ one block
-@njit(**JIT_NO_NRT)
-def _gather(A, TG, X, y, k0, nq, r0, ordb, shuffle, n0, m):
-    """Sample ``r0`` (through each lane's order) into ``A``'s input rows and ``TG``."""
+@njit(**JIT_INLINE)
+def _gather(A, TG, Xf, yf, offs, ordT, r, shuffle, labels, n0, m):
+    """Sample ``r`` (through each lane's order) into ``A``'s input rows and ``TG``.
+
+    ``Xf``/``yf`` are the flat data; ``offs[0 or 1, q]`` where lane ``q``'s
+    data set starts in them.  Unsigned indices let the lane loops vectorise
+    (as gathers).
+    """
     T = A.dtype.type
-    shared_x = X.shape[0] == 1
-    shared_y = y.shape[0] == 1
-    for q in range(nq):
-        r = ordb[q, r0] if shuffle else r0
-        xk = 0 if shared_x else k0 + q
-        for f in range(n0):
-            A[f, q] = X[xk, r, f]
-        yk = 0 if shared_y else k0 + q
-        if y.ndim == 2:  # class labels
-            c = y[yk, r]
-            for k in range(m):
-                TG[k, q] = T(1.0) if c == k else T(0.0)
-        else:
-            for k in range(m):
-                TG[k, q] = y[yk, r, k]
+    nl = A.shape[1]
+    un0 = np.uint64(n0)
+    um = np.uint64(m)
+    ur = np.uint64(r)
+    for f in range(un0):
+        for q in range(nl):
+            row = np.uint64(ordT[r, q]) if shuffle else ur
+            A[f, q] = Xf[offs[0, q] + row * un0 + f]
+    if labels:
+        for k in range(m):
+            for q in range(nl):
+                row = np.uint64(ordT[r, q]) if shuffle else ur
+                TG[k, q] = T(1.0) if yf[offs[1, q] + row] == k else T(0.0)
+    else:
+        for k in range(um):
+            for q in range(nl):
+                row = np.uint64(ordT[r, q]) if shuffle else ur
+                TG[k, q] = yf[offs[1, q] + row * um + k]
 
 
 @njit(**JIT_NO_NRT)
 def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuffle, seed,
                  opt, hyper, state, step, out, k0, PB, GB, SB, HB, A, Z, D, TG, S, lv, lf,
-                 ordb, stepv):
+                 ordT, stepv, offs):
     T = PB.dtype.type
     K, P = params.shape
     nq = min(LANES, K - k0)
@@ -430,9 +433,17 @@ def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuf
         if live:
             out[k0 + q, 0] = 0.0
             out[k0 + q, 1] = 0.0
+    labels = y.ndim == 2
+    ysize = 1 if labels else m
+    for q in range(LANES):
+        k = min(k0 + q, K - 1)  # padding lanes read the last network's data
+        offs[0, q] = np.uint64(0 if X.shape[0] == 1 else k * N * n0)
+        offs[1, q] = np.uint64(0 if y.shape[0] == 1 else k * N * ysize)
+    Xf = X.reshape(-1)
+    yf = y.reshape(-1)
     if shuffle:
         for q in range(nq):
-            permutation(ordb[q], seed, k0 + q)
+            permutation(ordT[:, q], seed, k0 + q)
     plain = opt == SGD
     for q in range(PB.shape[1]):
         plain = plain and HB[H_L1, q] == 0.0 and HB[H_CLIP, q] == 0.0
@@ -440,7 +451,7 @@ def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuf
         n = min(batch_size, N - start)
         inv = T(1.0 / n)
         for i in range(n):
-            _gather(A, TG, X, y, k0, nq, start + i, ordb, shuffle, n0, m)
+            _gather(A, TG, Xf, yf, offs, ordT, start + i, shuffle, labels, n0, m)
             ao = _forward(PB, A, Z, S, layout, lparams)
             _loss_delta(A, Z, D, TG, S, lv, ao, m, loss, act, inv)
             _backward(PB, GB, A, Z, D, layout, lparams, ao)
@@ -479,7 +490,8 @@ def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuf
 
 @njit(**JIT_PARALLEL)
 def lanes_epoch(params, layout, lparams, counters, loss, X, y, batch_size, shuffle, seed, opt,
-                hyper, state, step, out, PB, GB, SB, HB, A, Z, D, TG, S, lv, lf, ordb, stepv):
+                hyper, state, step, out, PB, GB, SB, HB, A, Z, D, TG, S, lv, lf, ordT, stepv,
+                offs):
     """One epoch for every network, ``LANES`` networks per vector.
 
     ``X`` is ``(1 or K, N, n_in)``; ``y`` ``(1 or K, N, n_out)`` floats or
@@ -496,7 +508,8 @@ def lanes_epoch(params, layout, lparams, counters, loss, X, y, batch_size, shuff
         for b in range(c * nb // nc, (c + 1) * nb // nc):
             _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuffle,
                          seed, opt, hyper, state, step, out, b * LANES, PB[c], GB[c], SB[c],
-                         HB[c], A[c], Z[c], D[c], TG[c], S[c], lv[c], lf[c], ordb[c], stepv[c])
+                         HB[c], A[c], Z[c], D[c], TG[c], S[c], lv[c], lf[c], ordT[c], stepv[c],
+                         offs[c])
 
 
 @njit(**JIT_NO_NRT)

@@ -6,7 +6,9 @@ delta) for every network.  Its inner products run over rows, with the lanes
 as the vector.  Written as Numba loops these need runtime alias checks per
 row (the arrays could overlap), which cost more than the arithmetic; these
 intrinsics load whole rows as ``<LANES x T>`` vectors, keep the running sum
-in registers and store once.
+in registers and store once.  ``tanh_rows``/``sigmoid_rows`` apply the
+float32 activations of ``approx.py`` to whole rows the same way (LLVM's own
+loop vectoriser would stop at 256-bit vectors on many AVX-512 machines).
 
 Each lane is computed with ordinary IEEE multiplies and adds, in the same
 order for every lane, so a network's result does not depend on its lane.
@@ -19,9 +21,10 @@ the layout table and allocate the workspace to fit).
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
-from .._config import LANES
+from .._config import JIT_INLINE, LANES
+from .approx import F32Math, vsigmoid, vtanh
 
 
 def _rows_ok(*arys):
@@ -61,6 +64,24 @@ def _intp(context, builder, val, ty):
     return context.cast(builder, val, ty, types.intp)
 
 
+def _dot(context, builder, tys, args):
+    """Codegen of ``B[b] + sum_t X[x0 + t*xs] * Y[y0 + t*ys]``: ``(value, rows of dst)``."""
+    D, Xr, Yr, Br = (_Rows(context, builder, tys[i], args[i]) for i in (0, 2, 5, 9))
+    x0_, xs_, y0_, ys_, n_, b_ = (_intp(context, builder, args[i], tys[i])
+                                  for i in (3, 4, 6, 7, 8, 10))
+    zero = ir.Constant(D.vty, [ir.Constant(D.elem, 0.0)] * LANES)
+    neg = builder.icmp_signed("<", b_, b_.type(0))
+    init = Br.load(builder.select(neg, b_.type(0), b_))
+    acc = cgutils.alloca_once(builder, D.vty)
+    builder.store(builder.select(neg, zero, init), acc)
+    with cgutils.for_range(builder, n_) as loop:
+        t = loop.index
+        xv = Xr.load(builder.add(x0_, builder.mul(t, xs_)))
+        yv = Yr.load(builder.add(y0_, builder.mul(t, ys_)))
+        builder.store(builder.fadd(builder.load(acc), builder.fmul(xv, yv)), acc)
+    return builder.load(acc), D
+
+
 @intrinsic
 def vdot(typingctx, dst, r, X, x0, xs, Y, y0, ys, n, B, b):
     """``dst[r] = B[b] + sum_t X[x0 + t*xs] * Y[y0 + t*ys]`` for ``t < n``, row-wise.
@@ -72,44 +93,130 @@ def vdot(typingctx, dst, r, X, x0, xs, Y, y0, ys, n, B, b):
     sig = types.void(dst, r, X, x0, xs, Y, y0, ys, n, B, b)
 
     def codegen(context, builder, sig, args):
-        tys = sig.args
-        D, Xr, Yr, Br = (_Rows(context, builder, tys[i], args[i]) for i in (0, 2, 5, 9))
-        r_, x0_, xs_, y0_, ys_, n_, b_ = (_intp(context, builder, args[i], tys[i])
-                                          for i in (1, 3, 4, 6, 7, 8, 10))
-        zero = ir.Constant(D.vty, [ir.Constant(D.elem, 0.0)] * LANES)
-        neg = builder.icmp_signed("<", b_, b_.type(0))
-        init = Br.load(builder.select(neg, b_.type(0), b_))
-        acc = cgutils.alloca_once(builder, D.vty)
-        builder.store(builder.select(neg, zero, init), acc)
-        with cgutils.for_range(builder, n_) as loop:
-            t = loop.index
-            xv = Xr.load(builder.add(x0_, builder.mul(t, xs_)))
-            yv = Yr.load(builder.add(y0_, builder.mul(t, ys_)))
-            builder.store(builder.fadd(builder.load(acc), builder.fmul(xv, yv)), acc)
-        D.store(builder.load(acc), r_)
+        v, D = _dot(context, builder, sig.args, args)
+        D.store(v, _intp(context, builder, args[1], sig.args[1]))
         return context.get_dummy_value()
 
     return sig, codegen
 
 
+def _derivative(kind, builder, a, vty):
+    """``f'(z)`` from the activation ``a = f(z)`` (tanh, sigmoid, relu), row-wise."""
+    def c(v):
+        return ir.Constant(vty, [ir.Constant(vty.element, v)] * vty.count)
+    if kind == "tanh":
+        return builder.fsub(c(1.0), builder.fmul(a, a))
+    if kind == "sigmoid":
+        return builder.fmul(a, builder.fsub(c(1.0), a))
+    return builder.select(builder.fcmp_ordered(">", a, c(0.0)), c(1.0), c(0.0))  # relu
+
+
+def _vdot_dact(kind):
+    @intrinsic
+    def impl(typingctx, dst, r, X, x0, xs, Y, y0, ys, n, B, b, A, a):
+        if not (_rows_ok(dst, X, Y, B, A) and _ints_ok(r, x0, xs, y0, ys, n, b, a)):
+            return None
+        sig = types.void(dst, r, X, x0, xs, Y, y0, ys, n, B, b, A, a)
+
+        def codegen(context, builder, sig, args):
+            v, D = _dot(context, builder, sig.args, args)
+            Ar = _Rows(context, builder, sig.args[11], args[11])
+            av = Ar.load(_intp(context, builder, args[12], sig.args[12]))
+            D.store(builder.fmul(v, _derivative(kind, builder, av, D.vty)),
+                    _intp(context, builder, args[1], sig.args[1]))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    impl.__doc__ = (f"``vdot`` times the {kind} derivative taken from ``A[a]`` (the "
+                    "activations): a delta propagated and scaled in one pass.")
+    return impl
+
+
+vdot_dtanh = _vdot_dact("tanh")
+vdot_dsigmoid = _vdot_dact("sigmoid")
+vdot_drelu = _vdot_dact("relu")
+
+
 @intrinsic
-def vger(typingctx, G, g0, gs, Dl, d, Y, y0, ys, n):
-    """``G[g0 + t*gs] += Dl[d] * Y[y0 + t*ys]`` for ``t < n``, row-wise (a rank-1 update)."""
-    if not (_rows_ok(G, Dl, Y) and _ints_ok(g0, gs, d, y0, ys, n)):
+def vger(typingctx, G, g0, gs, Dl, d, Y, y0, ys, n, gb):
+    """``G[g0 + t*gs] += Dl[d] * Y[y0 + t*ys]`` for ``t < n`` (a rank-1 update), row-wise.
+
+    With ``gb >= 0`` also ``G[gb] += Dl[d]`` (the bias gradient).
+    """
+    if not (_rows_ok(G, Dl, Y) and _ints_ok(g0, gs, d, y0, ys, n, gb)):
         return None
-    sig = types.void(G, g0, gs, Dl, d, Y, y0, ys, n)
+    sig = types.void(G, g0, gs, Dl, d, Y, y0, ys, n, gb)
 
     def codegen(context, builder, sig, args):
         tys = sig.args
         Gr, Dr, Yr = (_Rows(context, builder, tys[i], args[i]) for i in (0, 3, 5))
-        g0_, gs_, d_, y0_, ys_, n_ = (_intp(context, builder, args[i], tys[i])
-                                      for i in (1, 2, 4, 6, 7, 8))
+        g0_, gs_, d_, y0_, ys_, n_, gb_ = (_intp(context, builder, args[i], tys[i])
+                                           for i in (1, 2, 4, 6, 7, 8, 9))
         dv = Dr.load(d_)
         with cgutils.for_range(builder, n_) as loop:
             t = loop.index
             gi = builder.add(g0_, builder.mul(t, gs_))
             yv = Yr.load(builder.add(y0_, builder.mul(t, ys_)))
             Gr.store(builder.fadd(Gr.load(gi), builder.fmul(dv, yv)), gi)
+        with builder.if_then(builder.icmp_signed(">=", gb_, gb_.type(0))):
+            Gr.store(builder.fadd(Gr.load(gb_), dv), gb_)
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _map_rows_f32(method):
+    """An intrinsic ``(A, a0, Z, z0, n)``: ``A[a0 + t] = f(Z[z0 + t])`` for ``t < n``,
+    with ``f`` the float32 ``F32Math`` method (whole rows as vectors)."""
+
+    @intrinsic
+    def impl(typingctx, A, a0, Z, z0, n):
+        if not (_rows_ok(A, Z) and A.dtype == types.float32 and _ints_ok(a0, z0, n)):
+            return None
+        sig = types.void(A, a0, Z, z0, n)
+
+        def codegen(context, builder, sig, args):
+            tys = sig.args
+            Ar, Zr = _Rows(context, builder, tys[0], args[0]), _Rows(context, builder, tys[2],
+                                                                      args[2])
+            a0_, z0_, n_ = (_intp(context, builder, args[i], tys[i]) for i in (1, 3, 4))
+            features = getattr(context.codegen(), "_tm_features", "")
+            fm = F32Math(builder, Zr.vty, fast_recip="+avx512f" in features.split(","))
+            with cgutils.for_range(builder, n_) as loop:
+                t = loop.index
+                Ar.store(getattr(fm, method)(Zr.load(builder.add(z0_, t))), builder.add(a0_, t))
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return impl
+
+
+_tanh_rows32 = _map_rows_f32("tanh")
+_sigmoid_rows32 = _map_rows_f32("sigmoid")
+
+
+def tanh_rows(A, a0, Z, z0, n):
+    """``A[a0 + t] = tanh(Z[z0 + t])`` for ``t < n`` (rows of ``LANES``)."""
+
+
+def sigmoid_rows(A, a0, Z, z0, n):
+    """``A[a0 + t] = sigmoid(Z[z0 + t])`` for ``t < n`` (rows of ``LANES``)."""
+
+
+def _register_rows(stub, f32, scalar):
+    @overload(stub, jit_options=JIT_INLINE)
+    def _impl(A, a0, Z, z0, n):
+        if isinstance(A, types.Array) and A.dtype == types.float32:
+            return lambda A, a0, Z, z0, n: f32(A, a0, Z, z0, n)
+
+        def rows(A, a0, Z, z0, n):  # float64: libm, one row at a time
+            for t in range(n):
+                for q in range(A.shape[1]):
+                    A[a0 + t, q] = scalar(Z[z0 + t, q])
+        return rows
+
+
+_register_rows(tanh_rows, _tanh_rows32, vtanh)
+_register_rows(sigmoid_rows, _sigmoid_rows32, vsigmoid)
