@@ -80,6 +80,9 @@ class Population:
         """``X`` as ``(1 or k, n, n_in)`` and ``y`` as ``(1 or k, n[, n_out])``, validated."""
         t = self.template
         X = np.asarray(X) if not isinstance(X, np.ndarray) else X
+        if X.ndim not in (2, 3):
+            raise ValueError(f"X must be (n, n_in) data shared by all networks or "
+                             f"(k, n, n_in) one data set per network, got shape {X.shape}")
         per_net = X.ndim == 3
         if per_net and X.shape[0] != self.k:
             raise ValueError(f"X has {X.shape[0]} data sets but the population has {self.k} "
@@ -146,6 +149,7 @@ class Population:
             l1, clip_norm, ...); each network gets its own state.
         """
         X3, Y3 = self._data(X, y)
+        shuffle = bool(shuffle)
         epochs = check_int(epochs, "epochs", 0)
         batch_size = check_int(batch_size, "batch_size", 1)
         lr_arr = np.asarray(lr, dtype=np.float64)

@@ -199,3 +199,42 @@ def test_network_state_trains_the_population_row_from_njit():
     np.testing.assert_allclose(pop.params[1], ref.params, **_tol("float64"))
     np.testing.assert_array_equal(pop.params[[0, 2, 3, 4]], others)
     assert pop.counters[1, 0] == -(-N // BATCH)
+
+
+BAD_INPUT = {
+    "X features": (lambda p, X, y: p.fit(X[..., :2], y), ValueError, "features"),
+    "X data sets": (lambda p, X, y: p.fit(X[:-1], y), ValueError, "data sets"),
+    "X 4-D": (lambda p, X, y: p.fit(X[..., None], y), ValueError, "one data set per network"),
+    "X 1-D": (lambda p, X, y: p.fit(X[0, 0], y), ValueError, "one data set per network"),
+    "X NaN": (lambda p, X, y: p.fit(np.where(X > 1, np.nan, X), y), ValueError, "NaN"),
+    "X strings": (lambda p, X, y: p.fit(X.astype(str), y), TypeError, "dtype"),
+    "X empty": (lambda p, X, y: p.fit(X[:, :0], y[:, :0]), ValueError, "empty"),
+    "y target sets": (lambda p, X, y: p.fit(X, y[:-1]), ValueError, "target sets"),
+    "y samples": (lambda p, X, y: p.fit(X, y[:, :-1]), ValueError, "must match"),
+    "y outputs": (lambda p, X, y: p.fit(X, y[..., :1]), ValueError, "columns"),
+    "lr shape": (lambda p, X, y: p.fit(X, y, lr=[0.1, 0.2]), ValueError, "one per network"),
+    "lr negative": (lambda p, X, y: p.fit(X, y, lr=-0.1), ValueError, "lr"),
+    "lr NaN": (lambda p, X, y: p.fit(X, y, lr=[0.1] * (K - 1) + [np.nan]), ValueError, "finite"),
+    "epochs": (lambda p, X, y: p.fit(X, y, epochs=1.5), TypeError, "epochs"),
+    "batch": (lambda p, X, y: p.fit(X, y, batch_size=0), ValueError, "batch_size"),
+    "optimizer": (lambda p, X, y: p.fit(X, y, optimizer="lbfgs"), ValueError, "optimizer"),
+    "predict": (lambda p, X, y: p.predict(X[..., :2]), ValueError, "features"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUT))
+def test_bad_input_is_a_clear_error_and_changes_nothing(case):
+    pop, X, y = make_problem("float2d", True, seed=12)
+    before = pop.params.copy()
+    call, exc, words = BAD_INPUT[case]
+    with pytest.raises(exc, match=words):
+        call(pop, X, y)
+    np.testing.assert_array_equal(pop.params, before)
+
+
+def test_bad_labels_and_population_size():
+    pop, X, y = make_problem("labels", True, seed=13)
+    with pytest.raises(ValueError, match="labels outside"):
+        pop.fit(X, np.full(y.shape, 9))
+    with pytest.raises(ValueError, match="k must be"):
+        Population([3, 4, 2], 0)

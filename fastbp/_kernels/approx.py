@@ -128,7 +128,7 @@ class F32Math:
         return self.div(self.c(1.0), b.fadd(self.c(1.0), self.exp(b.fneg(x))))
 
     def div(self, x, d):
-        """``x / d`` for normal positive ``d``."""
+        """``x / d`` for finite ``x`` and positive ``d`` (normal or inf)."""
         b = self.b
         if not self.fast_recip:
             return b.fdiv(x, d)
@@ -151,7 +151,8 @@ class F32Math:
         r = parts[0]
         q = b.fmul(x, r)                          # to 2**-14, then one correction:
         res = self.fma(b.fneg(d), q, x)           # q + r (x - d q), error ~2**-28
-        return self.fma(r, res, q)
+        q = self.fma(r, res, q)
+        return b.select(b.fcmp_ordered("==", d, self.c(math.inf)), self.c(0.0), q)
 
 
 def _f32_intrinsic(method):
