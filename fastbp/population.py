@@ -204,7 +204,7 @@ class Population:
             z = lambda *s, dt=t.dtype: np.zeros((chunks,) + s + (LANES,), dtype=dt)  # noqa
             self._bufs[key] = (
                 z(P), z(P), z(n_state, P), z(N_HYPER, dt=np.float64),
-                z(rows), z(rows), z(rows), z(t.sizes[-1]), z(2),
+                z(rows), z(rows), z(rows), z(t.sizes[-1]), z(5),
                 z(N_LANE_SCALARS, dt=np.float64), z(2, dt=np.bool_),
                 np.zeros((chunks, max(n_order, 1), LANES), dtype=np.int64),
                 np.zeros((chunks, LANES), dtype=np.int64), z(2, dt=np.uint64))

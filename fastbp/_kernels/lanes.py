@@ -34,7 +34,7 @@ from ..spec import (CROSS_ENTROPY, IDENTITY, L_ACT, L_BN, L_IN, L_OUT, L_W, MSE,
 from .approx import vexp
 from .regularize import mix64
 from .simd import (sigmoid_rows, tanh_rows, vdot, vdot_drelu, vdot_dsigmoid, vdot_dtanh,
-                   vger)
+                   vger, vsgd)
 from .small import _act, _dact
 from .update import (ADAM, ADAMW, H_BETA1, H_BETA2, H_CLIP, H_DELTA_MAX, H_DELTA_MIN, H_EPS,
                      H_ETA_MINUS, H_ETA_PLUS, H_L1, H_LR, H_MOMENTUM, H_NESTEROV, H_WD,
@@ -118,15 +118,15 @@ def _dactivate(Df, Af, Zf, lo, hi, code, al):
 
 
 @njit(**JIT_INLINE)
-def _forward(PB, A, Z, S, layout, lparams):
+def _forward(PB, A, Z, S, Af, Zf, layout, lparams):
     """Forward pass of one sample through all lanes; returns the output row.
 
     ``A``/``Z`` rows: the input (``n_in`` rows) then each layer's outputs;
-    ``S`` holds two scratch rows for softmax.
+    ``S`` holds scratch rows (two used here, for softmax); ``Af``/``Zf`` are flat views of
+    ``A``/``Z`` (made once per block: a reshape per sample costs more than a
+    small layer).
     """
     nl = A.shape[1]
-    Af = A.reshape(-1)
-    Zf = Z.reshape(-1)
     ain = 0
     for l in range(layout.shape[0]):
         n_in = layout[l, L_IN]
@@ -221,12 +221,9 @@ def _loss_delta(A, Z, D, TG, S, lv, ao, m, loss, act, inv):
 
 
 @njit(**JIT_INLINE)
-def _backward(PB, GB, A, Z, D, layout, lparams, ao):
+def _backward(PB, GB, A, Z, D, Af, Zf, Df, layout, lparams, ao):
     """Deltas of one sample down the layers; ``GB +=`` its gradient."""
     nl = A.shape[1]
-    Af = A.reshape(-1)
-    Zf = Z.reshape(-1)
-    Df = D.reshape(-1)
     for l in range(layout.shape[0] - 1, -1, -1):
         n_in = layout[l, L_IN]
         m = layout[l, L_OUT]
@@ -353,23 +350,24 @@ def _update(PB, GB, SB, HB, lv, lf, layout, opt, stepv):
                 PB[p, q] = x if live[q] else PB[p, q]
 
 
-@njit(**JIT_NO_NRT)
-def _sgd_update(PB, GB, HB, lf, layout):
-    """Plain SGD with L2 folded into a decay factor: the common case, kept lean."""
+@njit(**JIT_INLINE)
+def _sgd_update(PB, GB, HB, S, lf, layout):
+    """Plain SGD with L2 folded into a decay factor (the common case); zeroes ``GB``.
+
+    ``S`` rows 2-4 receive each lane's rate (0 for lanes not updated), weight
+    decay factor and 1.
+    """
     T = PB.dtype.type
-    live = lf[_LIVE]
+    for q in range(PB.shape[1]):
+        lr = HB[H_LR, q] if lf[_LIVE, q] else 0.0
+        S[2, q] = T(lr)
+        S[3, q] = T(1.0 - lr * HB[H_WD, q])
+        S[4, q] = T(1.0)
     for l in range(layout.shape[0]):
         w = layout[l, L_W]
-        bo = w + layout[l, L_IN] * layout[l, L_OUT]
-        for p in range(w, bo):
-            for q in range(PB.shape[1]):
-                lr = T(HB[H_LR, q])
-                x = (T(1.0) - lr * T(HB[H_WD, q])) * PB[p, q] - lr * GB[p, q]
-                PB[p, q] = x if live[q] else PB[p, q]
-        for p in range(bo, bo + layout[l, L_OUT]):
-            for q in range(PB.shape[1]):
-                x = PB[p, q] - T(HB[H_LR, q]) * GB[p, q]
-                PB[p, q] = x if live[q] else PB[p, q]
+        n_w = layout[l, L_IN] * layout[l, L_OUT]
+        vsgd(PB, w, n_w, GB, S, 2, 3)
+        vsgd(PB, w + n_w, layout[l, L_OUT], GB, S, 2, 4)
 
 
 # ------------------------------------------------------------------ one block
@@ -441,6 +439,9 @@ def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuf
         offs[1, q] = np.uint64(0 if y.shape[0] == 1 else k * N * ysize)
     Xf = X.reshape(-1)
     yf = y.reshape(-1)
+    Af = A.reshape(-1)
+    Zf = Z.reshape(-1)
+    Df = D.reshape(-1)
     if shuffle:
         for q in range(nq):
             permutation(ordT[:, q], seed, k0 + q)
@@ -452,9 +453,9 @@ def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuf
         inv = T(1.0 / n)
         for i in range(n):
             _gather(A, TG, Xf, yf, offs, ordT, start + i, shuffle, labels, n0, m)
-            ao = _forward(PB, A, Z, S, layout, lparams)
+            ao = _forward(PB, A, Z, S, Af, Zf, layout, lparams)
             _loss_delta(A, Z, D, TG, S, lv, ao, m, loss, act, inv)
-            _backward(PB, GB, A, Z, D, layout, lparams, ao)
+            _backward(PB, GB, A, Z, D, Af, Zf, Df, layout, lparams, ao)
         for q in range(PB.shape[1]):
             ok = lf[_ALIVE, q] and math.isfinite(lv[_BATCH_LOSS, q])
             if lf[_ALIVE, q] and not ok:  # diverged: frozen from here on
@@ -467,12 +468,12 @@ def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuf
                 stepv[q] += 1
             lv[_BATCH_LOSS, q] = 0.0
         if plain:
-            _sgd_update(PB, GB, HB, lf, layout)
+            _sgd_update(PB, GB, HB, S, lf, layout)
         else:
             _update(PB, GB, SB, HB, lv, lf, layout, opt, stepv)
-        for p in range(P):
-            for q in range(PB.shape[1]):
-                GB[p, q] = T(0.0)
+            for p in range(P):
+                for q in range(PB.shape[1]):
+                    GB[p, q] = T(0.0)
     # store the block
     for q in range(nq):
         k = k0 + q
@@ -523,12 +524,14 @@ def _predict_block(params, layout, lparams, X, k0, PB, A, Z, S, out):
     for q in range(LANES):
         for p in range(P):
             PB[p, q] = params[k0 + q, p] if q < nq else T(0.0)
+    Af = A.reshape(-1)
+    Zf = Z.reshape(-1)
     for i in range(X.shape[1]):
         for q in range(nq):
             xk = 0 if shared else k0 + q
             for f in range(n0):
                 A[f, q] = X[xk, i, f]
-        ao = _forward(PB, A, Z, S, layout, lparams)
+        ao = _forward(PB, A, Z, S, Af, Zf, layout, lparams)
         for q in range(nq):
             for j in range(m):
                 out[k0 + q, i, j] = A[ao + j, q]
