@@ -309,3 +309,19 @@ def test_bad_value_in_last_batch_changes_nothing(nets, bad):
         X[-1, 0] = np.nan
         pattern = r"nan|finite|\binf"
     _check_rejected(net, "fit", X, y, pattern, epochs=3, batch_size=2, lr=0.1, shuffle=False)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_finds_one_bad_value_anywhere(dtype):
+    """The vectorised scan (blocks of 4096 bit patterns) misses nothing."""
+    from fastbp._kernels.checks import all_finite
+    a = np.random.default_rng(0).standard_normal(3 * 4096 + 17).astype(dtype)
+    assert all_finite(a) and all_finite(a.reshape(-1, 1)) and all_finite(a[::3])
+    for pos in (0, 4095, 4096, 8191, a.size - 1):
+        for bad in (np.nan, np.inf, -np.inf):
+            b = a.copy()
+            b[pos] = bad
+            assert not all_finite(b)
+            assert not all_finite(b.reshape(-1, 1))
+            assert not all_finite(b[pos % 3::3])
+    assert all_finite(np.array([np.finfo(dtype).max, -np.finfo(dtype).max, 0.0], dtype))
