@@ -22,6 +22,7 @@ from ._kernels.update import N_HYPER
 from ._validate import check_int, check_X, check_y
 from .network import MLP
 from .optim import make_optimizer
+from .workspace import aligned_zeros
 
 
 class Population:
@@ -201,13 +202,13 @@ class Population:
         if key not in self._bufs:
             P = t.n_params
             rows = t.sizes[0] + int(t._layout[:, 1].sum())
-            z = lambda *s, dt=t.dtype: np.zeros((chunks,) + s + (LANES,), dtype=dt)  # noqa
+            z = lambda *s, dt=t.dtype: aligned_zeros((chunks,) + s + (LANES,), dt)  # noqa
             self._bufs[key] = (
                 z(P), z(P), z(n_state, P), z(N_HYPER, dt=np.float64),
                 z(rows), z(rows), z(rows), z(t.sizes[-1]), z(5),
                 z(N_LANE_SCALARS, dt=np.float64), z(2, dt=np.bool_),
-                np.zeros((chunks, max(n_order, 1), LANES), dtype=np.int64),
-                np.zeros((chunks, LANES), dtype=np.int64), z(2, dt=np.uint64))
+                z(max(n_order, 1), dt=np.int64), aligned_zeros((chunks, LANES), np.int64),
+                z(2, dt=np.uint64))
         return self._bufs[key]
 
     def predict(self, X):

@@ -10,6 +10,19 @@ import numpy as np
 from ._kernels.state import Work
 
 
+def aligned_zeros(shape, dtype, align=64):
+    """``np.zeros(shape, dtype)`` starting on an ``align``-byte boundary.
+
+    NumPy only guarantees 16 bytes; vector kernels that load whole cache
+    lines (the population lanes) run markedly slower across line boundaries.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.zeros(nbytes + align, dtype=np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 class Workspace:
     """Activation, delta, dropout-mask, batch-norm and gradient buffers for ``cap`` rows.
 
