@@ -41,7 +41,7 @@ class Workspace:
     def __init__(self, layout, n_params, dtype, cap):
         self.layout = layout
         self.dtype = np.dtype(dtype)
-        self.grad = np.zeros(n_params, dtype=self.dtype)
+        self.grad = aligned_zeros(n_params, self.dtype)
         self.cap = 0
         self._ybufs = {}
         self.ensure(cap)
@@ -52,8 +52,8 @@ class Workspace:
         if cap <= self.cap:
             return
         width = int(self.layout[:, 1].sum())
-        z = lambda size: np.zeros(size, dtype=self.dtype)  # noqa: E731
-        self.xbuf = np.zeros((cap, int(self.layout[0, 0])), dtype=self.dtype)
+        z = lambda size: aligned_zeros(size, self.dtype)  # noqa: E731
+        self.xbuf = aligned_zeros((cap, int(self.layout[0, 0])), self.dtype)
         self._ybufs = {}
         self.cap = cap
         self.work = Work(z(cap * width), z(cap * width), z(cap * width), self.grad,
