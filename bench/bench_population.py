@@ -1,9 +1,10 @@
 """asv benchmarks: Population training and the per-call cost of fastbp.jit.
 
 * ``PopulationEpoch``: K networks 2-16-1 (tanh, MSE, float32), 256 samples each
-  (per-network data), one epoch of mini-batch SGD (no shuffle) through
-  ``Population.fit`` -- the configuration of ``bench/population_compare.py``,
-  which also times the peers (a Python loop over K MLPs, torch.func.vmap).
+  (per-network data), one epoch of mini-batch SGD through ``Population.fit``
+  (the lane kernel) -- without shuffling, the configuration of
+  ``bench/population_compare.py`` (which also times the peers: a Python loop
+  over K MLPs, torch.func.vmap), and with each network's keyed shuffle.
 * ``JitStep``: ``fastbp.jit.train_step_one`` / ``train_step`` called from a
   user's ``@njit`` loop, per call; and the same loop over the unchecked
   internal kernel, so the bounds checks' cost is tracked.
@@ -38,24 +39,26 @@ def _data(k, n=N_SAMPLES, seed=0):
 class PopulationEpoch:
     """One epoch of K independent 2-16-1 networks in one parallel kernel."""
 
-    params = ([100, 1000], [32, 8])
-    param_names = ["k", "batch"]
+    params = ([100, 1000], [32, 8], [False, True])
+    param_names = ["k", "batch", "shuffle"]
     timeout = 300
 
-    def setup(self, k, batch):
+    def setup(self, k, batch, shuffle):
         numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
         self.X, self.y = _data(k)
         self.batch = batch
+        self.shuffle = shuffle
         self.pop = Population([2, 16, 1], k, activation="tanh", dtype="float32", seed=0)
         self.epoch()  # compile / load from cache
 
     def epoch(self):
-        self.pop.fit(self.X, self.y, epochs=1, batch_size=self.batch, lr=LR, shuffle=False)
+        self.pop.fit(self.X, self.y, epochs=1, batch_size=self.batch, lr=LR,
+                     shuffle=self.shuffle)
 
-    def time_epoch(self, k, batch):
+    def time_epoch(self, k, batch, shuffle):
         self.epoch()
 
-    def track_samples_per_s(self, k, batch):
+    def track_samples_per_s(self, k, batch, shuffle):
         best = np.inf
         for _ in range(3):
             t0 = time.perf_counter()

@@ -3,6 +3,7 @@
     python bench/population_compare.py                 # K=1000, 2-16-1, 256 samples, batch 32
     python bench/population_compare.py --batch 8 --repeats 9
     python bench/population_compare.py --quick         # K=100, 3 repeats (smoke test)
+    python bench/population_compare.py --sizes 8,32,32,4   # another architecture
     python bench/population_compare.py --only torch    # a subset (Population.fit always runs)
 
 Problem: K = 1000 independent networks 2-16-1 (tanh hidden layer, identity
@@ -81,13 +82,22 @@ LR = 0.05
 
 # --------------------------------------------------------------------- problem
 def make_data(k, n, seed=0):
-    """Per-network data: network i fits y = sin(a_i x0) cos(b_i x1) + noise on its own x."""
+    """Per-network data for ``SIZES``: network i fits its own smooth function of its own x.
+
+    For 2 inputs and 1 output (the default) y = sin(a_i x0) cos(b_i x1) + noise;
+    otherwise y_j = sin(x . c_ij) + noise with random directions c_ij.
+    """
     r = np.random.default_rng(seed)
-    X = r.uniform(-2, 2, (k, n, 2)).astype(np.float32)
-    a = r.uniform(0.5, 2.0, (k, 1))
-    b = r.uniform(0.5, 2.0, (k, 1))
-    y = np.sin(a * X[..., 0]) * np.cos(b * X[..., 1]) + 0.05 * r.standard_normal((k, n))
-    return X, y[..., None].astype(np.float32)
+    n_in, n_out = SIZES[0], SIZES[-1]
+    X = r.uniform(-2, 2, (k, n, n_in)).astype(np.float32)
+    if (n_in, n_out) == (2, 1):
+        a = r.uniform(0.5, 2.0, (k, 1))
+        b = r.uniform(0.5, 2.0, (k, 1))
+        y = (np.sin(a * X[..., 0]) * np.cos(b * X[..., 1]))[..., None]
+    else:
+        c = r.uniform(-1, 1, (k, n_in, n_out)) * 2 / np.sqrt(n_in)
+        y = np.sin(np.einsum("kni,kio->kno", X, c))
+    return X, (y + 0.05 * r.standard_normal(y.shape)).astype(np.float32)
 
 
 def make_population(k, seed=0):
@@ -164,14 +174,23 @@ class TorchVmap:
         torch.set_num_threads(threads)
         self.torch = torch
         k = init.shape[0]
-        models = [nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 1)) for _ in range(k)]
+        def module():
+            layers = []
+            for l, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+                layers += [nn.Linear(n_in, n_out)] + ([nn.Tanh()] if l < len(SIZES) - 2 else [])
+            return nn.Sequential(*layers)
+
+        models = [module() for _ in range(k)]
         params, buffers = stack_module_state(models)
-        # fastbp's flat layout per network: W1 (16, 2), b1 (16), W2 (1, 16), b2 (1)
-        W1, b1 = init[:, :32].reshape(k, 16, 2), init[:, 32:48]
-        W2, b2 = init[:, 48:64].reshape(k, 1, 16), init[:, 64:65]
+        # fastbp's flat layout per network: W_l (n_out, n_in) then b_l, layer by layer
+        off = 0
         with torch.no_grad():
-            for key, v in zip(["0.weight", "0.bias", "2.weight", "2.bias"], [W1, b1, W2, b2]):
-                params[key].copy_(torch.from_numpy(np.ascontiguousarray(v)))
+            for l, (n_in, n_out) in enumerate(zip(SIZES[:-1], SIZES[1:])):
+                W = init[:, off:off + n_in * n_out].reshape(k, n_out, n_in)
+                b = init[:, off + n_in * n_out:off + (n_in + 1) * n_out]
+                off += (n_in + 1) * n_out
+                for key, v in ((f"{2 * l}.weight", W), (f"{2 * l}.bias", b)):
+                    params[key].copy_(torch.from_numpy(np.ascontiguousarray(v)))
         self.params_, self.buffers = params, buffers
         base = copy.deepcopy(models[0]).to("meta")
 
@@ -197,8 +216,9 @@ class TorchVmap:
     def params(self):
         p = {key: v.detach().numpy() for key, v in self.params_.items()}
         k = p["0.weight"].shape[0]
-        return np.concatenate([p["0.weight"].reshape(k, -1), p["0.bias"],
-                               p["2.weight"].reshape(k, -1), p["2.bias"]], axis=1)
+        return np.concatenate([p[f"{2 * l}.{part}"].reshape(k, -1)
+                               for l in range(len(SIZES) - 1) for part in ("weight", "bias")],
+                              axis=1)
 
 
 def run_epochs(impl, repeats):
@@ -241,9 +261,9 @@ def bounds_check_cost(calls=20000, repeats=7):
     """Per-call ns of fastbp.jit vs the unchecked kernel on the same state."""
     rows = []
     r = np.random.default_rng(1)
-    cases = [("train_step, 2-16-1, batch 32, float targets", SIZES, "mse", 32),
+    cases = [("train_step, 2-16-1, batch 32, float targets", [2, 16, 1], "mse", 32),
              ("train_step, 2-16-4, batch 32, int labels", [2, 16, 4], "cross_entropy", 32),
-             ("train_step_one, 2-16-1 (vs train_batch on 1 row)", SIZES, "mse", 1)]
+             ("train_step_one, 2-16-1 (vs train_batch on 1 row)", [2, 16, 1], "mse", 1)]
     for label, sizes, loss, batch in cases:
         net = fastbp.MLP(sizes, activation="tanh", loss=loss, dtype="float32", seed=0)
         st = net.state(batch_size=batch, optimizer="sgd", lr=1e-4)
@@ -286,6 +306,7 @@ def _thread_env(threads):
 def worker(a):
     """One implementation in this process: check epoch (saved), warm-up, timed epochs."""
     numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
+    SIZES[:] = a.sizes
     if a.worker == "bounds":
         print("RESULT" + json.dumps({"bounds": bounds_check_cost()}))
         return
@@ -306,7 +327,8 @@ def worker(a):
 def _run_worker(name, a, out):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--out", out,
            "--k", str(a.k), "--n", str(a.n), "--batch", str(a.batch),
-           "--repeats", str(a.repeats), "--threads", str(a.threads)]
+           "--repeats", str(a.repeats), "--threads", str(a.threads),
+           "--sizes", ",".join(map(str, a.sizes))]
     p = subprocess.run(cmd, env=_thread_env(a.threads), capture_output=True, text=True)
     lines = [ln for ln in p.stdout.splitlines() if ln.startswith("RESULT")]
     if p.returncode != 0 or not lines:
@@ -320,6 +342,8 @@ def main(argv=None):
     ap.add_argument("--k", type=int, default=1000, help="networks (default 1000)")
     ap.add_argument("--n", type=int, default=256, help="samples per network (default 256)")
     ap.add_argument("--batch", type=int, default=32, help="mini-batch size (default 32)")
+    ap.add_argument("--sizes", type=lambda v: [int(t) for t in v.split(",")], default=SIZES,
+                    help="layer widths, tanh hidden layers (default 2,16,1)")
     ap.add_argument("--repeats", type=int, default=7, help="timed epochs (default 7)")
     ap.add_argument("--threads", type=int, default=2, help="Numba and torch threads (default 2)")
     ap.add_argument("--no-torch", action="store_true", help="skip the torch peer")
@@ -331,6 +355,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     if a.quick:
         a.k, a.repeats = 100, 3
+    SIZES[:] = a.sizes
     if a.worker:
         return worker(a)
 
