@@ -51,6 +51,15 @@ _ALIVE, _LIVE = range(2)
 
 
 @njit(**JIT)
+def _check_width(PB):
+    """The workspace must be as wide as the ``LANES`` compiled into the kernels
+    (a stale on-disk cache after editing ``_config.LANES`` would not be)."""
+    if PB.shape[PB.ndim - 1] != LANES:
+        raise ValueError("lane workspace width differs from the compiled LANES; "
+                         "clear fastbp's Numba cache (__pycache__/*.nbi, *.nbc)")
+
+
+@njit(**JIT)
 def lanes_eligible(layout, lparams):
     """Whether networks of this architecture can train on the lane path."""
     for l in range(layout.shape[0]):
@@ -502,6 +511,7 @@ def lanes_epoch(params, layout, lparams, counters, loss, X, y, batch_size, shuff
     Workspace arrays have a leading axis of chunks (threads); each chunk
     trains a contiguous run of blocks.
     """
+    _check_width(PB)
     K = params.shape[0]
     nb = (K + LANES - 1) // LANES
     nc = min(PB.shape[0], nb)
@@ -543,6 +553,7 @@ def lanes_predict(params, layout, lparams, X, PB, A, Z, S, out):
 
     Networks with batch norm use ``population.population_predict``.
     """
+    _check_width(PB)
     nb = (params.shape[0] + LANES - 1) // LANES
     nc = min(PB.shape[0], nb)
     for c in prange(nc):
