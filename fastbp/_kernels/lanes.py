@@ -36,7 +36,7 @@ from .regularize import mix64
 from .simd import (sigmoid_rows, tanh_rows, vdot, vdot_drelu, vdot_dsigmoid, vdot_dtanh,
                    vger, vsgd)
 from .small import _act, _dact
-from .update import (ADAM, ADAMW, H_BETA1, H_BETA2, H_CLIP, H_DELTA_MAX, H_DELTA_MIN, H_EPS,
+from .update import (ADAMW, H_BETA1, H_BETA2, H_CLIP, H_DELTA_MAX, H_DELTA_MIN, H_EPS,
                      H_ETA_MINUS, H_ETA_PLUS, H_L1, H_LR, H_MOMENTUM, H_NESTEROV, H_WD,
                      MOMENTUM, RPROP, SGD)
 
@@ -127,6 +127,27 @@ def _dactivate(Df, Af, Zf, lo, hi, code, al):
 
 
 @njit(**JIT_INLINE)
+def _max_sumexp(Z, ao, m, S, A, store):
+    """Per lane over rows ``ao .. ao+m-1``: ``S[0] <- max Z``, ``S[1] <- sum exp(Z - max)``;
+    with ``store`` the exponentials go to the same rows of ``A``."""
+    T = Z.dtype.type
+    nl = Z.shape[1]
+    for q in range(nl):
+        S[0, q] = Z[ao, q]
+    for j in range(1, m):
+        for q in range(nl):
+            S[0, q] = max(S[0, q], Z[ao + j, q])
+    for q in range(nl):
+        S[1, q] = T(0.0)
+    for j in range(m):
+        for q in range(nl):
+            e = vexp(Z[ao + j, q] - S[0, q])
+            if store:
+                A[ao + j, q] = e
+            S[1, q] += e
+
+
+@njit(**JIT_INLINE)
 def _forward(PB, A, Z, S, Af, Zf, layout, lparams):
     """Forward pass of one sample through all lanes; returns the output row.
 
@@ -150,18 +171,7 @@ def _forward(PB, A, Z, S, Af, Zf, layout, lparams):
         elif code == SIGMOID:
             sigmoid_rows(A, ao, Z, ao, m)
         elif code == SOFTMAX:
-            for q in range(nl):
-                S[0, q] = Z[ao, q]
-            for j in range(1, m):
-                for q in range(nl):
-                    S[0, q] = max(S[0, q], Z[ao + j, q])
-            for q in range(nl):
-                S[1, q] = 0.0
-            for j in range(m):
-                for q in range(nl):
-                    e = vexp(Z[ao + j, q] - S[0, q])
-                    A[ao + j, q] = e
-                    S[1, q] += e
+            _max_sumexp(Z, ao, m, S, A, True)
             for j in range(m):
                 for q in range(nl):
                     A[ao + j, q] /= S[1, q]
@@ -197,16 +207,7 @@ def _loss_delta(A, Z, D, TG, S, lv, ao, m, loss, act, inv):
                     g *= T(1.0) - a * a
                 D[ao + k, q] = inv * g
     elif loss == CROSS_ENTROPY:
-        for q in range(nl):
-            S[0, q] = Z[ao, q]
-        for k in range(1, m):
-            for q in range(nl):
-                S[0, q] = max(S[0, q], Z[ao + k, q])
-        for q in range(nl):
-            S[1, q] = T(0.0)
-        for k in range(m):
-            for q in range(nl):
-                S[1, q] += vexp(Z[ao + k, q] - S[0, q])
+        _max_sumexp(Z, ao, m, S, A, False)
         for q in range(nl):
             lse = float(S[0, q]) + math.log(float(S[1, q]))
             tot = 0.0
