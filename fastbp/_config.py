@@ -46,3 +46,8 @@ LANES = 32
 #: atomic increments (a third of the time there).  They must not create
 #: arrays, and are called from other kernels, not from Python.
 JIT_NO_NRT = dict(JIT, _nrt=False)
+
+#: The population lane kernel pushes this many samples through together, so
+#: each weight row is read (and each gradient row written) once per group
+#: rather than once per sample.
+GROUP = 4

@@ -14,7 +14,7 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from ._config import LANES
+from ._config import GROUP, LANES
 from ._kernels.lanes import (N_LANE_SCALARS, lanes_eligible, lanes_epoch, lanes_predict,
                              permutations)
 from ._kernels.population import population_epoch, population_predict
@@ -205,7 +205,7 @@ class Population:
             z = lambda *s, dt=t.dtype: aligned_zeros((chunks,) + s + (LANES,), dt)  # noqa
             self._bufs[key] = (
                 z(P), z(P), z(n_state, P), z(N_HYPER, dt=np.float64),
-                z(rows), z(rows), z(rows), z(t.sizes[-1]), z(5),
+                z(GROUP * rows), z(GROUP * rows), z(GROUP * rows), z(GROUP * t.sizes[-1]), z(5),
                 z(N_LANE_SCALARS, dt=np.float64), z(2, dt=np.bool_),
                 z(max(n_order, 1), dt=np.int64), aligned_zeros((chunks, LANES), np.int64),
                 z(2, dt=np.uint64))

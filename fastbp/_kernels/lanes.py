@@ -28,7 +28,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from .._config import JIT, JIT_INLINE, JIT_NO_NRT, JIT_PARALLEL, LANES
+from .._config import GROUP, JIT, JIT_INLINE, JIT_NO_NRT, JIT_PARALLEL, LANES
 from ..spec import (CROSS_ENTROPY, IDENTITY, L_ACT, L_BN, L_IN, L_OUT, L_W, MSE, P_ALPHA,
                     P_DROP, RELU, SIGMOID, SOFTMAX, TANH)
 from .approx import vexp
@@ -148,13 +148,13 @@ def _max_sumexp(Z, ao, m, S, A, store):
 
 
 @njit(**JIT_INLINE)
-def _forward(PB, A, Z, S, Af, Zf, layout, lparams):
-    """Forward pass of one sample through all lanes; returns the output row.
+def _forward(PB, A, Z, S, Af, Zf, layout, lparams, R):
+    """Forward pass of ``GROUP`` samples through all lanes; returns the output row.
 
-    ``A``/``Z`` rows: the input (``n_in`` rows) then each layer's outputs;
-    ``S`` holds scratch rows (two used here, for softmax); ``Af``/``Zf`` are flat views of
-    ``A``/``Z`` (made once per block: a reshape per sample costs more than a
-    small layer).
+    Sample ``g``'s rows start at ``g * R`` in ``A``/``Z``: its input (``n_in``
+    rows), then each layer's outputs.  ``S`` holds scratch rows (two used
+    here, for softmax); ``Af``/``Zf`` are flat views of ``A``/``Z`` (made once
+    per block: a reshape per sample costs more than a small layer).
     """
     nl = A.shape[1]
     ain = 0
@@ -165,25 +165,28 @@ def _forward(PB, A, Z, S, Af, Zf, layout, lparams):
         code = layout[l, L_ACT]
         ao = ain + n_in
         for j in range(m):
-            vdot(Z, ao + j, PB, w + j * n_in, 1, A, ain, 1, n_in, PB, w + n_in * m + j)
-        if code == TANH:
-            tanh_rows(A, ao, Z, ao, m)
-        elif code == SIGMOID:
-            sigmoid_rows(A, ao, Z, ao, m)
-        elif code == SOFTMAX:
-            _max_sumexp(Z, ao, m, S, A, True)
-            for j in range(m):
-                for q in range(nl):
-                    A[ao + j, q] /= S[1, q]
-        else:
-            _activate(Af, Zf, ao * nl, (ao + m) * nl, code, lparams[l, P_ALPHA])
+            vdot(Z, ao + j, R, PB, w + j * n_in, 1, A, ain, 1, R, n_in, PB, w + n_in * m + j)
+        for g in range(GROUP):
+            o = g * R + ao
+            if code == TANH:
+                tanh_rows(A, o, Z, o, m)
+            elif code == SIGMOID:
+                sigmoid_rows(A, o, Z, o, m)
+            elif code == SOFTMAX:
+                _max_sumexp(Z, o, m, S, A, True)
+                for j in range(m):
+                    for q in range(nl):
+                        A[o + j, q] /= S[1, q]
+            else:
+                _activate(Af, Zf, o * nl, (o + m) * nl, code, lparams[l, P_ALPHA])
         ain = ao
     return ain
 
 
 @njit(**JIT_INLINE)
-def _loss_delta(A, Z, D, TG, S, lv, ao, m, loss, act, inv):
-    """Output deltas ``D <- inv * dE/dz`` and ``lv[_BATCH_LOSS] += E`` per lane."""
+def _loss_delta(A, Z, D, TG, S, lv, ao, m, loss, act, inv, t0):
+    """Output deltas ``D <- inv * dE/dz`` and ``lv[_BATCH_LOSS] += E`` per lane,
+    for the sample whose output rows start at ``ao`` and targets at ``TG[t0]``."""
     T = A.dtype.type
     nl = A.shape[1]
     if loss == MSE:
@@ -192,12 +195,12 @@ def _loss_delta(A, Z, D, TG, S, lv, ao, m, loss, act, inv):
                 S[0, q] = T(0.0)
             for k in range(m):
                 for q in range(nl):
-                    S[0, q] += (A[ao + k, q] - TG[k, q]) * A[ao + k, q]
+                    S[0, q] += (A[ao + k, q] - TG[t0 + k, q]) * A[ao + k, q]
         for k in range(m):
             for q in range(nl):
                 a = A[ao + k, q]
-                g = a - TG[k, q]
-                g64 = float(a) - float(TG[k, q])
+                g = a - TG[t0 + k, q]
+                g64 = float(a) - float(TG[t0 + k, q])
                 lv[_BATCH_LOSS, q] += 0.5 * g64 * g64
                 if act == SOFTMAX:
                     g = a * (g - S[0, q])
@@ -213,26 +216,26 @@ def _loss_delta(A, Z, D, TG, S, lv, ao, m, loss, act, inv):
             tot = 0.0
             dsum = 0.0
             for k in range(m):
-                t = float(TG[k, q])
+                t = float(TG[t0 + k, q])
                 tot += t * (lse - float(Z[ao + k, q]))
                 dsum += t
             lv[_BATCH_LOSS, q] += tot
             S[1, q] = T(dsum)
         for k in range(m):
             for q in range(nl):
-                D[ao + k, q] = inv * (A[ao + k, q] * S[1, q] - TG[k, q])
+                D[ao + k, q] = inv * (A[ao + k, q] * S[1, q] - TG[t0 + k, q])
     else:  # BINARY_CROSS_ENTROPY
         for k in range(m):
             for q in range(nl):
                 z = float(Z[ao + k, q])
                 lv[_BATCH_LOSS, q] += (max(z, 0.0) + math.log1p(math.exp(-abs(z)))
-                                       - float(TG[k, q]) * z)
-                D[ao + k, q] = inv * (A[ao + k, q] - TG[k, q])
+                                       - float(TG[t0 + k, q]) * z)
+                D[ao + k, q] = inv * (A[ao + k, q] - TG[t0 + k, q])
 
 
 @njit(**JIT_INLINE)
-def _backward(PB, GB, A, Z, D, Af, Zf, Df, layout, lparams, ao):
-    """Deltas of one sample down the layers; ``GB +=`` its gradient."""
+def _backward(PB, GB, A, Z, D, Af, Zf, Df, layout, lparams, ao, R):
+    """Deltas of ``GROUP`` samples down the layers; ``GB +=`` their gradient."""
     nl = A.shape[1]
     for l in range(layout.shape[0] - 1, -1, -1):
         n_in = layout[l, L_IN]
@@ -241,22 +244,27 @@ def _backward(PB, GB, A, Z, D, Af, Zf, Df, layout, lparams, ao):
         bo = w + n_in * m
         ain = ao - n_in
         for j in range(m):
-            vger(GB, w + j * n_in, 1, D, ao + j, A, ain, 1, n_in, bo + j)
+            vger(GB, w + j * n_in, 1, D, ao + j, R, A, ain, 1, R, n_in, bo + j)
         if l > 0:
             pcode = layout[l - 1, L_ACT]
             if pcode == TANH:
                 for kk in range(n_in):
-                    vdot_dtanh(D, ain + kk, PB, w + kk, n_in, D, ao, 1, m, D, -1, A, ain + kk)
+                    vdot_dtanh(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, A,
+                               ain + kk)
             elif pcode == SIGMOID:
                 for kk in range(n_in):
-                    vdot_dsigmoid(D, ain + kk, PB, w + kk, n_in, D, ao, 1, m, D, -1, A, ain + kk)
+                    vdot_dsigmoid(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, A,
+                                  ain + kk)
             elif pcode == RELU:
                 for kk in range(n_in):
-                    vdot_drelu(D, ain + kk, PB, w + kk, n_in, D, ao, 1, m, D, -1, A, ain + kk)
+                    vdot_drelu(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, A,
+                               ain + kk)
             else:
                 for kk in range(n_in):
-                    vdot(D, ain + kk, PB, w + kk, n_in, D, ao, 1, m, D, -1)
-                _dactivate(Df, Af, Zf, ain * nl, ao * nl, pcode, lparams[l - 1, P_ALPHA])
+                    vdot(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1)
+                for g in range(GROUP):
+                    _dactivate(Df, Af, Zf, (g * R + ain) * nl, (g * R + ao) * nl, pcode,
+                               lparams[l - 1, P_ALPHA])
         ao = ain
 
 
@@ -382,8 +390,8 @@ def _sgd_update(PB, GB, HB, S, lf, layout):
 
 # ------------------------------------------------------------------ one block
 @njit(**JIT_INLINE)
-def _gather(A, TG, Xf, yf, offs, ordT, r, shuffle, labels, n0, m):
-    """Sample ``r`` (through each lane's order) into ``A``'s input rows and ``TG``.
+def _gather(A, TG, Xf, yf, offs, ordT, r, shuffle, labels, n0, m, a0, t0):
+    """Sample ``r`` (through each lane's order) into ``A[a0:a0+n_in]`` and ``TG[t0:t0+m]``.
 
     ``Xf``/``yf`` are the flat data; ``offs[0 or 1, q]`` where lane ``q``'s
     data set starts in them.  Unsigned indices let the lane loops vectorise
@@ -397,17 +405,17 @@ def _gather(A, TG, Xf, yf, offs, ordT, r, shuffle, labels, n0, m):
     for f in range(un0):
         for q in range(nl):
             row = np.uint64(ordT[r, q]) if shuffle else ur
-            A[f, q] = Xf[offs[0, q] + row * un0 + f]
+            A[a0 + f, q] = Xf[offs[0, q] + row * un0 + f]
     if labels:
         for k in range(m):
             for q in range(nl):
                 row = np.uint64(ordT[r, q]) if shuffle else ur
-                TG[k, q] = T(1.0) if yf[offs[1, q] + row] == k else T(0.0)
+                TG[t0 + k, q] = T(1.0) if yf[offs[1, q] + row] == k else T(0.0)
     else:
         for k in range(um):
             for q in range(nl):
                 row = np.uint64(ordT[r, q]) if shuffle else ur
-                TG[k, q] = yf[offs[1, q] + row * um + k]
+                TG[t0 + k, q] = yf[offs[1, q] + row * um + k]
 
 
 @njit(**JIT_NO_NRT)
@@ -443,6 +451,7 @@ def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuf
             out[k0 + q, 1] = 0.0
     labels = y.ndim == 2
     ysize = 1 if labels else m
+    R = A.shape[0] // GROUP  # rows of one sample
     for q in range(LANES):
         k = min(k0 + q, K - 1)  # padding lanes read the last network's data
         offs[0, q] = np.uint64(0 if X.shape[0] == 1 else k * N * n0)
@@ -461,11 +470,25 @@ def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuf
     for start in range(0, N, batch_size):
         n = min(batch_size, N - start)
         inv = T(1.0 / n)
-        for i in range(n):
-            _gather(A, TG, Xf, yf, offs, ordT, start + i, shuffle, labels, n0, m)
-            ao = _forward(PB, A, Z, S, Af, Zf, layout, lparams)
-            _loss_delta(A, Z, D, TG, S, lv, ao, m, loss, act, inv)
-            _backward(PB, GB, A, Z, D, Af, Zf, Df, layout, lparams, ao)
+        for g0 in range(0, n, GROUP):
+            gn = min(GROUP, n - g0)
+            for g in range(GROUP):
+                if g < gn:
+                    _gather(A, TG, Xf, yf, offs, ordT, start + g0 + g, shuffle, labels, n0,
+                            m, g * R, g * m)
+                else:  # a short last group: zero inputs keep the spare samples finite
+                    for f in range(n0):
+                        for q in range(PB.shape[1]):
+                            A[g * R + f, q] = T(0.0)
+            ao = _forward(PB, A, Z, S, Af, Zf, layout, lparams, R)
+            for g in range(GROUP):
+                if g < gn:
+                    _loss_delta(A, Z, D, TG, S, lv, g * R + ao, m, loss, act, inv, g * m)
+                else:  # ... and zero deltas keep them out of the gradient
+                    for k in range(m):
+                        for q in range(PB.shape[1]):
+                            D[g * R + ao + k, q] = T(0.0)
+            _backward(PB, GB, A, Z, D, Af, Zf, Df, layout, lparams, ao, R)
         for q in range(PB.shape[1]):
             ok = lf[_ALIVE, q] and math.isfinite(lv[_BATCH_LOSS, q])
             if lf[_ALIVE, q] and not ok:  # diverged: frozen from here on
@@ -537,15 +560,19 @@ def _predict_block(params, layout, lparams, X, k0, PB, A, Z, S, out):
             PB[p, q] = params[k0 + q, p] if q < nq else T(0.0)
     Af = A.reshape(-1)
     Zf = Z.reshape(-1)
-    for i in range(X.shape[1]):
-        for q in range(nq):
-            xk = 0 if shared else k0 + q
-            for f in range(n0):
-                A[f, q] = X[xk, i, f]
-        ao = _forward(PB, A, Z, S, Af, Zf, layout, lparams)
-        for q in range(nq):
-            for j in range(m):
-                out[k0 + q, i, j] = A[ao + j, q]
+    R = A.shape[0] // GROUP
+    for i0 in range(0, X.shape[1], GROUP):
+        for g in range(GROUP):
+            i = min(i0 + g, X.shape[1] - 1)  # a short last group repeats the last sample
+            for q in range(nq):
+                xk = 0 if shared else k0 + q
+                for f in range(n0):
+                    A[g * R + f, q] = X[xk, i, f]
+        ao = _forward(PB, A, Z, S, Af, Zf, layout, lparams, R)
+        for g in range(min(GROUP, X.shape[1] - i0)):
+            for q in range(nq):
+                for j in range(m):
+                    out[k0 + q, i0 + g, j] = A[g * R + ao + j, q]
 
 
 @njit(**JIT_PARALLEL)

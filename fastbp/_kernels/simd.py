@@ -10,6 +10,10 @@ in registers and store once.  ``tanh_rows``/``sigmoid_rows`` apply the
 float32 activations of ``approx.py`` to whole rows the same way (LLVM's own
 loop vectoriser would stop at 256-bit vectors on many AVX-512 machines).
 
+The products run over ``GROUP`` samples at once (each sample's rows ``yg``
+apart): every weight row is loaded once for the group and every gradient
+row loaded and stored once, instead of once per sample.
+
 Each lane is computed with ordinary IEEE multiplies and adds, in the same
 order for every lane, so a network's result does not depend on its lane.
 
@@ -23,7 +27,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from .._config import JIT_INLINE, LANES
+from .._config import GROUP, JIT_INLINE, LANES
 from .approx import F32Math, vsigmoid, vtanh
 
 
@@ -64,37 +68,54 @@ def _intp(context, builder, val, ty):
     return context.cast(builder, val, ty, types.intp)
 
 
-def _dot(context, builder, tys, args):
-    """Codegen of ``B[b] + sum_t X[x0 + t*xs] * Y[y0 + t*ys]``: ``(value, rows of dst)``."""
-    D, Xr, Yr, Br = (_Rows(context, builder, tys[i], args[i]) for i in (0, 2, 5, 9))
-    x0_, xs_, y0_, ys_, n_, b_ = (_intp(context, builder, args[i], tys[i])
-                                  for i in (3, 4, 6, 7, 8, 10))
+def _dots(context, builder, tys, args):
+    """Codegen of ``GROUP`` sums ``B[b] + sum_t X[x0 + t*xs] * Y[y0 + g*yg + t*ys]``.
+
+    Each ``X`` row is loaded once for all ``GROUP`` samples ``g``.  Returns
+    the sums and the row accessor of ``dst``.
+    """
+    D, Xr, Yr, Br = (_Rows(context, builder, tys[i], args[i]) for i in (0, 3, 6, 11))
+    x0_, xs_, y0_, ys_, yg_, n_, b_ = (_intp(context, builder, args[i], tys[i])
+                                       for i in (4, 5, 7, 8, 9, 10, 12))
     zero = ir.Constant(D.vty, [ir.Constant(D.elem, 0.0)] * LANES)
     neg = builder.icmp_signed("<", b_, b_.type(0))
-    init = Br.load(builder.select(neg, b_.type(0), b_))
-    acc = cgutils.alloca_once(builder, D.vty)
-    builder.store(builder.select(neg, zero, init), acc)
+    init = builder.select(neg, zero, Br.load(builder.select(neg, b_.type(0), b_)))
+    accs = []
+    for _ in range(GROUP):
+        acc = cgutils.alloca_once(builder, D.vty)
+        builder.store(init, acc)
+        accs.append(acc)
     with cgutils.for_range(builder, n_) as loop:
         t = loop.index
         xv = Xr.load(builder.add(x0_, builder.mul(t, xs_)))
-        yv = Yr.load(builder.add(y0_, builder.mul(t, ys_)))
-        builder.store(builder.fadd(builder.load(acc), builder.fmul(xv, yv)), acc)
-    return builder.load(acc), D
+        yrow = builder.add(y0_, builder.mul(t, ys_))
+        for g, acc in enumerate(accs):
+            yv = Yr.load(builder.add(yrow, builder.mul(yg_, yg_.type(g))))
+            builder.store(builder.fadd(builder.load(acc), builder.fmul(xv, yv)), acc)
+    return [builder.load(acc) for acc in accs], D
+
+
+def _dot_types_ok(dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b):
+    return _rows_ok(dst, X, Y, B) and _ints_ok(r, rg, x0, xs, y0, ys, yg, n, b)
 
 
 @intrinsic
-def vdot(typingctx, dst, r, X, x0, xs, Y, y0, ys, n, B, b):
-    """``dst[r] = B[b] + sum_t X[x0 + t*xs] * Y[y0 + t*ys]`` for ``t < n``, row-wise.
+def vdot(typingctx, dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b):
+    """For each of ``GROUP`` samples ``g``, row-wise:
+    ``dst[r + g*rg] = B[b] + sum_{t<n} X[x0 + t*xs] * Y[y0 + g*yg + t*ys]``.
 
-    ``b < 0`` starts the sum from zero instead of a row of ``B``.
+    ``b < 0`` starts the sums from zero instead of a row of ``B``.
     """
-    if not (_rows_ok(dst, X, Y, B) and _ints_ok(r, x0, xs, y0, ys, n, b)):
+    args = (dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b)
+    if not _dot_types_ok(*args):
         return None
-    sig = types.void(dst, r, X, x0, xs, Y, y0, ys, n, B, b)
+    sig = types.void(*args)
 
     def codegen(context, builder, sig, args):
-        v, D = _dot(context, builder, sig.args, args)
-        D.store(v, _intp(context, builder, args[1], sig.args[1]))
+        sums, D = _dots(context, builder, sig.args, args)
+        r_, rg_ = (_intp(context, builder, args[i], sig.args[i]) for i in (1, 2))
+        for g, v in enumerate(sums):
+            D.store(v, builder.add(r_, builder.mul(rg_, rg_.type(g))))
         return context.get_dummy_value()
 
     return sig, codegen
@@ -113,23 +134,26 @@ def _derivative(kind, builder, a, vty):
 
 def _vdot_dact(kind):
     @intrinsic
-    def impl(typingctx, dst, r, X, x0, xs, Y, y0, ys, n, B, b, A, a):
-        if not (_rows_ok(dst, X, Y, B, A) and _ints_ok(r, x0, xs, y0, ys, n, b, a)):
+    def impl(typingctx, dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b, A, a):
+        args = (dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b)
+        if not (_dot_types_ok(*args) and _rows_ok(dst, A) and _ints_ok(a)):
             return None
-        sig = types.void(dst, r, X, x0, xs, Y, y0, ys, n, B, b, A, a)
+        sig = types.void(*args, A, a)
 
         def codegen(context, builder, sig, args):
-            v, D = _dot(context, builder, sig.args, args)
-            Ar = _Rows(context, builder, sig.args[11], args[11])
-            av = Ar.load(_intp(context, builder, args[12], sig.args[12]))
-            D.store(builder.fmul(v, _derivative(kind, builder, av, D.vty)),
-                    _intp(context, builder, args[1], sig.args[1]))
+            sums, D = _dots(context, builder, sig.args, args)
+            Ar = _Rows(context, builder, sig.args[13], args[13])
+            r_, rg_, a_ = (_intp(context, builder, args[i], sig.args[i]) for i in (1, 2, 14))
+            for g, v in enumerate(sums):
+                off = builder.mul(rg_, rg_.type(g))
+                f = _derivative(kind, builder, Ar.load(builder.add(a_, off)), D.vty)
+                D.store(builder.fmul(v, f), builder.add(r_, off))
             return context.get_dummy_value()
 
         return sig, codegen
 
-    impl.__doc__ = (f"``vdot`` times the {kind} derivative taken from ``A[a]`` (the "
-                    "activations): a delta propagated and scaled in one pass.")
+    impl.__doc__ = (f"``vdot`` times the {kind} derivative taken from ``A[a + g*rg]`` (the "
+                    "activations): deltas propagated and scaled in one pass.")
     return impl
 
 
@@ -139,28 +163,36 @@ vdot_drelu = _vdot_dact("relu")
 
 
 @intrinsic
-def vger(typingctx, G, g0, gs, Dl, d, Y, y0, ys, n, gb):
-    """``G[g0 + t*gs] += Dl[d] * Y[y0 + t*ys]`` for ``t < n`` (a rank-1 update), row-wise.
+def vger(typingctx, G, g0, gs, Dl, d, dg, Y, y0, ys, yg, n, gb):
+    """Rank-``GROUP`` update, row-wise: ``G[g0 + t*gs] += sum_g Dl[d + g*dg] * Y[y0 + g*yg + t*ys]``
+    for ``t < n``; with ``gb >= 0`` also ``G[gb] += sum_g Dl[d + g*dg]`` (the bias).
 
-    With ``gb >= 0`` also ``G[gb] += Dl[d]`` (the bias gradient).
+    Each ``G`` row is loaded and stored once for all ``GROUP`` samples.
     """
-    if not (_rows_ok(G, Dl, Y) and _ints_ok(g0, gs, d, y0, ys, n, gb)):
+    if not (_rows_ok(G, Dl, Y) and _ints_ok(g0, gs, d, dg, y0, ys, yg, n, gb)):
         return None
-    sig = types.void(G, g0, gs, Dl, d, Y, y0, ys, n, gb)
+    sig = types.void(G, g0, gs, Dl, d, dg, Y, y0, ys, yg, n, gb)
 
     def codegen(context, builder, sig, args):
         tys = sig.args
-        Gr, Dr, Yr = (_Rows(context, builder, tys[i], args[i]) for i in (0, 3, 5))
-        g0_, gs_, d_, y0_, ys_, n_, gb_ = (_intp(context, builder, args[i], tys[i])
-                                           for i in (1, 2, 4, 6, 7, 8, 9))
-        dv = Dr.load(d_)
+        Gr, Dr, Yr = (_Rows(context, builder, tys[i], args[i]) for i in (0, 3, 6))
+        g0_, gs_, d_, dg_, y0_, ys_, yg_, n_, gb_ = (
+            _intp(context, builder, args[i], tys[i]) for i in (1, 2, 4, 5, 7, 8, 9, 10, 11))
+        dvs = [Dr.load(builder.add(d_, builder.mul(dg_, dg_.type(g)))) for g in range(GROUP)]
         with cgutils.for_range(builder, n_) as loop:
             t = loop.index
             gi = builder.add(g0_, builder.mul(t, gs_))
-            yv = Yr.load(builder.add(y0_, builder.mul(t, ys_)))
-            Gr.store(builder.fadd(Gr.load(gi), builder.fmul(dv, yv)), gi)
+            yrow = builder.add(y0_, builder.mul(t, ys_))
+            acc = Gr.load(gi)
+            for g, dv in enumerate(dvs):
+                yv = Yr.load(builder.add(yrow, builder.mul(yg_, yg_.type(g))))
+                acc = builder.fadd(acc, builder.fmul(dv, yv))
+            Gr.store(acc, gi)
         with builder.if_then(builder.icmp_signed(">=", gb_, gb_.type(0))):
-            Gr.store(builder.fadd(Gr.load(gb_), dv), gb_)
+            acc = Gr.load(gb_)
+            for dv in dvs:
+                acc = builder.fadd(acc, dv)
+            Gr.store(acc, gb_)
         return context.get_dummy_value()
 
     return sig, codegen
