@@ -432,11 +432,15 @@ def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuf
     N = X.shape[1]
     n_state = state.shape[1] if state.shape[2] == P else 0  # plain SGD: no state
     # load the block, transposed; padding lanes train zeros and are never stored
+    for p0 in range(0, P, 16):  # in tiles, so both sides stay in cache
+        for q in range(PB.shape[1]):
+            for p in range(p0, min(p0 + 16, P)):
+                PB[p, q] = params[k0 + q, p] if q < nq else T(0.0)
+    for p in range(P):
+        for q in range(PB.shape[1]):
+            GB[p, q] = T(0.0)
     for q in range(PB.shape[1]):
         live = q < nq
-        for p in range(P):
-            PB[p, q] = params[k0 + q, p] if live else T(0.0)
-            GB[p, q] = T(0.0)
         for s in range(n_state):
             for p in range(P):
                 SB[s, p, q] = state[k0 + q, s, p] if live else T(0.0)
@@ -508,10 +512,12 @@ def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuf
                 for q in range(PB.shape[1]):
                     GB[p, q] = T(0.0)
     # store the block
+    for p0 in range(0, P, 16):
+        for q in range(nq):
+            for p in range(p0, min(p0 + 16, P)):
+                params[k0 + q, p] = PB[p, q]
     for q in range(nq):
         k = k0 + q
-        for p in range(P):
-            params[k, p] = PB[p, q]
         for s in range(n_state):
             for p in range(P):
                 state[k, s, p] = SB[s, p, q]

@@ -14,8 +14,9 @@ The products run over ``GROUP`` samples at once (each sample's rows ``yg``
 apart): every weight row is loaded once for the group and every gradient
 row loaded and stored once, instead of once per sample.
 
-Each lane is computed with ordinary IEEE multiplies and adds, in the same
-order for every lane, so a network's result does not depend on its lane.
+Each lane is computed with the same IEEE operations (multiply-adds fused
+where the CPU has FMA) in the same order, so a network's result does not
+depend on its lane.
 
 All arrays are C-contiguous 2-D with exactly ``LANES`` columns and the same
 float dtype; row indices are not bounds-checked (callers derive them from
@@ -64,6 +65,18 @@ class _Rows:
         self.builder.store(vec, self.ptr(row), align=self.align)
 
 
+def _fma(builder, a, b, c):
+    """``a * b + c`` as ``llvm.fmuladd``: one rounding where the CPU has FMA.
+
+    Explicit in the IR, so code compiled fresh and code loaded from Numba's
+    cache make the same choice (unlike a fast-math ``contract`` flag).
+    """
+    ty = a.type
+    name = f"llvm.fmuladd.v{ty.count}{'f32' if ty.element == ir.FloatType() else 'f64'}"
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ty, [ty, ty, ty]), name)
+    return builder.call(fn, [a, b, c])
+
+
 def _intp(context, builder, val, ty):
     return context.cast(builder, val, ty, types.intp)
 
@@ -91,7 +104,7 @@ def _dots(context, builder, tys, args):
         yrow = builder.add(y0_, builder.mul(t, ys_))
         for g, acc in enumerate(accs):
             yv = Yr.load(builder.add(yrow, builder.mul(yg_, yg_.type(g))))
-            builder.store(builder.fadd(builder.load(acc), builder.fmul(xv, yv)), acc)
+            builder.store(_fma(builder, xv, yv, builder.load(acc)), acc)
     return [builder.load(acc) for acc in accs], D
 
 
@@ -186,7 +199,7 @@ def vger(typingctx, G, g0, gs, Dl, d, dg, Y, y0, ys, yg, n, gb):
             acc = Gr.load(gi)
             for g, dv in enumerate(dvs):
                 yv = Yr.load(builder.add(yrow, builder.mul(yg_, yg_.type(g))))
-                acc = builder.fadd(acc, builder.fmul(dv, yv))
+                acc = _fma(builder, dv, yv, acc)
             Gr.store(acc, gi)
         with builder.if_then(builder.icmp_signed(">=", gb_, gb_.type(0))):
             acc = Gr.load(gb_)
