@@ -178,28 +178,31 @@ def test_permutations_differ_between_networks_and_epochs():
 
 # ------------------------------------------------------------- row intrinsics
 @njit
-def _rows_ops(dst, X, Y, B, G, Dl, A):
+def _rows_ops(dst, X, Y, B, G, Dl, A, ng):
     # sample g's rows are 10 apart in Y, dst, Dl and A
-    vdot(dst, 0, 10, X, 1, 2, Y, 0, 1, 10, 3, B, 2)      # B[2] + sum_t X[1+2t] * Y_g[t]
-    vdot(dst, 1, 10, X, 0, 1, Y, 1, 1, 10, 2, B, -1)     # from zero
-    vdot_dtanh(dst, 2, 10, X, 0, 1, Y, 0, 1, 10, 2, B, -1, A, 0)
-    vdot_dsigmoid(dst, 3, 10, X, 0, 1, Y, 0, 1, 10, 2, B, -1, A, 1)
-    vdot_drelu(dst, 4, 10, X, 0, 1, Y, 0, 1, 10, 2, B, -1, A, 2)
-    vger(G, 1, 2, Dl, 0, 10, Y, 0, 1, 10, 2, 0)         # G[1+2t] += sum_g Dl_g[0] Y_g[t]
+    vdot(dst, 0, 10, X, 1, 2, Y, 0, 1, 10, 3, B, 2, ng)      # B[2] + sum_t X[1+2t] * Y_g[t]
+    vdot(dst, 1, 10, X, 0, 1, Y, 1, 1, 10, 2, B, -1, ng)     # from zero
+    vdot_dtanh(dst, 2, 10, X, 0, 1, Y, 0, 1, 10, 2, B, -1, ng, A, 0)
+    vdot_dsigmoid(dst, 3, 10, X, 0, 1, Y, 0, 1, 10, 2, B, -1, ng, A, 1)
+    vdot_drelu(dst, 4, 10, X, 0, 1, Y, 0, 1, 10, 2, B, -1, ng, A, 2)
+    vger(G, 1, 2, Dl, 0, 10, Y, 0, 1, 10, 2, 0, ng)         # G[1+2t] += sum_g Dl_g[0] Y_g[t]
 
 
+@pytest.mark.parametrize("ng", sorted({1, GROUP - 1, GROUP} - {0}))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_row_intrinsics_match_numpy(dtype):
+def test_row_intrinsics_match_numpy(dtype, ng):
+    """A full group (shared row loads) and a short one (sample by sample)."""
     r = np.random.default_rng(13)
     rows = 10 * GROUP
     X, B, G = (r.standard_normal((8, LANES)).astype(dtype) for _ in range(3))
     Y, Dl, A = (r.standard_normal((rows, LANES)).astype(dtype) for _ in range(3))
     dst = np.zeros((rows, LANES), dtype)
     G0 = G.copy()
-    _rows_ops(dst, X, Y, B, G, Dl, A)
+    _rows_ops(dst, X, Y, B, G, Dl, A, ng)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-14)
     want_g = G0.copy()
-    for g in range(GROUP):
+    assert not dst[10 * ng:].any()  # samples beyond the group are not touched
+    for g in range(ng):
         Yg, Ag, dg = Y[10 * g:], A[10 * g:], dst[10 * g:]
         np.testing.assert_allclose(dg[0], B[2] + X[1] * Yg[0] + X[3] * Yg[1] + X[5] * Yg[2],
                                    **tol)
@@ -248,3 +251,18 @@ def test_activation_rows_accuracy(name):
             assert (np.abs(got[ok] - ref[ok]) / spacing).max() <= 2.5
         else:
             np.testing.assert_allclose(got[ok], ref[ok], rtol=1e-15)
+
+
+@pytest.mark.parametrize("batch", [1, 3, GROUP + 1, 2 * GROUP])
+def test_batches_that_split_into_short_groups(batch):
+    """Full groups of GROUP samples and the short tail of every batch (batch 1:
+    online learning) give what the lone networks give."""
+    sizes = [3, 6, 2]
+    pop = Population(sizes, 3, activation="sigmoid", dtype="float64", seed=14)
+    X, y = problem(sizes, "mse", 3, "float64", seed=15)
+    nets = [pop.network(i).copy() for i in range(3)]
+    losses = pop.fit(X, y, epochs=2, batch_size=batch, lr=0.1, shuffle=False)
+    for i, net in enumerate(nets):
+        h = net.fit(X[i], y[i], epochs=2, batch_size=batch, lr=0.1, shuffle=False)
+        np.testing.assert_allclose(losses[:, i], h.loss, **_tol("float64"))
+        np.testing.assert_allclose(pop.params[i], net.params, **_tol("float64"))

@@ -148,8 +148,8 @@ def _max_sumexp(Z, ao, m, S, A, store):
 
 
 @njit(**JIT_INLINE)
-def _forward(PB, A, Z, S, Af, Zf, layout, lparams, R):
-    """Forward pass of ``GROUP`` samples through all lanes; returns the output row.
+def _forward(PB, A, Z, S, Af, Zf, layout, lparams, R, ng):
+    """Forward pass of ``ng <= GROUP`` samples through all lanes; returns the output row.
 
     Sample ``g``'s rows start at ``g * R`` in ``A``/``Z``: its input (``n_in``
     rows), then each layer's outputs.  ``S`` holds scratch rows (two used
@@ -165,8 +165,9 @@ def _forward(PB, A, Z, S, Af, Zf, layout, lparams, R):
         code = layout[l, L_ACT]
         ao = ain + n_in
         for j in range(m):
-            vdot(Z, ao + j, R, PB, w + j * n_in, 1, A, ain, 1, R, n_in, PB, w + n_in * m + j)
-        for g in range(GROUP):
+            vdot(Z, ao + j, R, PB, w + j * n_in, 1, A, ain, 1, R, n_in, PB, w + n_in * m + j,
+                 ng)
+        for g in range(ng):
             o = g * R + ao
             if code == TANH:
                 tanh_rows(A, o, Z, o, m)
@@ -234,8 +235,8 @@ def _loss_delta(A, Z, D, TG, S, lv, ao, m, loss, act, inv, t0):
 
 
 @njit(**JIT_INLINE)
-def _backward(PB, GB, A, Z, D, Af, Zf, Df, layout, lparams, ao, R):
-    """Deltas of ``GROUP`` samples down the layers; ``GB +=`` their gradient."""
+def _backward(PB, GB, A, Z, D, Af, Zf, Df, layout, lparams, ao, R, ng):
+    """Deltas of ``ng <= GROUP`` samples down the layers; ``GB +=`` their gradient."""
     nl = A.shape[1]
     for l in range(layout.shape[0] - 1, -1, -1):
         n_in = layout[l, L_IN]
@@ -244,25 +245,25 @@ def _backward(PB, GB, A, Z, D, Af, Zf, Df, layout, lparams, ao, R):
         bo = w + n_in * m
         ain = ao - n_in
         for j in range(m):
-            vger(GB, w + j * n_in, 1, D, ao + j, R, A, ain, 1, R, n_in, bo + j)
+            vger(GB, w + j * n_in, 1, D, ao + j, R, A, ain, 1, R, n_in, bo + j, ng)
         if l > 0:
             pcode = layout[l - 1, L_ACT]
             if pcode == TANH:
                 for kk in range(n_in):
-                    vdot_dtanh(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, A,
-                               ain + kk)
+                    vdot_dtanh(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, ng,
+                               A, ain + kk)
             elif pcode == SIGMOID:
                 for kk in range(n_in):
-                    vdot_dsigmoid(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, A,
-                                  ain + kk)
+                    vdot_dsigmoid(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, ng,
+                                  A, ain + kk)
             elif pcode == RELU:
                 for kk in range(n_in):
-                    vdot_drelu(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, A,
-                               ain + kk)
+                    vdot_drelu(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, ng,
+                               A, ain + kk)
             else:
                 for kk in range(n_in):
-                    vdot(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1)
-                for g in range(GROUP):
+                    vdot(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, ng)
+                for g in range(ng):
                     _dactivate(Df, Af, Zf, (g * R + ain) * nl, (g * R + ao) * nl, pcode,
                                lparams[l - 1, P_ALPHA])
         ao = ain
@@ -476,23 +477,13 @@ def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuf
         inv = T(1.0 / n)
         for g0 in range(0, n, GROUP):
             gn = min(GROUP, n - g0)
-            for g in range(GROUP):
-                if g < gn:
-                    _gather(A, TG, Xf, yf, offs, ordT, start + g0 + g, shuffle, labels, n0,
-                            m, g * R, g * m)
-                else:  # a short last group: zero inputs keep the spare samples finite
-                    for f in range(n0):
-                        for q in range(PB.shape[1]):
-                            A[g * R + f, q] = T(0.0)
-            ao = _forward(PB, A, Z, S, Af, Zf, layout, lparams, R)
-            for g in range(GROUP):
-                if g < gn:
-                    _loss_delta(A, Z, D, TG, S, lv, g * R + ao, m, loss, act, inv, g * m)
-                else:  # ... and zero deltas keep them out of the gradient
-                    for k in range(m):
-                        for q in range(PB.shape[1]):
-                            D[g * R + ao + k, q] = T(0.0)
-            _backward(PB, GB, A, Z, D, Af, Zf, Df, layout, lparams, ao, R)
+            for g in range(gn):
+                _gather(A, TG, Xf, yf, offs, ordT, start + g0 + g, shuffle, labels, n0, m,
+                        g * R, g * m)
+            ao = _forward(PB, A, Z, S, Af, Zf, layout, lparams, R, gn)
+            for g in range(gn):
+                _loss_delta(A, Z, D, TG, S, lv, g * R + ao, m, loss, act, inv, g * m)
+            _backward(PB, GB, A, Z, D, Af, Zf, Df, layout, lparams, ao, R, gn)
         for q in range(PB.shape[1]):
             ok = lf[_ALIVE, q] and math.isfinite(lv[_BATCH_LOSS, q])
             if lf[_ALIVE, q] and not ok:  # diverged: frozen from here on
@@ -568,14 +559,14 @@ def _predict_block(params, layout, lparams, X, k0, PB, A, Z, S, out):
     Zf = Z.reshape(-1)
     R = A.shape[0] // GROUP
     for i0 in range(0, X.shape[1], GROUP):
-        for g in range(GROUP):
-            i = min(i0 + g, X.shape[1] - 1)  # a short last group repeats the last sample
+        gn = min(GROUP, X.shape[1] - i0)
+        for g in range(gn):
             for q in range(nq):
                 xk = 0 if shared else k0 + q
                 for f in range(n0):
-                    A[g * R + f, q] = X[xk, i, f]
-        ao = _forward(PB, A, Z, S, Af, Zf, layout, lparams, R)
-        for g in range(min(GROUP, X.shape[1] - i0)):
+                    A[g * R + f, q] = X[xk, i0 + g, f]
+        ao = _forward(PB, A, Z, S, Af, Zf, layout, lparams, R, gn)
+        for g in range(gn):
             for q in range(nq):
                 for j in range(m):
                     out[k0 + q, i0 + g, j] = A[g * R + ao + j, q]

@@ -10,9 +10,10 @@ in registers and store once.  ``tanh_rows``/``sigmoid_rows`` apply the
 float32 activations of ``approx.py`` to whole rows the same way (LLVM's own
 loop vectoriser would stop at 256-bit vectors on many AVX-512 machines).
 
-The products run over ``GROUP`` samples at once (each sample's rows ``yg``
-apart): every weight row is loaded once for the group and every gradient
-row loaded and stored once, instead of once per sample.
+The products run over a group of up to ``GROUP`` samples (each sample's rows
+``yg`` apart): in a full group every weight row is loaded once for all its
+samples and every gradient row loaded and stored once, instead of once per
+sample; a short group (the tail of a batch) goes one sample at a time.
 
 Each lane is computed with the same IEEE operations (multiply-adds fused
 where the CPU has FMA) in the same order, so a network's result does not
@@ -81,57 +82,75 @@ def _intp(context, builder, val, ty):
     return context.cast(builder, val, ty, types.intp)
 
 
-def _dots(context, builder, tys, args):
-    """Codegen of ``GROUP`` sums ``B[b] + sum_t X[x0 + t*xs] * Y[y0 + g*yg + t*ys]``.
+def _per_group(builder, ng, body):
+    """``body(gs)`` for the samples ``gs`` of a group of ``ng``: all ``GROUP`` at
+    once (unrolled, sharing row loads) when the group is full, else one
+    sample at a time."""
+    full = builder.icmp_signed("==", ng, ng.type(GROUP))
+    with builder.if_else(full) as (then, otherwise):
+        with then:
+            body([ng.type(g) for g in range(GROUP)])
+        with otherwise:
+            with cgutils.for_range(builder, ng) as loop:
+                body([loop.index])
 
-    Each ``X`` row is loaded once for all ``GROUP`` samples ``g``.  Returns
-    the sums and the row accessor of ``dst``.
-    """
+
+def _dot_codegen(context, builder, sig, args, kind):
+    """Codegen of the ``vdot`` family (``kind``: None or a derivative to scale by)."""
+    tys = sig.args
     D, Xr, Yr, Br = (_Rows(context, builder, tys[i], args[i]) for i in (0, 3, 6, 11))
-    x0_, xs_, y0_, ys_, yg_, n_, b_ = (_intp(context, builder, args[i], tys[i])
-                                       for i in (4, 5, 7, 8, 9, 10, 12))
+    r_, rg_, x0_, xs_, y0_, ys_, yg_, n_, b_, ng_ = (
+        _intp(context, builder, args[i], tys[i]) for i in (1, 2, 4, 5, 7, 8, 9, 10, 12, 13))
+    if kind:
+        Ar = _Rows(context, builder, tys[14], args[14])
+        a_ = _intp(context, builder, args[15], tys[15])
     zero = ir.Constant(D.vty, [ir.Constant(D.elem, 0.0)] * LANES)
     neg = builder.icmp_signed("<", b_, b_.type(0))
     init = builder.select(neg, zero, Br.load(builder.select(neg, b_.type(0), b_)))
-    accs = []
-    for _ in range(GROUP):
-        acc = cgutils.alloca_once(builder, D.vty)
-        builder.store(init, acc)
-        accs.append(acc)
-    with cgutils.for_range(builder, n_) as loop:
-        t = loop.index
-        xv = Xr.load(builder.add(x0_, builder.mul(t, xs_)))
-        yrow = builder.add(y0_, builder.mul(t, ys_))
-        for g, acc in enumerate(accs):
-            yv = Yr.load(builder.add(yrow, builder.mul(yg_, yg_.type(g))))
-            builder.store(_fma(builder, xv, yv, builder.load(acc)), acc)
-    return [builder.load(acc) for acc in accs], D
+
+    def body(gs):
+        accs = []
+        for _ in gs:
+            acc = cgutils.alloca_once(builder, D.vty)
+            builder.store(init, acc)
+            accs.append(acc)
+        with cgutils.for_range(builder, n_) as loop:
+            t = loop.index
+            xv = Xr.load(builder.add(x0_, builder.mul(t, xs_)))
+            yrow = builder.add(y0_, builder.mul(t, ys_))
+            for g, acc in zip(gs, accs):
+                yv = Yr.load(builder.add(yrow, builder.mul(yg_, g)))
+                builder.store(_fma(builder, xv, yv, builder.load(acc)), acc)
+        for g, acc in zip(gs, accs):
+            v = builder.load(acc)
+            off = builder.mul(rg_, g)
+            if kind:
+                v = builder.fmul(v, _derivative(kind, builder, Ar.load(builder.add(a_, off)),
+                                                D.vty))
+            D.store(v, builder.add(r_, off))
+
+    _per_group(builder, ng_, body)
+    return context.get_dummy_value()
 
 
-def _dot_types_ok(dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b):
-    return _rows_ok(dst, X, Y, B) and _ints_ok(r, rg, x0, xs, y0, ys, yg, n, b)
+def _dot_types_ok(dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b, ng):
+    return _rows_ok(dst, X, Y, B) and _ints_ok(r, rg, x0, xs, y0, ys, yg, n, b, ng)
 
 
 @intrinsic
-def vdot(typingctx, dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b):
-    """For each of ``GROUP`` samples ``g``, row-wise:
+def vdot(typingctx, dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b, ng):
+    """For each of ``ng <= GROUP`` samples ``g``, row-wise:
     ``dst[r + g*rg] = B[b] + sum_{t<n} X[x0 + t*xs] * Y[y0 + g*yg + t*ys]``.
 
-    ``b < 0`` starts the sums from zero instead of a row of ``B``.
+    ``b < 0`` starts the sums from zero instead of a row of ``B``.  A full
+    group loads each ``X`` row once for all its samples.
     """
-    args = (dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b)
+    args = (dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b, ng)
     if not _dot_types_ok(*args):
         return None
     sig = types.void(*args)
-
-    def codegen(context, builder, sig, args):
-        sums, D = _dots(context, builder, sig.args, args)
-        r_, rg_ = (_intp(context, builder, args[i], sig.args[i]) for i in (1, 2))
-        for g, v in enumerate(sums):
-            D.store(v, builder.add(r_, builder.mul(rg_, rg_.type(g))))
-        return context.get_dummy_value()
-
-    return sig, codegen
+    return sig, lambda context, builder, sig, args: _dot_codegen(context, builder, sig, args,
+                                                                 None)
 
 
 def _derivative(kind, builder, a, vty):
@@ -147,23 +166,13 @@ def _derivative(kind, builder, a, vty):
 
 def _vdot_dact(kind):
     @intrinsic
-    def impl(typingctx, dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b, A, a):
-        args = (dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b)
+    def impl(typingctx, dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b, ng, A, a):
+        args = (dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b, ng)
         if not (_dot_types_ok(*args) and _rows_ok(dst, A) and _ints_ok(a)):
             return None
         sig = types.void(*args, A, a)
-
-        def codegen(context, builder, sig, args):
-            sums, D = _dots(context, builder, sig.args, args)
-            Ar = _Rows(context, builder, sig.args[13], args[13])
-            r_, rg_, a_ = (_intp(context, builder, args[i], sig.args[i]) for i in (1, 2, 14))
-            for g, v in enumerate(sums):
-                off = builder.mul(rg_, rg_.type(g))
-                f = _derivative(kind, builder, Ar.load(builder.add(a_, off)), D.vty)
-                D.store(builder.fmul(v, f), builder.add(r_, off))
-            return context.get_dummy_value()
-
-        return sig, codegen
+        return sig, lambda context, builder, sig, args: _dot_codegen(context, builder, sig,
+                                                                     args, kind)
 
     impl.__doc__ = (f"``vdot`` times the {kind} derivative taken from ``A[a + g*rg]`` (the "
                     "activations): deltas propagated and scaled in one pass.")
@@ -176,36 +185,40 @@ vdot_drelu = _vdot_dact("relu")
 
 
 @intrinsic
-def vger(typingctx, G, g0, gs, Dl, d, dg, Y, y0, ys, yg, n, gb):
-    """Rank-``GROUP`` update, row-wise: ``G[g0 + t*gs] += sum_g Dl[d + g*dg] * Y[y0 + g*yg + t*ys]``
+def vger(typingctx, G, g0, gs, Dl, d, dg, Y, y0, ys, yg, n, gb, ng):
+    """Rank-``ng`` update, row-wise: ``G[g0 + t*gs] += sum_g Dl[d + g*dg] * Y[y0 + g*yg + t*ys]``
     for ``t < n``; with ``gb >= 0`` also ``G[gb] += sum_g Dl[d + g*dg]`` (the bias).
 
-    Each ``G`` row is loaded and stored once for all ``GROUP`` samples.
+    A full group (``ng == GROUP``) loads and stores each ``G`` row once.
     """
-    if not (_rows_ok(G, Dl, Y) and _ints_ok(g0, gs, d, dg, y0, ys, yg, n, gb)):
+    if not (_rows_ok(G, Dl, Y) and _ints_ok(g0, gs, d, dg, y0, ys, yg, n, gb, ng)):
         return None
-    sig = types.void(G, g0, gs, Dl, d, dg, Y, y0, ys, yg, n, gb)
+    sig = types.void(G, g0, gs, Dl, d, dg, Y, y0, ys, yg, n, gb, ng)
 
     def codegen(context, builder, sig, args):
         tys = sig.args
         Gr, Dr, Yr = (_Rows(context, builder, tys[i], args[i]) for i in (0, 3, 6))
-        g0_, gs_, d_, dg_, y0_, ys_, yg_, n_, gb_ = (
-            _intp(context, builder, args[i], tys[i]) for i in (1, 2, 4, 5, 7, 8, 9, 10, 11))
-        dvs = [Dr.load(builder.add(d_, builder.mul(dg_, dg_.type(g)))) for g in range(GROUP)]
-        with cgutils.for_range(builder, n_) as loop:
-            t = loop.index
-            gi = builder.add(g0_, builder.mul(t, gs_))
-            yrow = builder.add(y0_, builder.mul(t, ys_))
-            acc = Gr.load(gi)
-            for g, dv in enumerate(dvs):
-                yv = Yr.load(builder.add(yrow, builder.mul(yg_, yg_.type(g))))
-                acc = _fma(builder, dv, yv, acc)
-            Gr.store(acc, gi)
-        with builder.if_then(builder.icmp_signed(">=", gb_, gb_.type(0))):
-            acc = Gr.load(gb_)
-            for dv in dvs:
-                acc = builder.fadd(acc, dv)
-            Gr.store(acc, gb_)
+        g0_, gs_, d_, dg_, y0_, ys_, yg_, n_, gb_, ng_ = (
+            _intp(context, builder, args[i], tys[i])
+            for i in (1, 2, 4, 5, 7, 8, 9, 10, 11, 12))
+
+        def body(gsamples):
+            dvs = [Dr.load(builder.add(d_, builder.mul(dg_, g))) for g in gsamples]
+            with cgutils.for_range(builder, n_) as loop:
+                t = loop.index
+                gi = builder.add(g0_, builder.mul(t, gs_))
+                yrow = builder.add(y0_, builder.mul(t, ys_))
+                acc = Gr.load(gi)
+                for g, dv in zip(gsamples, dvs):
+                    acc = _fma(builder, dv, Yr.load(builder.add(yrow, builder.mul(yg_, g))), acc)
+                Gr.store(acc, gi)
+            with builder.if_then(builder.icmp_signed(">=", gb_, gb_.type(0))):
+                acc = Gr.load(gb_)
+                for dv in dvs:
+                    acc = builder.fadd(acc, dv)
+                Gr.store(acc, gb_)
+
+        _per_group(builder, ng_, body)
         return context.get_dummy_value()
 
     return sig, codegen
