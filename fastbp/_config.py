@@ -50,4 +50,4 @@ JIT_NO_NRT = dict(JIT, _nrt=False)
 #: The population lane kernel pushes this many samples through together, so
 #: each weight row is read (and each gradient row written) once per group
 #: rather than once per sample.
-GROUP = 4
+GROUP = 8
