@@ -3,12 +3,14 @@
 K networks of one architecture do the same arithmetic on different numbers,
 so the natural SIMD axis is the network axis.  Networks are taken in blocks
 of ``LANES``; a block's parameters, gradients and optimizer state are held
-transposed, ``(n_params, LANES)``, and every operation -- each multiply-add of
-the forward pass, each activation, each delta, each update -- is a loop over
-the ``LANES`` networks that LLVM turns into vector instructions.  One sample
-at a time is pushed through all ``LANES`` networks (its activations and
-deltas are a few rows of ``LANES`` values, in registers or L1), gradients are
-summed over the batch, and the optimizer step is applied at the batch's end.
+transposed, ``(n_params, LANES)``, so row ``p`` is parameter ``p`` of every
+network in the block, and every operation -- each multiply-add of the
+forward pass, each activation, each delta, each update -- is a vector
+operation on whole rows (``simd.py``: explicit LLVM vector code).  Samples go
+through in groups of up to ``GROUP`` (their activations and deltas are a few
+rows of ``LANES`` values each, in L1), so a weight row is read once per group;
+gradients are summed over the batch and the optimizer step is applied at
+the batch's end.
 
 Every network keeps its own data rows (shared or per-network data), data
 order (a Fisher-Yates shuffle keyed by the epoch seed and the network's
@@ -44,18 +46,21 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _S32 = np.uint64(32)
 
 # rows of the per-lane float64 scalars ``lv``
-_EPOCH_LOSS, _BATCH_LOSS, _LR, _A, _B, _C, _NORM = range(7)
-N_LANE_SCALARS = 7
+_EPOCH_LOSS, _BATCH_LOSS, _A, _B, _C, _NORM = range(6)
+N_LANE_SCALARS = 6
 # rows of the per-lane flags ``lf``: 1 while training, 1 if this batch updates
 _ALIVE, _LIVE = range(2)
 
 
 @njit(**JIT)
-def _check_width(PB):
-    """The workspace must be as wide as the ``LANES`` compiled into the kernels
-    (a stale on-disk cache after editing ``_config.LANES`` would not be)."""
-    if PB.shape[PB.ndim - 1] != LANES:
-        raise ValueError("lane workspace width differs from the compiled LANES; "
+def _check_workspace(PB, A, layout):
+    """The workspace must match the ``LANES`` and ``GROUP`` compiled into the
+    kernels (a stale on-disk cache after editing ``_config`` would not)."""
+    rows = layout[0, L_IN]
+    for l in range(layout.shape[0]):
+        rows += layout[l, L_OUT]
+    if PB.shape[PB.ndim - 1] != LANES or A.shape[A.ndim - 2] != GROUP * rows:
+        raise ValueError("lane workspace shape differs from the compiled LANES/GROUP; "
                          "clear fastbp's Numba cache (__pycache__/*.nbi, *.nbc)")
 
 
@@ -532,7 +537,7 @@ def lanes_epoch(params, layout, lparams, counters, loss, X, y, batch_size, shuff
     Workspace arrays have a leading axis of chunks (threads); each chunk
     trains a contiguous run of blocks.
     """
-    _check_width(PB)
+    _check_workspace(PB, A, layout)
     K = params.shape[0]
     nb = (K + LANES - 1) // LANES
     nc = min(PB.shape[0], nb)
@@ -578,7 +583,7 @@ def lanes_predict(params, layout, lparams, X, PB, A, Z, S, out):
 
     Networks with batch norm use ``population.population_predict``.
     """
-    _check_width(PB)
+    _check_workspace(PB, A, layout)
     nb = (params.shape[0] + LANES - 1) // LANES
     nc = min(PB.shape[0], nb)
     for c in prange(nc):
