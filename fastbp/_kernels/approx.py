@@ -35,32 +35,54 @@ from numba.extending import intrinsic, overload
 from .._config import JIT
 
 _LOG2E = 1.4426950408889634
-_C1 = 0.693359375                 # ln 2 to 9 bits: k * _C1 is exact for |k| < 2**15
-_C2 = -2.1219444005469057e-04     # ln 2 - _C1
-_MAGIC = 12582912.0               # 1.5 * 2**23: adding it rounds to an integer
-_EXP_MAX = 88.72283
-_EXP_MIN = -87.33654              # e**_EXP_MIN is the smallest normal float32
-_TANH_CLAMP = 10.0                # tanh(10) rounds to 1 in float32
-# (e**r - 1 - r) / r**2 ~ P(r), degree 5, highest power first: fitted for the
-# least maximum relative error of e**r - 1 on |r| <= 1.02 ln2 / 2 (a
-# Lawson-weighted Chebyshev fit; 3e-10 relative, Taylor needs degree 6 for it)
-_EXPM1_COEFS = (1.9845896164908078e-04, 1.3942660476870359e-03, 8.333394127212113e-03,
-                4.166633645957785e-02, 1.666666633321842e-01, 5.000000049552143e-01)
+
+
+class _Consts:
+    """Per-precision constants of the exp-based functions."""
+
+    def __init__(self, bits, mant, c1, c2, exp_max, exp_min, tanh_clamp, coefs):
+        self.bits, self.mant = bits, mant
+        self.c1 = c1                          # ln 2 to few bits: k * c1 is exact
+        self.c2 = c2                          # ln 2 - c1 (from ln 2 to 50 digits)
+        self.magic = 1.5 * 2.0 ** mant        # adding it rounds to an integer
+        self.exp_max, self.exp_min = exp_max, exp_min  # e**exp_min: smallest normal
+        self.tanh_clamp = tanh_clamp          # tanh rounds to 1 beyond it
+        self.coefs = coefs                    # (e**r - 1 - r) / r**2, highest power first
+
+
+_F32 = _Consts(
+    32, 23, 0.693359375, -2.1219444005469057e-04, 88.72283, -87.33654, 10.0,
+    # degree 5, fitted for the least maximum relative error of e**r - 1 on
+    # |r| <= 1.02 ln2 / 2 (a Lawson-weighted Chebyshev fit: 3e-10 relative;
+    # Taylor needs degree 6 for that)
+    (1.9845896164908078e-04, 1.3942660476870359e-03, 8.333394127212113e-03,
+     4.166633645957785e-02, 1.666666633321842e-01, 5.000000049552143e-01))
+_F64 = _Consts(
+    64, 52, 0.693145751953125, 1.4286068203094173e-06, 709.782712893384,
+    -708.3964185322641, 20.0,
+    # Taylor to r**13: truncation 1e-17 relative on |r| <= ln2 / 2
+    tuple(1.0 / math.factorial(n) for n in range(13, 1, -1)))
 
 
 class F32Math:
-    """float32 exp / expm1 / tanh / sigmoid as IR on a scalar or vector value."""
+    """exp / expm1 / tanh / sigmoid as IR on a float or double, scalar or vector.
+
+    (Named for its main use; float64 rows use it too, with double constants.)
+    """
 
     def __init__(self, builder, ty, fast_recip=False):
         self.b = builder
         self.ty = ty
         n = ty.count if isinstance(ty, ir.VectorType) else None
+        elem = ty.element if n else ty
+        self.k = _F64 if isinstance(elem, ir.DoubleType) else _F32
         # AVX-512's 14-bit reciprocal estimate and one correction step
         # instead of a division (whose throughput bounds tanh on wide vectors)
-        self.fast_recip = bool(fast_recip and n and n % 16 == 0)
-        i32 = ir.IntType(32)
-        self.ity = ir.VectorType(i32, n) if n else i32
-        suffix = f"v{n}f32" if n else "f32"
+        self.fast_recip = bool(fast_recip and n and n % 16 == 0 and self.k is _F32)
+        iw = ir.IntType(self.k.bits)
+        self.ity = ir.VectorType(iw, n) if n else iw
+        fsuf = f"f{self.k.bits}"
+        suffix = f"v{n}{fsuf}" if n else fsuf
         self.fma_fn = cgutils.get_or_insert_function(
             builder.module, ir.FunctionType(ty, [ty, ty, ty]), "llvm.fmuladd." + suffix)
 
@@ -86,42 +108,45 @@ class F32Math:
     def _reduce(self, x):
         """``(k as int32, r)`` with ``x = k ln2 + r``, ``|r| <~ ln2 / 2``."""
         b = self.b
-        t = self.fma(x, self.c(_LOG2E), self.c(_MAGIC))
-        kf = b.fsub(t, self.c(_MAGIC))
-        ki = b.sub(b.bitcast(t, self.ity), b.bitcast(self.c(_MAGIC), self.ity))
-        r = self.fma(kf, self.c(-_C1), x)
-        r = self.fma(kf, self.c(-_C2), r)
+        k = self.k
+        t = self.fma(x, self.c(_LOG2E), self.c(k.magic))
+        kf = b.fsub(t, self.c(k.magic))
+        ki = b.sub(b.bitcast(t, self.ity), b.bitcast(self.c(k.magic), self.ity))
+        r = self.fma(kf, self.c(-k.c1), x)
+        r = self.fma(kf, self.c(-k.c2), r)
         return ki, r
 
     def _expm1_r(self, r):
         """``e**r - 1`` for ``|r| <~ ln2 / 2``."""
-        p = self.c(_EXPM1_COEFS[0])
-        for coef in _EXPM1_COEFS[1:]:
+        p = self.c(self.k.coefs[0])
+        for coef in self.k.coefs[1:]:
             p = self.fma(p, r, self.c(coef))
         return self.fma(self.b.fmul(r, r), p, r)
 
     def _scale(self, x, ki):
         """``x * 2**k`` by adding ``k`` to the exponent field (stays normal here)."""
         b = self.b
-        bits = b.add(b.bitcast(x, self.ity), b.shl(ki, self.ci(23)))
+        bits = b.add(b.bitcast(x, self.ity), b.shl(ki, self.ci(self.k.mant)))
         return b.bitcast(bits, self.ty)
 
     def exp(self, x):
         b = self.b
-        ki, r = self._reduce(self.clamp(x, _EXP_MIN, _EXP_MAX))
+        k = self.k
+        ki, r = self._reduce(self.clamp(x, k.exp_min, k.exp_max))
         y = self._scale(b.fadd(self._expm1_r(r), self.c(1.0)), ki)
-        y = b.select(b.fcmp_ordered(">", x, self.c(_EXP_MAX)), self.c(math.inf), y)
-        y = b.select(b.fcmp_ordered("<", x, self.c(_EXP_MIN)), self.c(0.0), y)
+        y = b.select(b.fcmp_ordered(">", x, self.c(k.exp_max)), self.c(math.inf), y)
+        y = b.select(b.fcmp_ordered("<", x, self.c(k.exp_min)), self.c(0.0), y)
         return b.select(b.fcmp_unordered("uno", x, x), x, y)
 
     def tanh(self, x):
         b = self.b
-        sign = self.ci(-0x80000000)
+        sign = self.ci(-(1 << (self.k.bits - 1)))
         xb = b.bitcast(x, self.ity)
         a = b.bitcast(b.and_(xb, b.not_(sign)), self.ty)   # |x|: tanh is odd
-        a = b.select(b.fcmp_ordered(">", a, self.c(_TANH_CLAMP)), self.c(_TANH_CLAMP), a)
+        clamp = self.c(self.k.tanh_clamp)
+        a = b.select(b.fcmp_ordered(">", a, clamp), clamp, a)
         ki, r = self._reduce(b.fmul(a, self.c(2.0)))
-        s = self._scale(self.c(1.0), ki)                      # 2**k, 0 <= k <= 29
+        s = self._scale(self.c(1.0), ki)                      # 2**k, 0 <= k <= 58
         em1 = self.fma(s, self._expm1_r(r), b.fsub(s, self.c(1.0)))
         t = self.div(em1, b.fadd(em1, self.c(2.0)), finite=True)
         # NaN stays NaN through every step; the sign goes back on

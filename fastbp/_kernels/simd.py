@@ -7,8 +7,9 @@ as the vector.  Written as Numba loops these need runtime alias checks per
 row (the arrays could overlap), which cost more than the arithmetic; these
 intrinsics load whole rows as ``<LANES x T>`` vectors, keep the running sum
 in registers and store once.  ``tanh_rows``/``sigmoid_rows`` apply the
-float32 activations of ``approx.py`` to whole rows the same way (LLVM's own
-loop vectoriser would stop at 256-bit vectors on many AVX-512 machines).
+activations of ``approx.py`` to whole rows the same way (LLVM's own loop
+vectoriser would stop at 256-bit vectors on many AVX-512 machines; for
+float64 this replaces a libm call per element).
 
 The products run over a group of up to ``GROUP`` samples (each sample's rows
 ``yg`` apart): in a full group every weight row is loaded once for all its
@@ -27,10 +28,10 @@ the layout table and allocate the workspace to fit).
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 
-from .._config import GROUP, JIT_INLINE, LANES
-from .approx import F32Math, vsigmoid, vtanh
+from .._config import GROUP, LANES
+from .approx import F32Math
 
 
 def _rows_ok(*arys):
@@ -224,13 +225,13 @@ def vger(typingctx, G, g0, gs, Dl, d, dg, Y, y0, ys, yg, n, gb, ng):
     return sig, codegen
 
 
-def _map_rows_f32(method):
+def _map_rows(method):
     """An intrinsic ``(A, a0, Z, z0, n)``: ``A[a0 + t] = f(Z[z0 + t])`` for ``t < n``,
-    with ``f`` the float32 ``F32Math`` method (whole rows as vectors)."""
+    with ``f`` the ``F32Math`` method (whole rows as vectors, float32 or float64)."""
 
     @intrinsic
     def impl(typingctx, A, a0, Z, z0, n):
-        if not (_rows_ok(A, Z) and A.dtype == types.float32 and _ints_ok(a0, z0, n)):
+        if not (_rows_ok(A, Z) and _ints_ok(a0, z0, n)):
             return None
         sig = types.void(A, a0, Z, z0, n)
 
@@ -248,36 +249,14 @@ def _map_rows_f32(method):
 
         return sig, codegen
 
+    impl.__doc__ = (f"``A[a0 + t] = {method}(Z[z0 + t])`` for ``t < n``, whole rows of "
+                    "``LANES`` at a time (float32: the bounds of ``approx.py``; float64: "
+                    "a few ulp, the same algorithm with double constants).")
     return impl
 
 
-_tanh_rows32 = _map_rows_f32("tanh")
-_sigmoid_rows32 = _map_rows_f32("sigmoid")
-
-
-def tanh_rows(A, a0, Z, z0, n):
-    """``A[a0 + t] = tanh(Z[z0 + t])`` for ``t < n`` (rows of ``LANES``)."""
-
-
-def sigmoid_rows(A, a0, Z, z0, n):
-    """``A[a0 + t] = sigmoid(Z[z0 + t])`` for ``t < n`` (rows of ``LANES``)."""
-
-
-def _register_rows(stub, f32, scalar):
-    @overload(stub, jit_options=JIT_INLINE)
-    def _impl(A, a0, Z, z0, n):
-        if isinstance(A, types.Array) and A.dtype == types.float32:
-            return lambda A, a0, Z, z0, n: f32(A, a0, Z, z0, n)
-
-        def rows(A, a0, Z, z0, n):  # float64: libm, one row at a time
-            for t in range(n):
-                for q in range(A.shape[1]):
-                    A[a0 + t, q] = scalar(Z[z0 + t, q])
-        return rows
-
-
-_register_rows(tanh_rows, _tanh_rows32, vtanh)
-_register_rows(sigmoid_rows, _sigmoid_rows32, vsigmoid)
+tanh_rows = _map_rows("tanh")
+sigmoid_rows = _map_rows("sigmoid")
 
 
 @intrinsic
