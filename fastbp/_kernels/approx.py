@@ -2,10 +2,10 @@
 
 LLVM cannot vectorise loops that call libm's ``expf``/``tanhf`` (no vector
 math library is linked), and ``tanhf`` alone costs ~30 ns an element.  For
-float32 these branch-free versions (range reduction + Taylor polynomials,
-a few ulp of error) let activation loops run as SIMD code.  float64 keeps
-libm's correctly rounded functions: it is the precision users pick for
-accuracy.  NaN propagates; overflow gives inf, underflow 0.
+float32 these branch-free versions (range reduction + polynomials, a few ulp
+of error) let activation loops run as SIMD code.  The scalar float64
+functions keep libm's correctly rounded results: it is the precision users
+pick for accuracy.  NaN propagates; overflow gives inf, underflow 0.
 
 ``vexp``, ``vtanh`` and ``vsigmoid`` are dispatched on the argument type at
 compile time, so kernels call them for both dtypes.
@@ -13,8 +13,11 @@ compile time, so kernels call them for both dtypes.
 The float32 versions are emitted as LLVM IR by one generator (``F32Math``)
 that works on a scalar ``float`` or on a ``<n x float>`` vector: the scalar
 intrinsics serve loops LLVM vectorises, and ``simd.py`` applies the same code
-to whole rows of networks.  The IR carries no fast-math flags, so its result
-does not depend on how the surrounding kernel is compiled.
+to whole rows of networks.  With double constants (``_F64``: Taylor to
+``r**13``) the generator also serves float64 rows in ``simd.py`` (3-4 ulp,
+where a libm call per element would cost ~20 ns).  The IR carries no
+fast-math flags, so its result does not depend on how the surrounding
+kernel is compiled.
 
 * exp: ``x = k ln2 + r`` (``k`` rounded with the 1.5 * 2**23 trick, ``ln2``
   split in two so ``k * C1`` is exact), ``e**r - 1 = r + r**2 P(r)`` with a
