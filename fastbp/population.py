@@ -89,7 +89,6 @@ class Population:
             raise ValueError(f"X has {X.shape[0]} data sets but the population has {self.k} "
                              "networks; pass (n, n_in) shared data or (k, n, n_in)")
         sets = X.shape[0] if per_net else 1
-        n = X.shape[1] if per_net else None
         # one check over all k data sets at once (a view when X is already right)
         X2 = check_X(X.reshape(-1, X.shape[2]) if per_net else X, t.sizes[0], t.dtype)
         n = X2.shape[0] // sets if per_net else X2.shape[0]
@@ -195,21 +194,29 @@ class Population:
         return losses
 
     def _lane_buffers(self, n_order, n_state):
-        """Per-thread workspaces of the lane kernel (cached)."""
+        """Per-thread workspaces of the lane kernel, reused while they are big enough.
+
+        ``n_order``: samples per network to shuffle (0: none); ``n_state``:
+        optimizer state buffers per parameter.
+        """
         t = self.template
         chunks = max(1, min(numba.get_num_threads(), -(-self.k // LANES)))
-        key = ("lanes", chunks, n_order, n_state)
-        if key not in self._bufs:
-            P = t.n_params
-            rows = t.sizes[0] + int(t._layout[:, 1].sum())
-            z = lambda *s, dt=t.dtype: aligned_zeros((chunks,) + s + (LANES,), dt)  # noqa
-            self._bufs[key] = (
-                z(P), z(P), z(n_state, P), z(N_HYPER, dt=np.float64),
-                z(GROUP * rows), z(GROUP * rows), z(GROUP * rows), z(GROUP * t.sizes[-1]), z(5),
-                z(N_LANE_SCALARS, dt=np.float64), z(2, dt=np.bool_),
+        have = self._bufs.get("lanes")
+        if have is not None:
+            c, orders, states, bufs = have
+            if c == chunks and orders >= n_order and states >= n_state:
+                return bufs
+            n_order, n_state = max(orders, n_order), max(states, n_state)
+        P = t.n_params
+        rows = t.sizes[0] + int(t._layout[:, 1].sum())
+        z = lambda *s, dt=t.dtype: aligned_zeros((chunks,) + s + (LANES,), dt)  # noqa: E731
+        bufs = (z(P), z(P), z(max(n_state, 1), P), z(N_HYPER, dt=np.float64),
+                z(GROUP * rows), z(GROUP * rows), z(GROUP * rows), z(GROUP * t.sizes[-1]),
+                z(5), z(N_LANE_SCALARS, dt=np.float64), z(2, dt=np.bool_),
                 z(max(n_order, 1), dt=np.int64), aligned_zeros((chunks, LANES), np.int64),
                 z(2, dt=np.uint64))
-        return self._bufs[key]
+        self._bufs["lanes"] = (chunks, n_order, n_state, bufs)
+        return bufs
 
     def predict(self, X):
         """Outputs of every network, shape ``(k, n, n_out)``.
@@ -223,7 +230,7 @@ class Population:
         n = X3.shape[1]
         out = np.empty((self.k, n, t.sizes[-1]), dtype=t.dtype)
         if (t._layout[:, 4] < 0).all():  # no batch norm: the lane kernel
-            PB, A, Z, S = (self._lane_buffers(0, 1)[i] for i in (0, 4, 5, 8))
+            PB, A, Z, S = (self._lane_buffers(0, 0)[i] for i in (0, 4, 5, 8))
             lanes_predict(self.params, t._layout, t._lparams, X3, PB, A, Z, S, out)
             return out
         cap = min(n, 1024)
