@@ -456,3 +456,26 @@ def test_lbfgs_rejects_stochastic_objectives_and_other_keywords():
         fastbp.MLP([3, 4, 2], batch_norm=True, seed=0).fit(X, y, optimizer="lbfgs")
     with pytest.raises(TypeError, match="weight_decay"):
         fastbp.MLP([3, 4, 2], seed=0).fit(X, y, optimizer="lbfgs", momentum=0.9)
+
+
+def test_train_step_by_name_starts_fresh_every_call():
+    """An optimizer named in ``train_step`` has no memory between calls (its
+    reused object is reset), copies do not share it, and pickles leave it out."""
+    import pickle
+
+    import fastbp
+    from fastbp.optim import Adam
+    r = np.random.default_rng(0)
+    X, y = r.standard_normal((5, 3)), r.standard_normal((5, 2))
+    a = fastbp.MLP([3, 4, 2], seed=1)
+    b = fastbp.MLP([3, 4, 2], seed=1)
+    for _ in range(3):
+        a.train_step(X, y, lr=0.01, optimizer="adam", betas=(0.8, 0.99))
+        b.train_step(X, y, optimizer=Adam(lr=0.01, betas=(0.8, 0.99)))  # a new one each call
+    np.testing.assert_array_equal(a.params, b.params)
+    c = a.copy()
+    assert c._step_opt is None
+    a.train_step(X, y, lr=0.01, optimizer="adam", betas=(0.8, 0.99))
+    c.train_step(X, y, lr=0.01, optimizer="adam", betas=(0.8, 0.99))
+    np.testing.assert_array_equal(a.params, c.params)
+    assert "_step_opt" not in pickle.loads(pickle.dumps(a)).__dict__
