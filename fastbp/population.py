@@ -10,6 +10,8 @@ per-network kernel (``_kernels/population.py``).  Both shuffle with the same
 keyed permutations, so they train a network identically up to rounding.
 """
 
+from collections import namedtuple
+
 import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -23,6 +25,11 @@ from ._validate import check_int, check_X, check_y
 from .network import MLP
 from .optim import make_optimizer
 from .workspace import aligned_zeros
+
+
+#: The lane kernel's per-thread workspaces, in ``lanes_epoch``'s argument order.
+LaneWork = namedtuple("LaneWork", ["PB", "GB", "SB", "HB", "A", "Z", "D", "TG", "S", "lv",
+                                   "lf", "ordT", "stepv", "offs"])
 
 
 class Population:
@@ -210,11 +217,12 @@ class Population:
         P = t.n_params
         rows = t.sizes[0] + int(t._layout[:, 1].sum())
         z = lambda *s, dt=t.dtype: aligned_zeros((chunks,) + s + (LANES,), dt)  # noqa: E731
-        bufs = (z(P), z(P), z(max(n_state, 1), P), z(N_HYPER, dt=np.float64),
-                z(GROUP * rows), z(GROUP * rows), z(GROUP * rows), z(GROUP * t.sizes[-1]),
-                z(5), z(N_LANE_SCALARS, dt=np.float64), z(2, dt=np.bool_),
-                z(max(n_order, 1), dt=np.int64), aligned_zeros((chunks, LANES), np.int64),
-                z(2, dt=np.uint64))
+        bufs = LaneWork(
+            z(P), z(P), z(max(n_state, 1), P), z(N_HYPER, dt=np.float64),
+            z(GROUP * rows), z(GROUP * rows), z(GROUP * rows), z(GROUP * t.sizes[-1]),
+            z(5), z(N_LANE_SCALARS, dt=np.float64), z(2, dt=np.bool_),
+            z(max(n_order, 1), dt=np.int64), aligned_zeros((chunks, LANES), np.int64),
+            z(2, dt=np.uint64))
         self._bufs["lanes"] = (chunks, n_order, n_state, bufs)
         return bufs
 
@@ -230,8 +238,8 @@ class Population:
         n = X3.shape[1]
         out = np.empty((self.k, n, t.sizes[-1]), dtype=t.dtype)
         if (t._layout[:, 4] < 0).all():  # no batch norm: the lane kernel
-            PB, A, Z, S = (self._lane_buffers(0, 0)[i] for i in (0, 4, 5, 8))
-            lanes_predict(self.params, t._layout, t._lparams, X3, PB, A, Z, S, out)
+            w = self._lane_buffers(0, 0)
+            lanes_predict(self.params, t._layout, t._lparams, X3, w.PB, w.A, w.Z, w.S, out)
             return out
         cap = min(n, 1024)
         bufs = self._buffers(cap, np.zeros((1, 1, t.sizes[-1]), t.dtype))

@@ -10,7 +10,7 @@ pick for accuracy.  NaN propagates; overflow gives inf, underflow 0.
 ``vexp``, ``vtanh`` and ``vsigmoid`` are dispatched on the argument type at
 compile time, so kernels call them for both dtypes.
 
-The float32 versions are emitted as LLVM IR by one generator (``F32Math``)
+The float32 versions are emitted as LLVM IR by one generator (``ExpMath``)
 that works on a scalar ``float`` or on a ``<n x float>`` vector: the scalar
 intrinsics serve loops LLVM vectorises, and ``simd.py`` applies the same code
 to whole rows of networks.  With double constants (``_F64``: Taylor to
@@ -67,11 +67,8 @@ _F64 = _Consts(
     tuple(1.0 / math.factorial(n) for n in range(13, 1, -1)))
 
 
-class F32Math:
-    """exp / expm1 / tanh / sigmoid as IR on a float or double, scalar or vector.
-
-    (Named for its main use; float64 rows use it too, with double constants.)
-    """
+class ExpMath:
+    """exp / expm1 / tanh / sigmoid as IR on a float or double, scalar or vector."""
 
     def __init__(self, builder, ty, fast_recip=False):
         self.b = builder
@@ -196,7 +193,7 @@ def _f32_intrinsic(method):
             return None
 
         def codegen(context, builder, sig, args):
-            return getattr(F32Math(builder, args[0].type), method)(args[0])
+            return getattr(ExpMath(builder, args[0].type), method)(args[0])
 
         return types.float32(types.float32), codegen
 

@@ -31,7 +31,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._config import GROUP, LANES
-from .approx import F32Math
+from .approx import ExpMath
 
 
 def _rows_ok(*arys):
@@ -227,7 +227,7 @@ def vger(typingctx, G, g0, gs, Dl, d, dg, Y, y0, ys, yg, n, gb, ng):
 
 def _map_rows(method):
     """An intrinsic ``(A, a0, Z, z0, n)``: ``A[a0 + t] = f(Z[z0 + t])`` for ``t < n``,
-    with ``f`` the ``F32Math`` method (whole rows as vectors, float32 or float64)."""
+    with ``f`` the ``ExpMath`` method (whole rows as vectors, float32 or float64)."""
 
     @intrinsic
     def impl(typingctx, A, a0, Z, z0, n):
@@ -241,7 +241,7 @@ def _map_rows(method):
                                                                       args[2])
             a0_, z0_, n_ = (_intp(context, builder, args[i], tys[i]) for i in (1, 3, 4))
             features = getattr(context.codegen(), "_tm_features", "")
-            fm = F32Math(builder, Zr.vty, fast_recip="+avx512f" in features.split(","))
+            fm = ExpMath(builder, Zr.vty, fast_recip="+avx512f" in features.split(","))
             with cgutils.for_range(builder, n_) as loop:
                 t = loop.index
                 Ar.store(getattr(fm, method)(Zr.load(builder.add(z0_, t))), builder.add(a0_, t))
