@@ -10,6 +10,7 @@ import numbers
 import numpy as np
 
 from ._kernels.checks import all_finite, labels_in_range
+from ._sparse import check_sparse_X, is_sparse
 from .spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY
 
 
@@ -43,8 +44,18 @@ def _finite(arr, name):
         raise ValueError(f"{name} contains NaN or infinite values; clean or impute them first")
 
 
-def check_X(X, n_features, dtype, name="X"):
-    """Return ``X`` as a C-contiguous ``(n, n_features)`` array of ``dtype``."""
+def check_X(X, n_features, dtype, name="X", sparse=False):
+    """Return ``X`` as a C-contiguous ``(n, n_features)`` array of ``dtype``.
+
+    With ``sparse=True`` a scipy.sparse ``X`` becomes ``SparseRows`` (see
+    ``fastbp._sparse``); otherwise it is refused with a clear TypeError.
+    """
+    if is_sparse(X):
+        if not sparse:
+            raise TypeError(f"{name} is a scipy.sparse matrix, which this entry point does "
+                            f"not take; pass a dense array ({name}.toarray()) or use "
+                            "MLP.fit / predict / evaluate / gradient / train_step, which do")
+        return check_sparse_X(X, n_features, dtype, name)
     arr = _as_real_array(X, name)
     if arr.ndim != 2:
         hint = " (for one sample use X.reshape(1, -1))" if arr.ndim == 1 else ""

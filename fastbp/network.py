@@ -9,6 +9,7 @@ from ._kernels.forward import forward
 from ._kernels.state import Model
 from ._kernels.train import loss_grad, loss_sum, train_batch
 from ._kernels.checks import all_finite
+from ._sparse import take_rows
 from ._validate import check_float, check_int, check_X, check_y
 from .optim import Optimizer, make_optimizer
 from .workspace import Workspace
@@ -217,8 +218,8 @@ class MLP:
             self._ws.ensure(cap)
         return self._ws
 
-    def _xy(self, X, y):
-        X = check_X(X, self.sizes[0], self.dtype)
+    def _xy(self, X, y, sparse=False):
+        X = check_X(X, self.sizes[0], self.dtype, sparse=sparse)
         y = check_y(y, X.shape[0], self.sizes[-1], self._loss_code, self.dtype)
         return X, y
 
@@ -274,20 +275,20 @@ class MLP:
 
         Parameters
         ----------
-        X : array-like, shape (n_samples, sizes[0])
+        X : array-like or scipy.sparse matrix, shape (n_samples, sizes[0])
 
         Returns
         -------
         ndarray, shape (n_samples, sizes[-1]), of the network's dtype
         """
-        X = check_X(X, self.sizes[0], self.dtype)
+        X = check_X(X, self.sizes[0], self.dtype, sparse=True)
         n = X.shape[0]
         out = np.empty((n, self.sizes[-1]), dtype=self.dtype)
         with self._lock:
             ws = self._workspace(min(n, CHUNK))
             for s in range(0, n, ws.cap):
                 e = min(s + ws.cap, n)
-                forward(self._model, ws.work, X[s:e], False, False)
+                forward(self._model, ws.work, take_rows(X, slice(s, e)), False, False)
                 out[s:e] = ws.output(e - s)
         return out
 
@@ -300,15 +301,17 @@ class MLP:
         """Batch-mean loss on ``(X, y)``; nothing changes.
 
         ``training=True`` evaluates as a training step would: dropout with the
-        mask of the current step, batch-norm batch statistics.
+        mask of the current step, batch-norm batch statistics.  ``X`` may be
+        a scipy.sparse matrix (as in :meth:`fit`).
         """
-        X, y = self._xy(X, y)
+        X, y = self._xy(X, y, sparse=True)
         n = X.shape[0]
         total = 0.0
         with self._lock:
             ws, chunks = self._chunks(n, training)
             for s, e in chunks:
-                total += loss_sum(self._model, ws.work, self._loss_code, X[s:e], y[s:e],
+                total += loss_sum(self._model, ws.work, self._loss_code,
+                                  take_rows(X, slice(s, e)), y[s:e],
                                   bool(training))
         return total / n
 
@@ -317,7 +320,7 @@ class MLP:
 
         Parameters
         ----------
-        X, y : array-like
+        X, y : array-like (``X`` may be a scipy.sparse matrix)
         training : bool
             Differentiate the training-mode loss (see :meth:`evaluate`).
 
@@ -327,7 +330,7 @@ class MLP:
         grad : ndarray, shape (n_params,)
             Same layout and dtype as :attr:`params`.
         """
-        X, y = self._xy(X, y)
+        X, y = self._xy(X, y, sparse=True)
         n = X.shape[0]
         with self._lock:
             ws, chunks = self._chunks(n, training)
@@ -337,7 +340,8 @@ class MLP:
             grad = np.zeros(self.n_params, dtype=np.float64)
             loss = 0.0
             for s, e in chunks:
-                part = loss_grad(self._model, ws.work, self._loss_code, X[s:e], y[s:e], False)
+                part = loss_grad(self._model, ws.work, self._loss_code,
+                                 take_rows(X, slice(s, e)), y[s:e], False)
                 w = (e - s) / n
                 loss += part * w
                 grad += w * ws.grad
@@ -382,13 +386,13 @@ class MLP:
         Parameters
         ----------
         X, y : array-like
-            One batch (every row is used).
+            One batch (every row is used); ``X`` may be a scipy.sparse matrix.
         lr : float, optional
             Learning rate (default: the optimizer's own, 0.01 for SGD).
         optimizer : str or fastbp.optim.Optimizer, default "sgd"
             Pass an Optimizer instance to keep momentum/Adam state across calls.
         """
-        X, y = self._xy(X, y)
+        X, y = self._xy(X, y, sparse=True)
         opt = self._step_optimizer(optimizer, lr, opt_kwargs)
         n = X.shape[0]
         with self._lock:
@@ -417,7 +421,9 @@ class MLP:
 
         Parameters
         ----------
-        X : array-like, shape (n_samples, sizes[0])
+        X : array-like or scipy.sparse matrix, shape (n_samples, sizes[0])
+            Sparse input (any format; converted to CSR once, never densified)
+            feeds the first layer through kernels that touch only its non-zeros.
         y : array-like
             Targets: ``(n, n_out)``; for cross_entropy also integer labels
             ``(n,)``; for a single output also ``(n,)``.

@@ -10,7 +10,9 @@ import warnings
 
 import numpy as np
 
+from ._kernels.sparse_train import sparse_epoch
 from ._kernels.train import train_epoch
+from ._sparse import is_sparse, take_rows
 from ._validate import check_float, check_int
 from .history import History
 from .schedules import make_schedule
@@ -51,7 +53,7 @@ def _split(net, X, y, fraction):
     n_val = _n_val(n, fraction)
     perm = net.rng.permutation(n)
     tr, va = np.sort(perm[n_val:]), np.sort(perm[:n_val])
-    return X[tr], y[tr], X[va], y[va]
+    return take_rows(X, tr), y[tr], take_rows(X, va), y[va]
 
 
 def _progress(verbose, epochs):
@@ -68,7 +70,7 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
         on_divergence, validation_data, validation_fraction, early_stopping, n_iter_no_change,
         tol, lr_schedule, record_grad_norms, opt_kwargs):
     """Implementation of :meth:`fastbp.MLP.fit` (see there)."""
-    X, y = net._xy(X, y)
+    X, y = net._xy(X, y, sparse=True)
     epochs = check_int(epochs, "epochs", 0)
     batch_size = check_int(batch_size, "batch_size", 1)
     n_iter_no_change = check_int(n_iter_no_change, "n_iter_no_change", 1)
@@ -89,7 +91,7 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
             Xv, yv = validation_data
         except (TypeError, ValueError):
             raise TypeError("validation_data must be a pair (X_val, y_val)") from None
-        Xv, yv = net._xy(Xv, yv)
+        Xv, yv = net._xy(Xv, yv, sparse=True)
     if validation_data is None and validation_fraction > 0:
         _n_val(X.shape[0], validation_fraction)
     lbfgs = isinstance(optimizer, str) and optimizer.lower() == "lbfgs"
@@ -109,7 +111,7 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
     n = X.shape[0]
     if opt.full_batch:
         batch_size = n
-    probe = (X[:512], y[:512]) if record_grad_norms else None
+    probe = (take_rows(X, slice(0, 512)), y[:512]) if record_grad_norms else None
     hist = History()
     identity = np.arange(n, dtype=np.int64)
     order = identity.copy()
@@ -123,6 +125,10 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
     with net._lock:
         ws = net._workspace(min(batch_size, n))
         ybuf = ws.ybuf(y)
+        if is_sparse(X):  # the batch's matrix rows are gathered, never its values
+            run_epoch, xbuf = sparse_epoch, np.zeros(ws.cap, dtype=np.int64)
+        else:
+            run_epoch, xbuf = train_epoch, ws.xbuf
         try:
             for epoch in range(epochs):
                 metric = (hist.val_loss[-1] if hist.val_loss else
@@ -135,9 +141,8 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
                     np.copyto(order, identity)
                     net.rng.shuffle(order)
                 t0 = time.perf_counter()
-                train_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size,
-                            shuffle, ws.xbuf, ybuf, opt.code, opt.hyper, opt.state, opt.step,
-                            out)
+                run_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size, shuffle,
+                          xbuf, ybuf, opt.code, opt.hyper, opt.state, opt.step, out)
                 dt = time.perf_counter() - t0
                 if out[1] < n or not np.all(np.isfinite(net._params)):
                     snap.restore()

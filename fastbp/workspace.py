@@ -44,6 +44,7 @@ class Workspace:
         self.grad = aligned_zeros(n_params, self.dtype)
         self.cap = 0
         self._ybufs = {}
+        self._xbuf = None
         self.ensure(cap)
 
     def ensure(self, cap):
@@ -53,11 +54,18 @@ class Workspace:
             return
         width = int(self.layout[:, 1].sum())
         z = lambda size: aligned_zeros(size, self.dtype)  # noqa: E731
-        self.xbuf = aligned_zeros((cap, int(self.layout[0, 0])), self.dtype)
         self._ybufs = {}
         self.cap = cap
         self.work = Work(z(cap * width), z(cap * width), z(cap * width), self.grad,
                          z(cap * width), z(cap * width), z(width), z(2 * width), cap)
+
+    @property
+    def xbuf(self):
+        """A ``cap``-row input buffer, allocated on first use (sparse input never needs
+        one, and for it a dense ``cap x n_features`` buffer could be huge)."""
+        if self._xbuf is None or self._xbuf.shape[0] < self.cap:
+            self._xbuf = aligned_zeros((self.cap, int(self.layout[0, 0])), self.dtype)
+        return self._xbuf
 
     def ybuf(self, y):
         """A ``cap``-row buffer shaped and typed like the targets ``y``."""

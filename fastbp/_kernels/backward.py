@@ -15,8 +15,9 @@ from .._config import JIT
 from ..spec import L_ACT, L_BN, L_IN, L_OUT, P_ALPHA, P_DROP
 from .activations import mul_act_grad
 from .forward import block, bn_params, layer_params, unit_offset
-from .matmul import mm_nn, mm_tn
+from .matmul import mm_nn
 from .regularize import bn_backward, dropout_backward
+from .sparse import input_tn
 
 
 @njit(**JIT)
@@ -35,12 +36,12 @@ def _weights(model, work, l, D, Ain, lr, decay, fused):
     G, g = layer_params(work.grad, model.layout, l)
     _colsum(D, g)
     if fused:
-        mm_tn(-lr, D, Ain, decay, W)
+        input_tn(-lr, D, Ain, decay, W)  # Ain: dense, or sparse input rows (layer 0)
         step = b.dtype.type(lr)
         for j in range(b.shape[0]):
             b[j] -= step * g[j]
     else:
-        mm_tn(1.0, D, Ain, 0.0, G)
+        input_tn(1.0, D, Ain, 0.0, G)
 
 
 @njit(**JIT)

@@ -13,7 +13,7 @@ from .._config import JIT
 from ..spec import GELU, L_ACT, L_BN, L_IN, L_OUT, L_STAT, L_W, P_ALPHA, P_BN_EPS, \
     P_BN_MOMENTUM, P_DROP
 from .activations import bias_act
-from .matmul import mm_nt
+from .sparse import input_nt
 from .regularize import bn_forward, bn_running, dropout_forward, mask_key
 from .views import view2d
 
@@ -66,7 +66,7 @@ def _layer_forward(model, work, l, Ain, off, training, update_stats):
     W, b = layer_params(model.params, layout, l)
     A = block(work.acts, off, n, m)
     P = block(work.pre, off, n, m)
-    mm_nt(1.0, Ain, W, 0.0, A)
+    input_nt(Ain, W, A)  # Ain: dense, or sparse input rows (layer 0)
     lp = model.lparams
     act = layout[l, L_ACT]
     if layout[l, L_BN] >= 0:
