@@ -18,6 +18,16 @@ first; what your loop trains is what ``net.predict`` and ``net.save`` see.
 ``train_step_one(state, x, y)``        the same for one sample (``y`` (n_out,))
 =====================================  =============================================
 
+Sparse input: each function above taking ``X`` has a ``sparse_`` twin taking
+the three CSR arrays of ``X`` instead (``scipy.sparse.csr_matrix``'s
+``data``, ``indices``, ``indptr``; ``len(indptr) - 1`` rows):
+``sparse_predict(state, data, indices, indptr, out)``,
+``sparse_loss(state, data, indices, indptr, y)``,
+``sparse_gradient(state, data, indices, indptr, y)`` and
+``sparse_train_step(state, data, indices, indptr, y)``.  ``data`` has the
+network's dtype, the index arrays any integer type; indices need not be
+sorted (duplicates add up).  The first layer touches only the non-zeros.
+
 Targets ``y`` are ``(n, n_out)`` floats, ``(n,)`` integer class labels (the
 cross-entropy), or ``(n,)`` values for a single-output network.  Arrays must
 have the network's dtype: a mismatch is a compile-time ``TypingError`` saying
@@ -41,6 +51,7 @@ from numba.extending import overload
 
 from ._config import JIT
 from ._kernels.forward import block, forward
+from ._kernels.sparse import SparseRows, csr_valid
 from ._kernels.train import loss_grad, loss_sum, train_batch
 from .spec import CROSS_ENTROPY
 
@@ -53,6 +64,7 @@ NetState = namedtuple("NetState", [
     "opt_state",  # optimizer buffers shaped like params (shared)
     "step",       # int64 (1,): optimizer steps taken (shared)
     "xbuf", "ybuf",  # one-sample staging rows
+    "rows",       # int64 (cap,): 0, 1, 2, ... -- the row list of a sparse batch
 ])
 
 
@@ -63,7 +75,8 @@ def make_state(net, batch_size, optimizer):
     return NetState(net._model, ws.work, int(net._loss_code), int(optimizer.code),
                     optimizer.hyper, optimizer.state, optimizer.step,
                     np.zeros((1, net.sizes[0]), net.dtype),
-                    np.zeros((1, net.sizes[-1]), net.dtype))
+                    np.zeros((1, net.sizes[-1]), net.dtype),
+                    np.arange(ws.cap, dtype=np.int64))
 
 
 def _same_dtype(state, X):
@@ -214,5 +227,103 @@ def train_step_one(state, x, y):
                        state.opt, state.hyper, state.opt_state, state.step)
 
 
+def _int_indices(a):
+    """Compile-time check that CSR index arrays hold integers."""
+
+
+@overload(_int_indices, jit_options=JIT)
+def _int_indices_impl(a):
+    if not (isinstance(a, types.Array) and a.ndim == 1 and isinstance(a.dtype, types.Integer)):
+        raise errors.TypingError(f"fastbp.jit: CSR indices and indptr must be 1-D integer "
+                                 f"arrays, got {a}")
+    return lambda a: None
+
+
+@njit(**JIT)
+def _check_csr(state, data, indices, indptr):
+    """Validate CSR arrays of ``X``; return its number of rows."""
+    _same_dtype(state, data)
+    _int_indices(indices)
+    _int_indices(indptr)
+    n = indptr.shape[0] - 1
+    if n < 1:
+        raise ValueError("fastbp.jit: X has no rows (indptr needs n_rows + 1 entries)")
+    if data.shape[0] != indices.shape[0] or not csr_valid(indptr, indices, n,
+                                                          state.model.layout[0, 0]):
+        raise ValueError("fastbp.jit: data, indices, indptr are not a CSR matrix with n_in "
+                         "columns (indptr must rise from 0 to len(data), indices lie in "
+                         "[0, n_in))")
+    return n
+
+
+@njit(**JIT)
+def _csr_rows(state, data, indices, indptr, s, e):
+    """``SparseRows`` of CSR rows ``s:e`` (``e - s <= cap``)."""
+    return SparseRows(data, indices, indptr[s:e + 1], state.rows[:e - s],
+                      (e - s, state.model.layout[0, 0]))
+
+
+@njit(**JIT)
+def sparse_predict(state, data, indices, indptr, out):
+    """``out <- network(X)`` for CSR ``X`` (``data``, ``indices``, ``indptr``)."""
+    n = _check_csr(state, data, indices, indptr)
+    L = state.model.layout.shape[0]
+    m = state.model.layout[L - 1, 1]
+    if out.ndim != 2 or out.shape[0] != n or out.shape[1] != m:
+        raise ValueError("fastbp.jit: out must have shape (n, n_out)")
+    for s in range(0, n, state.work.cap):
+        e = min(s + state.work.cap, n)
+        off = forward(state.model, state.work, _csr_rows(state, data, indices, indptr, s, e),
+                      False, False)
+        A = block(state.work.acts, off, e - s, m)
+        for i in range(e - s):
+            for k in range(m):
+                out[s + i, k] = A[i, k]
+
+
+@njit(**JIT)
+def sparse_loss(state, data, indices, indptr, y):
+    """Batch-mean loss of CSR ``X`` and ``y``."""
+    n = _check_csr(state, data, indices, indptr)
+    if y.ndim == 0 or y.shape[0] != n:
+        raise ValueError("fastbp.jit: X and y have different numbers of rows")
+    _check_y(state, y, y)  # rows matched above: the width and label range
+    total = 0.0
+    for s in range(0, n, state.work.cap):
+        e = min(s + state.work.cap, n)
+        total += loss_sum(state.model, state.work, state.loss,
+                          _csr_rows(state, data, indices, indptr, s, e), y[s:e], False)
+    return total / n
+
+
+@njit(**JIT)
+def _sparse_batch(state, data, indices, indptr, y):
+    """Checked ``SparseRows`` of a whole batch (``n <= cap`` rows)."""
+    n = _check_csr(state, data, indices, indptr)
+    if n > state.work.cap:
+        raise ValueError("fastbp.jit: batch larger than the state's capacity; "
+                         "create the state with a larger batch_size")
+    X = _csr_rows(state, data, indices, indptr, 0, n)
+    _check_y(state, X, y)
+    return X
+
+
+@njit(**JIT)
+def sparse_gradient(state, data, indices, indptr, y):
+    """Batch-mean loss of CSR ``X``; ``state.work.grad`` receives its gradient (``n <= cap``)."""
+    X = _sparse_batch(state, data, indices, indptr, y)
+    return loss_grad(state.model, state.work, state.loss, X, y, False)
+
+
+@njit(**JIT)
+def sparse_train_step(state, data, indices, indptr, y):
+    """One optimizer step on CSR ``X`` and ``y`` (``n <= cap`` rows); returns the loss before it."""
+    X = _sparse_batch(state, data, indices, indptr, y)
+    total = train_batch(state.model, state.work, state.loss, X, y, state.opt, state.hyper,
+                        state.opt_state, state.step)
+    return total / X.shape[0]
+
+
 __all__ = ["NetState", "predict", "predict_one", "loss", "gradient", "train_step",
-           "train_step_one"]
+           "train_step_one", "sparse_predict", "sparse_loss", "sparse_gradient",
+           "sparse_train_step"]

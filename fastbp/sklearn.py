@@ -64,6 +64,10 @@ Parameter mapping (scikit-learn name -> fastbp)
 ``shuffle``, ``random_state``, ``verbose``, ``warm_start``
     As in scikit-learn.  ``random_state`` seeds the network (initial
     weights, shuffling, dropout masks) and the validation split.
+Sparse ``X`` (scipy.sparse, any format) is taken by ``fit``, ``partial_fit`` and
+``predict``: converted to CSR once and fed to the first layer through kernels
+that touch only the non-zeros (see :class:`fastbp.MLP`).
+
 ``dropout``, ``batch_norm``, ``clip_norm`` (fastbp extras)
     Hidden-layer inverted dropout rate(s), batch normalisation of the
     hidden layers, and global gradient-norm clipping; see :class:`fastbp.MLP`.
@@ -139,6 +143,10 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 _HIDDEN_ACTIVATIONS = {"identity", "logistic", "sigmoid", "tanh", "relu", "leaky_relu", "elu",
                        "softplus", "gelu"}
 _SOLVERS = {"sgd", "adam", "adamw", "rprop", "lbfgs"}
+
+#: Sparse X of any format reaches the network as CSR (never densified).
+_SPARSE = "csr"
+
 
 def _set_weight_decay(opt, value):
     opt.weight_decay = float(value)
@@ -424,7 +432,8 @@ class _BaseMLP(BaseEstimator):
 
     def _forward(self, X):
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32),
+                          accept_sparse=_SPARSE)
         return self.net_.predict(X)
 
     # ------------------------------------------------------------ public API
@@ -460,6 +469,7 @@ class _BaseMLP(BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.input_tags.sparse = True
         return tags
 
 
@@ -503,7 +513,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, dtype=(np.float64, np.float32),
-                             reset=reset)
+                             reset=reset, accept_sparse=_SPARSE)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
@@ -634,7 +644,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                             dtype=(np.float64, np.float32), reset=reset)
+                             dtype=(np.float64, np.float32), reset=reset, accept_sparse=_SPARSE)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         T = np.asarray(y, dtype=X.dtype).reshape(X.shape[0], -1)
