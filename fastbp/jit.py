@@ -285,7 +285,7 @@ def sparse_predict(state, data, indices, indptr, out):
 def sparse_loss(state, data, indices, indptr, y):
     """Batch-mean loss of CSR ``X`` and ``y``."""
     n = _check_csr(state, data, indices, indptr)
-    if y.ndim == 0 or y.shape[0] != n:
+    if y.shape[0] != n:
         raise ValueError("fastbp.jit: X and y have different numbers of rows")
     _check_y(state, y, y)  # rows matched above: the width and label range
     total = 0.0
