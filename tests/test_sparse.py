@@ -164,8 +164,9 @@ def test_fit_dropout_batch_norm_match_dense(extra):
     a, b = _pair(sizes, loss="cross_entropy", **extra)
     a.fit(X, y, epochs=3, batch_size=6, optimizer="adam", lr=0.01)
     b.fit(X.toarray(), y, epochs=3, batch_size=6, optimizer="adam", lr=0.01)
-    np.testing.assert_allclose(a.params, b.params, rtol=1e-9, atol=1e-11)
-    np.testing.assert_allclose(a._stats, b._stats, rtol=1e-9, atol=1e-11)
+    # (biases feeding batch norm get only rounding noise as gradient: hence atol)
+    np.testing.assert_allclose(a.params, b.params, rtol=1e-9, atol=1e-8)
+    np.testing.assert_allclose(a._stats, b._stats, rtol=1e-9, atol=1e-8)
     np.testing.assert_allclose(a.evaluate(X, y, training=True),
                                b.evaluate(X.toarray(), y, training=True), rtol=1e-9)
 
