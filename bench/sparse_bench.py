@@ -2,8 +2,8 @@
 
 Not an asv suite (its functions are ``run_*``, not ``time_*``).  Run::
 
-    python bench/sparse_bench.py                 # 100k features, 0.1 % dense, 4096 rows
-    python bench/sparse_bench.py --rows 2000 --dense-rows 256 --threads 1
+    python -m bench.sparse_bench                 # 100k features, 0.1 % dense, 4096 rows
+    python -m bench.sparse_bench --rows 2000 --dense-rows 256 --threads 1
 
 Data: a TF-IDF-like CSR matrix -- column frequencies follow a Zipf-like law,
 values ``log(1 + count) * idf``, rows L2-normalised, float32 -- and 10

@@ -53,7 +53,8 @@ def check_sparse_X(X, n_features, dtype, name="X"):
     _finite(data, name)
     return SparseRows(data, np.ascontiguousarray(X.indices, dtype=np.int64),
                       np.ascontiguousarray(X.indptr, dtype=np.int64),
-                      np.arange(n, dtype=np.int64), (n, n_features))
+                      np.arange(n, dtype=np.int64), (n, n_features),
+                      np.empty(0, dtype=dtype))
 
 
 def take_rows(X, idx):

@@ -260,7 +260,7 @@ def _check_csr(state, data, indices, indptr):
 def _csr_rows(state, data, indices, indptr, s, e):
     """``SparseRows`` of CSR rows ``s:e`` (``e - s <= cap``)."""
     return SparseRows(data, indices, indptr[s:e + 1], state.rows[:e - s],
-                      (e - s, state.model.layout[0, 0]))
+                      (e - s, state.model.layout[0, 0]), state.xbuf[0, :0])
 
 
 @njit(**JIT)

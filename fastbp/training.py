@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from ._kernels.sparse_train import sparse_epoch
+from ._kernels.sparse_train import fused_sgd, sparse_epoch
 from ._kernels.train import train_epoch
 from ._sparse import is_sparse, take_rows
 from ._validate import check_float, check_int
@@ -126,7 +126,9 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
         ws = net._workspace(min(batch_size, n))
         ybuf = ws.ybuf(y)
         if is_sparse(X):  # the batch's matrix rows are gathered, never its values
-            run_epoch, xbuf = sparse_epoch, np.zeros(ws.cap, dtype=np.int64)
+            scratch = net.weights[0].size if fused_sgd(opt.code, opt.hyper) else 0
+            run_epoch, xbuf = sparse_epoch, (np.zeros(ws.cap, dtype=np.int64),
+                                             np.empty(scratch, dtype=net.dtype))
         else:
             run_epoch, xbuf = train_epoch, ws.xbuf
         try:

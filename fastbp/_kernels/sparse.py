@@ -25,7 +25,7 @@ from numba.extending import overload
 from .._config import JIT
 from .matmul import mm_nt, mm_tn
 
-SparseRows = namedtuple("SparseRows", ["data", "indices", "indptr", "rows", "shape"])
+SparseRows = namedtuple("SparseRows", ["data", "indices", "indptr", "rows", "shape", "wt"])
 
 
 def _is_sparse_type(X):
@@ -34,10 +34,27 @@ def _is_sparse_type(X):
 
 @njit(**JIT)
 def sparse_nt(X, W, C):
-    """``C <- X @ W.T`` for sparse rows ``X`` (n, k), ``W`` (m, k), ``C`` (n, m)."""
+    """``C <- X @ W.T`` for sparse rows ``X`` (n, k), ``W`` (m, k), ``C`` (n, m).
+
+    When ``X.wt`` is not empty it is ``W.T`` (k, m), flat, and is read
+    instead of ``W``: each non-zero then adds one contiguous weight row (see
+    ``sparse_train.py``).
+    """
     n, m = C.shape
     data, indices, indptr, rows = X.data, X.indices, X.indptr, X.rows
     zero = C.dtype.type(0.0)
+    if X.wt.shape[0] > 0:
+        WT = X.wt.reshape((W.shape[1], m))
+        for i in range(n):
+            r = rows[i]
+            z = C[i]
+            z[:] = zero
+            for p in range(indptr[r], indptr[r + 1]):
+                v = data[p]
+                w = WT[indices[p]]
+                for j in range(m):
+                    z[j] += v * w[j]
+        return
     for j in range(m):  # one weight row at a time: it stays in cache for the batch
         w = W[j]
         for i in range(n):
@@ -49,27 +66,45 @@ def sparse_nt(X, W, C):
 
 
 @njit(**JIT)
+def _scale(c, beta):
+    """``c <- beta * c`` for a 1-D array (``beta = 0`` clears, NaN included)."""
+    T = c.dtype.type
+    if beta == 0.0:
+        c[:] = T(0.0)
+    elif beta != 1.0:
+        bt = T(beta)
+        for q in range(c.shape[0]):
+            c[q] *= bt
+
+
+@njit(**JIT)
 def sparse_tn(alpha, D, X, beta, C):
     """``C <- beta * C + alpha * D.T @ X`` for ``D`` (n, m), sparse rows ``X`` (n, k), ``C`` (m, k).
 
     Only the non-zeros of ``X`` are read; ``beta`` scales all of ``C``
-    (``beta = 0`` clears it, ``beta = 1`` leaves it).
+    (``beta = 0`` clears it, ``beta = 1`` leaves it).  When ``X.wt`` is not
+    empty (a fused SGD epoch, ``C`` is the weights ``W``) the update goes to
+    ``W.T`` there instead, as in :func:`sparse_nt`.
     """
     n, m = D.shape
     data, indices, indptr, rows = X.data, X.indices, X.indptr, X.rows
     T = C.dtype.type
-    if beta != 1.0:
-        bt = T(beta)
-        for j in range(m):
-            c = C[j]
-            if beta == 0.0:
-                c[:] = T(0.0)
-            else:
-                for q in range(c.shape[0]):
-                    c[q] *= bt
     al = T(alpha)
+    if X.wt.shape[0] > 0:
+        _scale(X.wt, beta)
+        CT = X.wt.reshape((C.shape[1], m))
+        for i in range(n):
+            r = rows[i]
+            d = D[i]
+            for p in range(indptr[r], indptr[r + 1]):
+                a = al * data[p]
+                c = CT[indices[p]]
+                for j in range(m):
+                    c[j] += a * d[j]
+        return
     for j in range(m):
         c = C[j]
+        _scale(c, beta)
         for i in range(n):
             a = al * D[i, j]
             if a == T(0.0):  # ReLU zeros: nothing to add
@@ -106,9 +141,9 @@ def _input_tn_impl(alpha, D, X, beta, C):
 
 
 @njit(**JIT)
-def with_rows(X, rows):
-    """The :data:`SparseRows` of ``X``'s matrix for the rows ``rows``."""
-    return SparseRows(X.data, X.indices, X.indptr, rows, (rows.shape[0], X.shape[1]))
+def with_rows(X, rows, wt):
+    """The :data:`SparseRows` of ``X``'s matrix for the rows ``rows`` (``wt`` as in :func:`sparse_nt`)."""
+    return SparseRows(X.data, X.indices, X.indptr, rows, (rows.shape[0], X.shape[1]), wt)
 
 
 @njit(**JIT)
