@@ -4,9 +4,11 @@ What is checked
 ---------------
 * ``predict`` / ``evaluate`` / ``gradient`` / ``train_step`` / ``fit`` on a CSR
   matrix equal the same calls on its dense form (float32 and float64; relu,
-  tanh, sigmoid; MSE, cross-entropy on labels, binary cross-entropy; SGD,
-  momentum + weight decay, Adam, AdamW; dropout and batch norm on the first
-  layer; shuffling; a validation split), to float tolerance.
+  tanh, sigmoid; MSE, cross-entropy on labels, binary cross-entropy; SGD with
+  and without weight decay -- ``fit`` trains a transposed copy of W1 there --,
+  momentum + weight decay, Adam, AdamW, L-BFGS; dropout and batch norm on the
+  first layer; shuffling; a validation split), to float tolerance.
+* A diverging sparse epoch restores the network (W1 back in its layout).
 * The sparse gradient against central finite differences (float64).
 * CSC / COO / ``csr_array`` / integer / boolean data, and unsorted or
   duplicate indices, give the canonical CSR results; the caller's matrix is
@@ -124,8 +126,9 @@ def test_gradient_finite_differences():
     assert np.all(W[:, unused] == 0.0)
 
 
-OPTS = [
+OPTS = [  # plain SGD (with or without decay) runs on the transposed copy of W1 in fit
     ("sgd", dict(lr=0.05)),
+    ("sgd", dict(lr=0.05, weight_decay=1e-2)),
     ("sgd", dict(lr=0.05, momentum=0.9, weight_decay=1e-3)),
     ("adam", dict(lr=0.01, weight_decay=1e-3)),
     ("adamw", dict(lr=0.01, weight_decay=1e-2)),
@@ -185,6 +188,20 @@ def test_fit_validation_split_no_shuffle_and_grad_norms():
     ha = a.fit(X, y, epochs=2, validation_data=(Xv, yv), lr=0.05, seed=1)
     hb = b.fit(X.toarray(), y, epochs=2, validation_data=(Xv.toarray(), yv), lr=0.05, seed=1)
     np.testing.assert_allclose(ha.val_loss, hb.val_loss, rtol=1e-9)
+
+
+def test_divergence_restores_the_epoch_start():
+    """A fused SGD epoch that diverges mid-way leaves W1 as it was (untransposed)."""
+    X, y = _csr(), _targets("mse") * 1e3
+    net = fastbp.MLP([K, 8, 3], activation="relu", seed=0)
+    net.fit(X, y[:, :] / 1e3, epochs=1, lr=0.01, batch_size=5)
+    before = net.params.copy()
+    with pytest.raises(fastbp.DivergenceError):
+        net.fit(X, y, epochs=3, lr=1e3, batch_size=5)
+    np.testing.assert_array_equal(net.params, before)
+    with pytest.warns(RuntimeWarning, match="diverged"):
+        net.fit(X, y, epochs=3, lr=1e3, batch_size=5, on_divergence="warn")
+    np.testing.assert_array_equal(net.params, before)
 
 
 def test_lbfgs_matches_dense():
