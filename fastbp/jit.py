@@ -317,7 +317,7 @@ def sparse_gradient(state, data, indices, indptr, y):
 
 @njit(**JIT)
 def sparse_train_step(state, data, indices, indptr, y):
-    """One optimizer step on CSR ``X`` and ``y`` (``n <= cap`` rows); returns the loss before it."""
+    """One optimizer step on CSR ``X`` and ``y`` (``n <= cap`` rows); returns the prior loss."""
     X = _sparse_batch(state, data, indices, indptr, y)
     total = train_batch(state.model, state.work, state.loss, X, y, state.opt, state.hyper,
                         state.opt_state, state.step)

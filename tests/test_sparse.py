@@ -192,16 +192,19 @@ def test_fit_validation_split_no_shuffle_and_grad_norms():
 
 def test_divergence_restores_the_epoch_start():
     """A fused SGD epoch that diverges mid-way leaves W1 as it was (untransposed)."""
-    X, y = _csr(), _targets("mse") * 1e3
-    net = fastbp.MLP([K, 8, 3], activation="relu", seed=0)
-    net.fit(X, y[:, :] / 1e3, epochs=1, lr=0.01, batch_size=5)
+    X, y = _csr(), _targets("mse")
+    net = fastbp.MLP([K, 8, 3], activation="tanh", seed=0)
+    net.fit(X, y, epochs=1, lr=0.01, batch_size=5)
     before = net.params.copy()
     with pytest.raises(fastbp.DivergenceError):
-        net.fit(X, y, epochs=3, lr=1e3, batch_size=5)
+        net.fit(X, y * 1e3, epochs=1, lr=1e50, batch_size=5)
     np.testing.assert_array_equal(net.params, before)
     with pytest.warns(RuntimeWarning, match="diverged"):
-        net.fit(X, y, epochs=3, lr=1e3, batch_size=5, on_divergence="warn")
+        hist = net.fit(X, y * 1e3, epochs=1, lr=1e50, batch_size=5, on_divergence="warn")
+    assert hist.stop_reason == "diverged"
     np.testing.assert_array_equal(net.params, before)
+    net.fit(X, y, epochs=1, lr=0.01, batch_size=5)  # and it trains on from there
+    assert np.all(np.isfinite(net.params))
 
 
 def test_lbfgs_matches_dense():

@@ -23,7 +23,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from .._config import JIT
-from .matmul import mm_nt, mm_tn
+from .matmul import _scale, mm_nt, mm_tn
 
 SparseRows = namedtuple("SparseRows", ["data", "indices", "indptr", "rows", "shape", "wt"])
 
@@ -66,20 +66,8 @@ def sparse_nt(X, W, C):
 
 
 @njit(**JIT)
-def _scale(c, beta):
-    """``c <- beta * c`` for a 1-D array (``beta = 0`` clears, NaN included)."""
-    T = c.dtype.type
-    if beta == 0.0:
-        c[:] = T(0.0)
-    elif beta != 1.0:
-        bt = T(beta)
-        for q in range(c.shape[0]):
-            c[q] *= bt
-
-
-@njit(**JIT)
 def sparse_tn(alpha, D, X, beta, C):
-    """``C <- beta * C + alpha * D.T @ X`` for ``D`` (n, m), sparse rows ``X`` (n, k), ``C`` (m, k).
+    """``C <- beta * C + alpha * D.T @ X`` for ``D`` (n, m), sparse ``X`` (n, k), ``C`` (m, k).
 
     Only the non-zeros of ``X`` are read; ``beta`` scales all of ``C``
     (``beta = 0`` clears it, ``beta = 1`` leaves it).  When ``X.wt`` is not
@@ -91,8 +79,8 @@ def sparse_tn(alpha, D, X, beta, C):
     T = C.dtype.type
     al = T(alpha)
     if X.wt.shape[0] > 0:
-        _scale(X.wt, beta)
         CT = X.wt.reshape((C.shape[1], m))
+        _scale(beta, CT)
         for i in range(n):
             r = rows[i]
             d = D[i]
@@ -102,9 +90,9 @@ def sparse_tn(alpha, D, X, beta, C):
                 for j in range(m):
                     c[j] += a * d[j]
         return
+    _scale(beta, C)
     for j in range(m):
         c = C[j]
-        _scale(c, beta)
         for i in range(n):
             a = al * D[i, j]
             if a == T(0.0):  # ReLU zeros: nothing to add
@@ -142,7 +130,7 @@ def _input_tn_impl(alpha, D, X, beta, C):
 
 @njit(**JIT)
 def with_rows(X, rows, wt):
-    """The :data:`SparseRows` of ``X``'s matrix for the rows ``rows`` (``wt`` as in :func:`sparse_nt`)."""
+    """The :data:`SparseRows` of ``X``'s matrix for ``rows`` (``wt``: see :func:`sparse_nt`)."""
     return SparseRows(X.data, X.indices, X.indptr, rows, (rows.shape[0], X.shape[1]), wt)
 
 
