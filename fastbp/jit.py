@@ -83,6 +83,7 @@ def _same_dtype_impl(state, X):
 
 @njit(**JIT)
 def _check_X(state, X):
+    """Raise unless X is a non-empty (n, n_in) array of the state's dtype."""
     _same_dtype(state, X)
     if X.ndim != 2 or X.shape[1] != state.model.layout[0, 0]:
         raise ValueError("fastbp.jit: X must be 2-D with n_in columns (the network's input width)")
@@ -116,6 +117,7 @@ def _targets_ok_impl(y, loss, m):
 
 @njit(**JIT)
 def _check_y(state, X, y):
+    """Raise unless y matches X's rows and the network's targets."""
     if y.shape[0] != X.shape[0]:
         raise ValueError("fastbp.jit: X and y have different numbers of rows")
     m = state.model.layout[state.model.layout.shape[0] - 1, 1]
@@ -127,6 +129,7 @@ def _check_y(state, X, y):
 
 @njit(**JIT)
 def _check_batch(state, X, y):
+    """Raise unless (X, y) is a valid batch within the state's capacity."""
     _check_X(state, X)
     _check_y(state, X, y)
     if X.shape[0] > state.work.cap:

@@ -20,6 +20,7 @@ _GELU_C = math.sqrt(2.0 / math.pi)
 
 @njit(**JIT)
 def _softplus(z):
+    """Numerically stable log(1 + e^z)."""
     return max(z, type(z)(0.0)) + math.log1p(math.exp(-abs(z)))
 
 
