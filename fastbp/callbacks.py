@@ -119,7 +119,9 @@ class Checkpoint(_EpochCounter):
         ``"auto"``: ``val_loss`` when validation data is given, else ``loss``.
     initial_epoch : int, default 0
         Epochs already done when resuming (from :func:`load_checkpoint`);
-        the best value so far is then read back from an existing best file.
+        the best value so far is then read back from the best file (when
+        one exists at that name; a best path with ``{epoch}`` in it is
+        looked up for epoch ``initial_epoch``).
 
     Attributes
     ----------
