@@ -245,7 +245,7 @@ CHILD = textwrap.dedent("""
         X, y = d["X"], d["y"]
 
     def slow(net, epoch, history):
-        time.sleep(0.05)  # stretch the run so that the parent kills it mid-way
+        time.sleep(0.2 if epoch >= 2 else 0.01)  # so that the parent kills it mid-way
 
     with fastbp.threads(1):
         net = fastbp.MLP(%r, activation="tanh", seed=3)

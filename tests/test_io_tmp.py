@@ -54,10 +54,10 @@ SAVER = textwrap.dedent("""
     path = sys.argv[1]
     net = fastbp.MLP([40, 60, 10], seed=0)
     io.save(net, path)
-    real = os.fsync
     def hang(fd):
         time.sleep(3600)
     os.fsync = hang
+    print("saved", flush=True)
     while True:
         io.save(net, path)
 """)
@@ -66,15 +66,18 @@ SAVER = textwrap.dedent("""
 def _kill_savers(folder, name, times):
     path = os.path.join(folder, name)
     for _ in range(times):
-        before = set(_temps(folder, name))
-        child = subprocess.Popen([sys.executable, "-c", SAVER, path], env=_env(), cwd=folder)
+        child = subprocess.Popen([sys.executable, "-c", SAVER, path], env=_env(), cwd=folder,
+                                 stdout=subprocess.PIPE, text=True)
         try:
-            _wait(lambda: set(_temps(folder, name)) - before, "the child's temporary")
+            assert child.stdout.readline().strip() == "saved"  # its first save is complete
+            # that save removed the earlier children's temporaries: wait for its next one
+            _wait(lambda: _temps(folder, name), "the child's temporary")
         finally:
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=60)
+            child.stdout.close()
         assert child.returncode == -signal.SIGKILL
-        # the kill left this child's temporary; its own saves removed the earlier ones
+        # the kill left exactly this child's temporary, mid-save
         assert len(_temps(folder, name)) == 1
 
 
