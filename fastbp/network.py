@@ -439,7 +439,9 @@ class MLP:
         verbose : bool
             A progress bar (tqdm if installed, else one line per epoch).
         callbacks : sequence of callables
-            ``callback(net, epoch, history)`` after each epoch; returning True stops.
+            ``callback(net, epoch, history)`` after each epoch; returning True
+            stops (a non-empty string also becomes ``history.stop_reason``).
+            Ready-made ones: :mod:`fastbp.callbacks`.
         on_divergence : {"raise", "warn"}
             On a non-finite loss the network is restored to the end of the
             last finite epoch, then :class:`DivergenceError` is raised or a

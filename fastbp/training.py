@@ -183,8 +183,10 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
                         if no_improve >= n_iter_no_change:
                             hist.stop_reason = "early_stopping"
                             break
-                if any([bool(cb(net, epoch, hist)) for cb in callbacks]):  # run them all
-                    hist.stop_reason = "callback"
+                stops = [cb(net, epoch, hist) for cb in callbacks]  # run them all
+                if any(bool(s) for s in stops):  # a string returned names the reason
+                    hist.stop_reason = next((s for s in stops if isinstance(s, str) and s),
+                                            "callback")
                     break
         except KeyboardInterrupt:
             if pending:  # the epoch in flight may have run: undo it
