@@ -408,19 +408,25 @@ class MLP:
                                       "the network was restored. Use a smaller learning rate")
         return float(loss)
 
-    def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, seed=None,
+    def fit(self, X, y=None, epochs=1, batch_size=32, lr=None, shuffle=True, seed=None,
             optimizer="sgd", verbose=False, callbacks=(), on_divergence="raise",
             validation_data=None, validation_fraction=0.0, early_stopping=None,
             n_iter_no_change=10, tol=1e-4, lr_schedule=None, record_grad_norms=False,
-            **opt_kwargs):
+            chunk_size=None, **opt_kwargs):
         """Train by mini-batch backpropagation; each epoch is one compiled call.
 
         Parameters
         ----------
-        X : array-like, shape (n_samples, sizes[0])
-        y : array-like
+        X : array-like, shape (n_samples, sizes[0]), or a stream of chunks
+            A ``numpy.memmap`` (or any array with ``chunk_size`` given) is
+            trained chunk by chunk without loading it whole.  With ``y``
+            omitted, ``X`` is a stream of ``(X, y)`` chunks: a sequence, a
+            re-iterable object, a zero-argument callable returning a fresh
+            iterable each epoch, or a one-shot iterator (``epochs=1`` only).
+            See :mod:`fastbp.stream` for shuffling and validation rules.
+        y : array-like, optional
             Targets: ``(n, n_out)``; for cross_entropy also integer labels
-            ``(n,)``; for a single output also ``(n,)``.
+            ``(n,)``; for a single output also ``(n,)``.  Omitted for a stream.
         epochs : int
             Passes over the data.
         batch_size : int
@@ -459,6 +465,9 @@ class MLP:
         record_grad_norms : bool
             Record each layer's weight-gradient norm after every epoch
             (``history.grad_norms``), to make vanishing gradients visible.
+        chunk_size : int, optional
+            Rows per chunk when streaming an array (rounded down to a
+            multiple of ``batch_size``); default about 64 MB of ``X``.
 
         Returns
         -------
@@ -470,7 +479,8 @@ class MLP:
                    on_divergence=on_divergence, validation_data=validation_data,
                    validation_fraction=validation_fraction, early_stopping=early_stopping,
                    n_iter_no_change=n_iter_no_change, tol=tol, lr_schedule=lr_schedule,
-                   record_grad_norms=record_grad_norms, opt_kwargs=opt_kwargs)
+                   record_grad_norms=record_grad_norms, opt_kwargs=opt_kwargs,
+                   chunk_size=chunk_size)
 
     def state(self, batch_size=32, optimizer="sgd", lr=None, **opt_kwargs):
         """A :class:`fastbp.jit.NetState` for training from your own ``@njit`` code.
