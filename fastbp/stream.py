@@ -55,6 +55,9 @@ from ._validate import check_int, check_X, check_y
 #: Default bytes of ``X`` per chunk read from an array (64 MiB).
 CHUNK_BYTES = 64 << 20
 
+#: Bytes of a memmap copied between releases of its mapped pages (4 MiB).
+RELEASE_BYTES = 4 << 20
+
 #: Rows kept from the first chunk to measure gradient norms (``record_grad_norms``).
 PROBE_ROWS = 512
 
@@ -104,12 +107,22 @@ def _release(a, s, e):
 
 
 def _read(a, s, e, dtype=None):
-    """Rows ``s:e`` of ``a`` as an in-memory array (copied out of a memmap)."""
-    if isinstance(a, np.memmap):
-        part = np.array(a[s:e], dtype=dtype, order="C")
-        _release(a, s, e)
-        return part
-    return np.asarray(a[s:e])
+    """Rows ``s:e`` of ``a`` as an in-memory array.
+
+    A memmap is copied out in blocks of about :data:`RELEASE_BYTES`, each
+    block's mapped pages released as soon as it is copied, so the mapping adds
+    at most one block to the resident set.
+    """
+    if not isinstance(a, np.memmap):
+        return np.asarray(a[s:e])
+    out = np.empty((e - s,) + a.shape[1:], dtype=dtype or a.dtype)
+    row_bytes = max(a[:1].nbytes, 1)
+    step = max(1, RELEASE_BYTES // row_bytes)
+    for b in range(s, e, step):
+        c = min(b + step, e)
+        out[b - s:c - s] = a[b:c]
+        _release(a, b, c)
+    return out
 
 
 class _ArrayChunks:
