@@ -14,7 +14,9 @@ Sources
     ``batch_size`` so that chunking never changes the batches.  The default
     is about :data:`CHUNK_BYTES` of ``X``.  Rows of a memmap are copied out
     of the mapping and the mapped pages released again, so resident memory
-    stays at a few chunks whatever the size of the file.
+    grows by about two chunks (the one training, the one being read)
+    whatever the size of the file.  A copy-on-write map (``mode="c"``) keeps
+    its pages: releasing them would discard its private changes.
 
     *Chunk streams* (``y`` omitted): a sequence of ``(X, y)`` pairs, any
     re-iterable object (``iter(obj)`` returns a fresh iterator), or a

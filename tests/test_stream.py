@@ -331,3 +331,29 @@ def test_sklearn_partial_fit_on_memmap_chunks(tmp_path):
         b.partial_fit(X[s:s + 100], y[s:s + 100])
     assert np.array_equal(a.predict(X), b.predict(X))
     assert a.t_ == b.t_ == X.shape[0]
+
+
+@pytest.mark.parametrize("mode", ["r", "r+", "c"])
+def test_releasing_mapped_pages_never_loses_data(tmp_path, mode):
+    """Pages of shared mappings are dropped after copying; unflushed writes to an
+    ``r+`` map and private changes to a copy-on-write (``c``) map must survive."""
+    X, y = _data()
+    _memmap(tmp_path, X)
+    mx = np.load(tmp_path / "X.npy", mmap_mode=mode)
+    if mode != "r":
+        mx[::7] *= 2.0  # not flushed
+        X[::7] *= 2.0
+    ref, net = _net(), _net()
+    ref.fit(X, y, epochs=2, batch_size=8, seed=6, chunk_size=32)
+    net.fit(mx, y, epochs=2, batch_size=8, seed=6, chunk_size=32)
+    assert _same(ref, net)
+    assert np.array_equal(np.asarray(mx), X)
+
+
+def test_read_copies_memmap_rows_in_release_blocks(tmp_path, monkeypatch):
+    X, _ = _data(n=1000)
+    mx = _memmap(tmp_path, X.astype(np.float32))
+    monkeypatch.setattr(stream, "RELEASE_BYTES", 7 * 5 * 4)  # 7 rows per block
+    part = stream._read(mx, 3, 503, np.float64)
+    assert part.dtype == np.float64 and part.flags.c_contiguous
+    assert np.array_equal(part, X.astype(np.float32)[3:503].astype(np.float64))
