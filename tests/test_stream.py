@@ -357,3 +357,28 @@ def test_read_copies_memmap_rows_in_release_blocks(tmp_path, monkeypatch):
     part = stream._read(mx, 3, 503, np.float64)
     assert part.dtype == np.float64 and part.flags.c_contiguous
     assert np.array_equal(part, X.astype(np.float32)[3:503].astype(np.float64))
+
+
+def test_classification_labels_and_row_sliceable_objects(tmp_path):
+    """Integer labels in a memmap; any object with .shape and row slicing (h5py-like)."""
+    X, _ = _data()
+    labels = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0)
+
+    class Rows:  # neither ndarray nor memmap: read only through shape and slicing
+        def __init__(self, a):
+            self.a, self.shape = a, a.shape
+
+        def __getitem__(self, key):
+            return self.a[key].copy()
+
+    kw = dict(loss="cross_entropy", sizes=(5, 8, 3))
+    ref, a, b = _net(**kw), _net(**kw), _net(**kw)
+    ref.fit(X, labels, epochs=2, batch_size=16, shuffle=False)
+    a.fit(_memmap(tmp_path, X), _memmap(tmp_path, labels, "y.npy"), epochs=2, batch_size=16,
+          shuffle=False, chunk_size=48)
+    b.fit(Rows(X), Rows(labels), epochs=2, batch_size=16, shuffle=False, chunk_size=48)
+    assert _same(ref, a) and _same(ref, b)
+    bad = labels.copy()
+    bad[200] = 3
+    with pytest.raises(ValueError, match=r"y of chunk 4 \(rows 192-239\) has labels outside"):
+        _net(**kw).fit(Rows(X), Rows(bad), batch_size=16, chunk_size=48, shuffle=False)
