@@ -396,18 +396,20 @@ def _remove_stale_temporaries(path):
             os.close(fd)
 
 
-def _write_atomic(path, arrays):
-    """Write ``arrays`` as an ``.npz`` to ``path`` through a locked temporary and a rename.
+def _write_atomic(path, write):
+    """Create ``path`` with what ``write(fh)`` writes (binary) through a locked
+    temporary and a rename.
 
     Stale temporaries of ``path`` (from writers killed mid-save) are removed
     first.  The temporary stays locked until it has been renamed over ``path``.
+    ``fastbp.export`` writes its files through this too.
     """
     _remove_stale_temporaries(path)
     directory = os.path.dirname(os.path.abspath(path))
     tmp, fd = _create_locked_temp(directory, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb", closefd=False) as fh:
-            np.savez(fh, allow_pickle=False, **arrays)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -452,7 +454,7 @@ def save(net, path, *, extra=None):
     with net._lock:  # a consistent snapshot if another thread is training
         arrays = _collect(net, extra)
         arrays = {k: np.array(v, copy=True) for k, v in arrays.items()}
-    _write_atomic(path, arrays)
+    _write_atomic(path, lambda fh: np.savez(fh, allow_pickle=False, **arrays))
 
 
 # ------------------------------------------------------------------------ load
