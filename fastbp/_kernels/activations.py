@@ -16,6 +16,8 @@ from ..spec import ELU, GELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, SOFT
 from .approx import vexp, vsigmoid, vtanh
 
 _GELU_C = math.sqrt(2.0 / math.pi)
+#: The cubic coefficient of the tanh form of GELU.
+_GELU_K3 = 0.044715
 
 
 @njit(**JIT)
@@ -35,7 +37,7 @@ def bias_act(A, b, act, alpha, pre, keep_pre, add_bias):
     one = T(1.0)
     half = T(0.5)
     c = T(_GELU_C)
-    k3 = T(0.044715)
+    k3 = T(_GELU_K3)
     for i in range(n):
         row = A[i]
         if add_bias:
@@ -95,7 +97,7 @@ def mul_act_grad(D, A, pre, act, alpha):
     one = T(1.0)
     half = T(0.5)
     c = T(_GELU_C)
-    k3 = T(0.044715)
+    k3 = T(_GELU_K3)
     if act == IDENTITY:
         return
     for i in range(n):

@@ -21,12 +21,12 @@ from collections import namedtuple
 import numpy as np
 
 from .. import spec
-from .._kernels.activations import _GELU_C
+from .._kernels.activations import _GELU_C, _GELU_K3
 from ..network import MLP
 
 #: GELU (tanh form): ``0.5 z (1 + tanh(GELU_C (z + GELU_K3 z**3)))``, fastbp's constants.
 GELU_C = _GELU_C
-GELU_K3 = 0.044715
+GELU_K3 = _GELU_K3
 
 #: One dense layer: ``W`` ``(n_out, n_in)`` and ``b`` ``(n_out,)`` in the
 #: export dtype (batch norm folded in), the activation name and its parameter
