@@ -231,6 +231,15 @@ class MLP:
         return (f"MLP(sizes={list(self.sizes)}, activations={list(self.activations)}, "
                 f"loss={self.loss!r}, dtype={self.dtype.name!r}{extra})")
 
+    def summary(self):
+        """A per-layer table (input and output widths, activation, batch norm,
+        dropout, parameters) and the totals in values and bytes.
+
+        Returns the text; ``print(net.summary())`` shows it.
+        """
+        from .summary import summary
+        return summary(self)
+
     #: Attributes rebuilt rather than pickled: the lock cannot be pickled, the
     #: workspace is scratch, and the views must share the restored buffers.
     _TRANSIENT = frozenset({"_lock", "_ws", "_model", "_step_opt", "weights", "biases",
