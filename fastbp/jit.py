@@ -19,6 +19,7 @@ first; what your loop trains is what ``net.predict`` and ``net.save`` see.
 ``input_gradient(state, X, y, out)``   batch-mean loss; ``out`` (n, n_in) <- its
                                        gradient with respect to ``X``
 ``jacobian(state, X, out)``            ``out`` (n, n_out, n_in) <- d outputs / d ``X``
+``jacobian_one(state, x, out)``        one sample: ``out`` (n_out, n_in)
 =====================================  =============================================
 
 Targets ``y`` are ``(n, n_out)`` floats, ``(n,)`` integer class labels (the
@@ -254,5 +255,19 @@ def jacobian(state, X, out):
         _jacobian(state.model, state.work, X[s:e], out[s:e])
 
 
+@njit(**JIT)
+def jacobian_one(state, x, out):
+    """``out[k, j] <- d output_k / d x[j]`` for one sample ``x`` (n_in,); ``out`` (n_out, n_in)."""
+    L = state.model.layout.shape[0]
+    if x.ndim != 1 or x.shape[0] != state.model.layout[0, 0]:
+        raise ValueError("fastbp.jit: x must be 1-D with n_in entries")
+    if out.ndim != 2 or out.shape[0] != state.model.layout[L - 1, 1] or out.shape[1] != x.shape[0]:
+        raise ValueError("fastbp.jit: out must have shape (n_out, n_in)")
+    _same_dtype(state, out)
+    for j in range(x.shape[0]):
+        state.xbuf[0, j] = x[j]
+    _jacobian(state.model, state.work, state.xbuf, out[None, :, :])
+
+
 __all__ = ["NetState", "predict", "predict_one", "loss", "gradient", "train_step",
-           "train_step_one", "input_gradient", "jacobian"]
+           "train_step_one", "input_gradient", "jacobian", "jacobian_one"]

@@ -179,6 +179,7 @@ def _user_loop(state, X, y, out, J, reps):
     for _ in range(reps):
         s += fj.input_gradient(state, X, y, out)
         fj.jacobian(state, X, J)
+        fj.jacobian_one(state, X[1], J[1])
     return s
 
 
@@ -203,6 +204,9 @@ def test_jit_matches_python_api_with_chunking(dtype):
     assert _user_loop(state, X, y, out2, J2, 2) == pytest.approx(2 * L, rel=1e-12)
     np.testing.assert_array_equal(out2, out)
     np.testing.assert_array_equal(J2, J)
+    J1 = np.empty((3, 4), dtype=dtype)
+    fj.jacobian_one(state, X[7], J1)
+    np.testing.assert_array_equal(J1, J[7])
 
 
 def test_jit_misuse_raises_value_error():
@@ -217,6 +221,10 @@ def test_jit_misuse_raises_value_error():
         fj.jacobian(state, X[:, :2].copy(), np.empty((4, 3, 2)))
     with pytest.raises(ValueError, match="rows"):
         fj.input_gradient(state, X, y[:3], np.empty_like(X))
+    with pytest.raises(ValueError, match="n_out, n_in"):
+        fj.jacobian_one(state, X[0], np.empty((4, 3)))
+    with pytest.raises(ValueError, match="1-D with n_in"):
+        fj.jacobian_one(state, X[0, :2].copy(), np.empty((3, 4)))
 
 
 def test_jit_calls_allocate_nothing():
@@ -231,13 +239,15 @@ def test_jit_calls_allocate_nothing():
         J = np.empty((12, 3, 4), dtype=dtype)
         fj.input_gradient(state, X, y, out)
         fj.jacobian(state, X, J)
+        fj.jacobian_one(state, X[3], J[3])
         _user_loop(state, X, y, out, J, 1)
         with track_nrt() as t:
             for _ in range(20):
                 fj.input_gradient(state, X, y, out)
                 fj.jacobian(state, X, J)
+                fj.jacobian_one(state, X[3], J[3])
             _user_loop(state, X, y, out, J, 50)
-        assert t.calls == 41
+        assert t.calls == 61
         assert_no_kernel_allocations(t)
 
 
