@@ -231,6 +231,15 @@ class MLP:
         return (f"MLP(sizes={list(self.sizes)}, activations={list(self.activations)}, "
                 f"loss={self.loss!r}, dtype={self.dtype.name!r}{extra})")
 
+    def summary(self):
+        """A per-layer table (input and output widths, activation, batch norm,
+        dropout, parameters) and the totals in values and bytes.
+
+        Returns the text; ``print(net.summary())`` shows it.
+        """
+        from .summary import summary
+        return summary(self)
+
     #: Attributes rebuilt rather than pickled: the lock cannot be pickled, the
     #: workspace is scratch, and the views must share the restored buffers.
     _TRANSIENT = frozenset({"_lock", "_ws", "_model", "_step_opt", "weights", "biases",
@@ -342,6 +351,35 @@ class MLP:
                 loss += part * w
                 grad += w * ws.grad
         return float(loss), grad.astype(self.dtype)
+
+    def input_gradient(self, X, y):
+        """Batch-mean loss and its gradient with respect to the inputs ``X``.
+
+        Inference mode (dropout off, batch norm with running statistics); the
+        loss is the batch mean, as in :meth:`gradient`, so row ``i`` of the
+        result is ``(1/n) * d loss_i / d X[i]`` (multiply by ``n`` for the
+        per-sample gradients).  Nothing changes in the network.
+
+        Returns
+        -------
+        loss : float
+        dX : ndarray, shape of ``X``, of the network's dtype
+        """
+        from .sensitivity import input_gradient
+        return input_gradient(self, X, y)
+
+    def jacobian(self, X):
+        """Derivatives of the outputs with respect to the inputs, per sample.
+
+        Inference mode; ``J[i, k, j] = d predict(X)[i, k] / d X[i, j]`` (the
+        output activation included: softmax probabilities, sigmoid outputs).
+
+        Returns
+        -------
+        J : ndarray, shape (n_samples, sizes[-1], sizes[0]), of the network's dtype
+        """
+        from .sensitivity import jacobian
+        return jacobian(self, X)
 
     # --------------------------------------------------------------- training
     def _optimizer(self, optimizer, lr, kwargs):

@@ -4,7 +4,8 @@
 ``mul_act_grad`` multiplies a delta by ``f'(z)`` while deltas propagate.  Every
 derivative is computed from the output ``a`` except GELU's, which needs ``z``.
 float32 uses the vectorisable exp/tanh of ``approx.py``.
-Softmax appears only on the output layer (its Jacobian lives in ``losses``).
+Softmax appears only on the output layer (``losses`` fuses its Jacobian into
+the loss delta; ``mul_act_grad`` applies it for input Jacobians).
 """
 
 import math
@@ -89,7 +90,7 @@ def bias_act(A, b, act, alpha, pre, keep_pre, add_bias):
 
 @njit(**JIT)
 def mul_act_grad(D, A, pre, act, alpha):
-    """In place ``D <- D * f'(z)`` where ``A = f(z)`` (and ``pre = z`` for GELU)."""
+    """In place ``D <- D * f'(z)`` where ``A = f(z)`` (``pre = z`` for GELU; softmax: ``D @ J``)."""
     T = D.dtype.type
     n, m = D.shape
     al = T(alpha)
@@ -127,3 +128,9 @@ def mul_act_grad(D, A, pre, act, alpha):
                 z = p[j]
                 t = vtanh(c * (z + k3 * z * z * z))
                 d[j] *= half * (one + t) + half * z * (one - t * t) * c * (one + T(3.0) * k3 * z * z)
+        elif act == SOFTMAX:  # Jacobian-vector product: d <- a * (d - <d, a>)
+            s = zero
+            for j in range(m):
+                s += d[j] * a[j]
+            for j in range(m):
+                d[j] = a[j] * (d[j] - s)
