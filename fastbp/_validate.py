@@ -52,9 +52,10 @@ def check_X(X, n_features, dtype, name="X", sparse=False):
     """
     if is_sparse(X):
         if not sparse:
-            raise TypeError(f"{name} is a scipy.sparse matrix, which this entry point does "
-                            f"not take; pass a dense array ({name}.toarray()) or use "
-                            "MLP.fit / predict / evaluate / gradient / train_step, which do")
+            raise TypeError(f"{name} is a scipy.sparse matrix, which is not supported here "
+                            "(MLP.fit / predict / evaluate / gradient / train_step take one, "
+                            "streamed, population and distributed training do not); pass a "
+                            f"dense array ({name}.toarray())")
         return check_sparse_X(X, n_features, dtype, name)
     arr = _as_real_array(X, name)
     if arr.ndim != 2:

@@ -67,6 +67,15 @@ class Workspace:
             self._xbuf = aligned_zeros((self.cap, int(self.layout[0, 0])), self.dtype)
         return self._xbuf
 
+    def sparse_buffers(self, n_weights):
+        """``(rows, scratch)`` for sparse epochs: int64 room for ``cap`` row numbers and
+        ``n_weights`` entries for a copy of the first layer's weights (kept for reuse)."""
+        bufs = getattr(self, "_sparse", None)
+        if bufs is None or bufs[0].shape[0] < self.cap or bufs[1].shape[0] < n_weights:
+            bufs = self._sparse = (np.zeros(self.cap, dtype=np.int64),
+                                   np.empty(n_weights, dtype=self.dtype))
+        return bufs
+
     def ybuf(self, y):
         """A ``cap``-row buffer shaped and typed like the targets ``y``."""
         key = (y.dtype.str, y.shape[1:])

@@ -298,7 +298,7 @@ def test_complex_sparse_and_dense_only_entries_raise_type_error():
     with pytest.raises(TypeError, match="complex"):
         net.predict(Xc)
     from fastbp._validate import check_X
-    with pytest.raises(TypeError, match="scipy.sparse matrix, which this entry point"):
+    with pytest.raises(TypeError, match="scipy.sparse matrix, which is not supported here"):
         check_X(_csr(), K, np.float64)
 
 

@@ -22,6 +22,7 @@ from .sparse import input_tn
 
 @njit(**JIT)
 def _colsum(D, out):
+    """Column sums of D into out (the bias gradient)."""
     out[:] = 0.0
     for i in range(D.shape[0]):
         d = D[i]

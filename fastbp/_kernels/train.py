@@ -20,6 +20,7 @@ from .update import H_CLIP, H_L1, H_LR, H_WD, SGD, apply_update
 
 @njit(**JIT)
 def _forward_loss(model, work, loss, X, y, training, update_stats, scale, want_delta):
+    """Forward pass and loss sum (and output delta when want_delta)."""
     n = X.shape[0]
     L = model.layout.shape[0]
     m = model.layout[L - 1, L_OUT]
