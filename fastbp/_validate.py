@@ -99,8 +99,8 @@ def check_y(y, n, n_out, loss, dtype, name="y"):
             raise ValueError(f"{name} must hold probabilities in [0, 1] for "
                              "cross-entropy losses")
     if loss == POISSON and out.min() < 0:
-        raise ValueError(f"{name} has negative values (min {float(out.min())!r}); the poisson loss "
-                         "needs counts or rates >= 0")
+        raise ValueError(f"{name} has negative values (min {float(out.min())!r}); the "
+                         "poisson loss needs counts or rates >= 0")
     return out
 
 

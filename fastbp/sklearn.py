@@ -86,7 +86,8 @@ Outputs and losses
   probabilities at 0.5; ``out_activation_ == "logistic"``.
 * Regression: identity outputs and squared error by default; ``y`` may
   be 2-D (multi-output).  ``loss=`` also takes ``poisson`` (exp output, as
-  in scikit-learn) and fastbp's ``huber``, ``absolute_error``, ``quantile``.  A 1-D ``y`` (or one column) gives 1-D predictions.
+  in scikit-learn) and fastbp's ``huber``, ``absolute_error``, ``quantile``.
+  A 1-D ``y`` (or one column) gives 1-D predictions.
 
 ``loss_curve_`` holds scikit-learn's loss per epoch: the mean over the
 epoch's batches of the batch loss, evaluated before each update (as

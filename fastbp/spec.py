@@ -50,8 +50,9 @@ LOSSES = {"mse": MSE, "squared_error": MSE, "cross_entropy": CROSS_ENTROPY,
           "binary_cross_entropy": BINARY_CROSS_ENTROPY, "huber": HUBER, "mae": MAE,
           "l1": MAE, "absolute_error": MAE, "quantile": QUANTILE, "pinball": QUANTILE,
           "poisson": POISSON}
-LOSS_NAMES = {MSE: "mse", CROSS_ENTROPY: "cross_entropy", BINARY_CROSS_ENTROPY: "binary_cross_entropy",
-              HUBER: "huber", MAE: "mae", QUANTILE: "quantile", POISSON: "poisson"}
+LOSS_NAMES = {MSE: "mse", CROSS_ENTROPY: "cross_entropy",
+              BINARY_CROSS_ENTROPY: "binary_cross_entropy", HUBER: "huber", MAE: "mae",
+              QUANTILE: "quantile", POISSON: "poisson"}
 DEFAULT_OUTPUT = {MSE: "identity", CROSS_ENTROPY: "softmax", BINARY_CROSS_ENTROPY: "sigmoid",
                   HUBER: "identity", MAE: "identity", QUANTILE: "identity", POISSON: "exp"}
 REQUIRED_OUTPUT = {CROSS_ENTROPY: "softmax", BINARY_CROSS_ENTROPY: "sigmoid", POISSON: "exp"}

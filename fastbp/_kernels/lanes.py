@@ -34,8 +34,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import GROUP, JIT, JIT_INLINE, JIT_NO_NRT, JIT_PARALLEL, LANES
-from ..spec import (BINARY_CROSS_ENTROPY, CROSS_ENTROPY, IDENTITY, L_ACT, L_BN, L_IN, L_OUT, L_W, MSE, P_ALPHA,
-                    P_DROP, RELU, SIGMOID, SOFTMAX, TANH)
+from ..spec import (BINARY_CROSS_ENTROPY, CROSS_ENTROPY, IDENTITY, L_ACT, L_BN, L_IN, L_OUT,
+                    L_W, MSE, P_ALPHA, P_DROP, RELU, SIGMOID, SOFTMAX, TANH)
 from .approx import vexp
 from .regularize import mix64
 from .simd import (sigmoid_rows, tanh_rows, vdot, vdot_drelu, vdot_dsigmoid, vdot_dtanh,
