@@ -405,3 +405,16 @@ def test_regressor_losses():
     for bad in ({"loss": "hinge"}, {"huber_delta": 0.0}, {"quantile": 1.0}):
         with pytest.raises(ValueError):
             MLPRegressor(**{**kw, **bad}).fit(X, y)
+
+
+def test_torch_export_of_a_poisson_network_gives_log_rates():
+    torch = pytest.importorskip("torch")
+    from fastbp.interop import to_torch_sequential
+    net = fastbp.MLP([3, 4, 1], loss="poisson", seed=0)
+    X = np.random.default_rng(0).standard_normal((5, 3))
+    seq = to_torch_sequential(net)
+    with torch.no_grad():
+        eta = seq(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(np.exp(eta), net.predict(X), rtol=1e-12)
+    with pytest.raises(ValueError, match="log-rates"):
+        to_torch_sequential(net, include_output=True)
