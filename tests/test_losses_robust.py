@@ -400,6 +400,10 @@ def test_regressor_losses():
         assert clone(est).get_params()["loss"] == loss
         assert est.out_activation_ == ("exp" if loss == "poisson" else "identity")
     assert (est.predict(X) > 0).all()
+    # the same half deviance scikit-learn's MLPRegressor(loss="poisson") reports
+    from sklearn.neural_network._base import poisson_loss
+    assert est.net_.evaluate(X, y) == pytest.approx(
+        poisson_loss(y.reshape(-1, 1), est.predict(X).reshape(-1, 1)), rel=1e-10)
     with pytest.raises(ValueError, match="negative"):
         MLPRegressor(loss="poisson", **kw).fit(X, -y)
     for bad in ({"loss": "hinge"}, {"huber_delta": 0.0}, {"quantile": 1.0}):
