@@ -60,6 +60,9 @@ class Epoch:
     params = (["float32", "float64"], list(CASES))
     param_names = ["dtype", "case"]
     timeout = 600  # the first setup of a fresh commit compiles the kernels
+    # 4 to 20 samples (split over asv's rounds), up to 30 s: enough for asv's
+    # significance test to call a real change on a noisy machine.
+    repeat = (4, 20, 30.0)
 
     def setup(self, dtype, case):
         self.net, self.X, self.y, self.batch = make_case(case, dtype)

@@ -7,9 +7,9 @@
 # your changes first), two throw-away commits are made on top of HEAD:
 #
 #   same  an empty commit: the same code as HEAD;
-#   slow  fastbp/training.py sleeps SLOWDOWN (default 0.5) times the measured
+#   slow  fastbp/training.py sleeps SLOWDOWN (default 1.0) times the measured
 #         epoch time after every compiled epoch call, so each epoch of
-#         MLP.fit takes (1 + SLOWDOWN) times as long.
+#         MLP.fit takes (1 + SLOWDOWN) times as long (default: twice).
 #
 # and asv (the project's asv.conf.json: a virtualenv, each commit's wheel
 # installed in turn) runs one benchmark on each pair:
@@ -27,7 +27,7 @@
 set -uo pipefail
 
 regex="${1:-bench_training.Epoch.time_epoch\('float32', 'digits-b32'\)}"
-slowdown="${SLOWDOWN:-0.5}"
+slowdown="${SLOWDOWN:-1.0}"
 asv="${ASV:-asv}"
 root="$(git -C "$(dirname "$0")/.." rev-parse --show-toplevel)"
 head="$(git -C "$root" rev-parse HEAD)"
