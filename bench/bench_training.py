@@ -10,6 +10,10 @@
   everything compiled) and with the cache that run left behind (warm), and the
   import alone.
 
+asv reads every number as lower-is-better: for the ``samples/s`` tracks a
+ratio above 1 in ``asv compare`` / ``asv continuous`` is a speed-up, not a
+regression, so gate on the ``time_`` figures (``time_epoch``).
+
 Run with ``asv run --python=same --quick`` for a look at the working tree, or
 ``asv continuous main HEAD`` / ``asv run main~5..main`` (README,
 "Performance").  JIT warm-up happens in ``setup`` so compile time never
