@@ -4,10 +4,11 @@ What is checked
 ---------------
 * ``predict`` / ``evaluate`` / ``gradient`` / ``train_step`` / ``fit`` on a CSR
   matrix equal the same calls on its dense form (float32 and float64; relu,
-  tanh, sigmoid; MSE, cross-entropy on labels, binary cross-entropy; SGD with
-  and without weight decay -- ``fit`` trains a transposed copy of W1 there --,
-  momentum + weight decay, Adam, AdamW, L-BFGS; dropout and batch norm on the
-  first layer; shuffling; a validation split), to float tolerance.
+  tanh, sigmoid; MSE, cross-entropy on labels, binary cross-entropy, Poisson,
+  Huber; SGD with and without weight decay -- ``fit`` trains a transposed copy
+  of W1 there --, momentum + weight decay, Adam, AdamW, L-BFGS; dropout and
+  batch norm on the first layer; shuffling; a validation split), to float
+  tolerance.
 * A diverging sparse epoch restores the network (W1 back in its layout).
 * The sparse gradient against central finite differences (float64).
 * CSC / COO / ``csr_array`` / integer / boolean data, and unsorted or
@@ -54,6 +55,8 @@ def _targets(loss, n=N, m=3, seed=1):
         return rng.integers(0, m, n)
     if loss == "binary_cross_entropy":
         return (rng.random((n, m)) > 0.5).astype(float)
+    if loss == "poisson":
+        return rng.poisson(2.0, (n, m)).astype(float)
     return rng.normal(size=(n, m))
 
 
@@ -70,6 +73,8 @@ CASES = [  # activation, loss, extra network settings
     ("relu", "cross_entropy", {}),
     ("tanh", "mse", {}),
     ("sigmoid", "binary_cross_entropy", {}),
+    ("relu", "poisson", {}),
+    ("tanh", "huber", {}),
 ]
 
 
