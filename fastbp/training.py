@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from ._kernels.train import train_epoch
+from ._kernels.train import batch_epoch, flat_epoch, flat_ok
 from ._validate import check_float, check_int
 from .history import History
 from .schedules import make_schedule
@@ -135,9 +135,15 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
                     np.copyto(order, identity)
                     net.rng.shuffle(order)
                 t0 = time.perf_counter()
-                train_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size,
-                            shuffle, ws.xbuf, ybuf, opt.code, opt.hyper, opt.state, opt.step,
-                            out)
+                # the path is chosen here, not inside one kernel, so that a network
+                # compiles only the path it takes (see _kernels/train.train_epoch)
+                if flat_ok(opt.code, opt.hyper, net._layout, net._lparams, batch_size):
+                    flat_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size,
+                               shuffle, opt.hyper, opt.step, out)
+                else:
+                    batch_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size,
+                                shuffle, ws.xbuf, ybuf, opt.code, opt.hyper, opt.state,
+                                opt.step, out)
                 dt = time.perf_counter() - t0
                 if out[1] < n or not np.all(np.isfinite(net._params)):
                     snap.restore()

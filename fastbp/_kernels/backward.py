@@ -17,6 +17,7 @@ from .activations import mul_act_grad
 from .forward import block, bn_params, layer_params, unit_offset
 from .matmul import mm_nn, mm_tn
 from .regularize import bn_backward, dropout_backward
+from .runtime import runtime
 
 
 @njit(**JIT)
@@ -90,4 +91,5 @@ def backward(model, work, X, lr, decay, fused, training):
         _weights(model, work, l, D, Ain, lr, decay, fused)
         _through_layer(model, work, l - 1, Dp, Ain, prev, lr, fused, training)
         off = prev
-    _weights(model, work, 0, block(work.deltas, 0, n, layout[0, L_OUT]), X, lr, decay, fused)
+    _weights(model, work, runtime(0), block(work.deltas, runtime(0), n, layout[0, L_OUT]), X,
+             lr, decay, fused)
