@@ -77,7 +77,7 @@ def backward(model, work, X, lr, decay, fused, training):
     cap = work.cap
     n = X.shape[0]
     L = layout.shape[0]
-    off = 0
+    off = runtime(0)  # a literal 0 here would compile block() once more
     for l in range(L - 1):
         off += cap * layout[l, L_OUT]
     for l in range(L - 1, 0, -1):

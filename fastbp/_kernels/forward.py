@@ -102,7 +102,7 @@ def forward(model, work, X, training, update_stats):
     cap = work.cap
     n = X.shape[0]
     _layer_forward(model, work, runtime(0), X, runtime(0), training, update_stats)
-    off = 0
+    off = runtime(0)  # a literal 0 here would compile block() once more
     for l in range(1, layout.shape[0]):
         prev = off
         off += cap * layout[l - 1, L_OUT]
