@@ -122,7 +122,7 @@ print("RESULT", json.dumps({"acc": acc}))
 #: different network in the same process -- how long until its first step?
 #: "same kind": 64-32-32-10 tanh, cross-entropy on the same labels, float32;
 #: "new kind": 20-64-64-3 tanh, float64 mse on 2-D targets.
-_SECOND = _FASTBP.replace('print("RESULT"', '_r = (') + """
+_SECOND = _FASTBP.replace('print("RESULT", ', '_r = (') + """
 import numpy as np
 rng = np.random.default_rng(0)
 res = {}
@@ -145,7 +145,9 @@ print("RESULT", json.dumps(res))
 SCRIPTS = {"fastbp": _FASTBP, "torch": _TORCH, "jax": _JAX, "sklearn": _SKLEARN}
 MODULES = {"fastbp": "fastbp", "torch": "torch", "jax": "jax", "sklearn": "sklearn"}
 
-#: Installed by the profiled child: records every ``numba:compile`` event.
+#: Installed by the profiled child: records every ``numba:compile`` event,
+#: timed in process CPU seconds (compilation is single-threaded, and CPU time
+#: is far less inflated than wall time on a busy machine).
 _PROFILER = """
 import time, json, atexit
 from numba.core import event as _ev
@@ -155,10 +157,10 @@ def _name(e):
     return f.__module__ + "." + f.__qualname__
 class _L(_ev.Listener):
     def on_start(self, e):
-        _stack.append([time.perf_counter(), 0.0, _name(e)])
+        _stack.append([time.process_time(), 0.0, _name(e)])
     def on_end(self, e):
         t0, child, name = _stack.pop()
-        dt = time.perf_counter() - t0
+        dt = time.process_time() - t0
         if _stack:
             _stack[-1][1] += dt
         _rows.append((name, dt - child, dt, [str(a) for a in e.data["args"]],
@@ -298,13 +300,13 @@ def run_profile(top):
     print(f"cold run: {wall:.2f} s whole process ({out['cpu']:.2f} s CPU); "
           f"inside: {json.dumps(out['RESULT'])}")
     print(f"{len(rows)} signatures compiled ({len(per)} functions), "
-          f"{total:.2f} s of compile (own time, callees excluded); "
+          f"{total:.2f} CPU s of compile (own time, callees excluded); "
           f"cache: {n} entries, {size / 1e6:.1f} MB")
-    print(f"\n{'function':48s} {'own s':>7s} {'incl s':>7s} {'sigs':>5s}  first called from")
+    print(f"\n{'function':48s} {'own CPU s':>9s} {'incl':>7s} {'sigs':>5s}  first called from")
     for name, (excl, incl, k, _, *parents) in sorted(per.items(),
                                                      key=lambda kv: -kv[1][0])[:top]:
         short = name.replace("fastbp._kernels.", "").replace(".<locals>", "")[:48]
-        print(f"{short:48s} {excl:7.2f} {incl:7.2f} {k:5d}  "
+        print(f"{short:48s} {excl:9.2f} {incl:7.2f} {k:5d}  "
               f"{parents[0].replace('fastbp._kernels.', '') or '(Python)'}")
     multi = {k: v[3] for k, v in per.items() if v[2] > 1}
     if multi:
