@@ -18,6 +18,18 @@ from .spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY
 from .workspace import Snapshot
 
 
+def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt, hyper,
+                state, step, out):
+    """One epoch's kernel call, as ``_kernels.train.train_epoch`` but with the path
+    (flat or general) chosen here in Python, so a network compiles only the path it
+    takes rather than both inside one kernel."""
+    if flat_ok(opt, hyper, model.layout, model.lparams, batch_size):
+        flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out)
+    else:
+        batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt,
+                    hyper, state, step, out)
+
+
 def score(net, X, y):
     """Accuracy for classification losses, ``None`` for mse."""
     if net._loss_code == CROSS_ENTROPY:
@@ -135,15 +147,9 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
                     np.copyto(order, identity)
                     net.rng.shuffle(order)
                 t0 = time.perf_counter()
-                # the path is chosen here, not inside one kernel, so that a network
-                # compiles only the path it takes (see _kernels/train.train_epoch)
-                if flat_ok(opt.code, opt.hyper, net._layout, net._lparams, batch_size):
-                    flat_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size,
-                               shuffle, opt.hyper, opt.step, out)
-                else:
-                    batch_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size,
-                                shuffle, ws.xbuf, ybuf, opt.code, opt.hyper, opt.state,
-                                opt.step, out)
+                train_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size,
+                            shuffle, ws.xbuf, ybuf, opt.code, opt.hyper, opt.state, opt.step,
+                            out)
                 dt = time.perf_counter() - t0
                 if out[1] < n or not np.all(np.isfinite(net._params)):
                     snap.restore()
