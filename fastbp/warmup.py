@@ -18,7 +18,10 @@ the float type, the kind of targets (integer class labels, or a float
 array), and the path an epoch takes (``batch``: the general path;
 ``flat``: small networks under plain SGD, see ``fastbp/_kernels/small.py``).
 Families are compiled in parallel worker processes, each filling the cache
-with its own entries.
+with its own entries; the general path's family splits further: the parts
+of its training step (forward pass and loss, backward pass, optimizer
+update) compile in parallel processes, then the step and the epoch loop
+load them from the cache.
 
 Numba keys each cache entry on the source file's modification time and
 size, so after an upgrade (a new install rewrites the files) stale entries
@@ -56,6 +59,16 @@ def warm(dtype="float32", targets="labels", path="batch", full=True):
     full : bool
         Also the kernels of ``evaluate`` and ``gradient``.
     """
+    net, X, y, batch = _example(dtype, targets, path)
+    net.fit(X, y, epochs=1, batch_size=batch, lr=0.01)
+    net.predict(X)
+    if full:
+        net.evaluate(X, y)
+        net.gradient(X, y)
+
+
+def _example(dtype, targets, path):
+    """A throwaway network of one family, data for it, and its batch size."""
     from .network import MLP
     if targets not in ("labels", "float"):
         raise ValueError(f"targets must be 'labels' or 'float', got {targets!r}")
@@ -70,11 +83,60 @@ def warm(dtype="float32", targets="labels", path="batch", full=True):
     else:
         y = rng.random((2 * batch, sizes[-1]))
         net = MLP(sizes, loss="mse", dtype=dtype, seed=0)
-    net.fit(X, y, epochs=1, batch_size=batch, lr=0.01)
-    net.predict(X)
-    if full:
-        net.evaluate(X, y)
-        net.gradient(X, y)
+    return net, X, y, batch
+
+
+#: Parts of the general path's training step that compile independently:
+#: each in its own process, into the cache; the step itself then loads them
+#: as callees instead of compiling them (``warm_split``).
+PARTS = ("forward_loss", "backward", "update")
+
+#: :func:`start` splits the general path into :data:`PARTS` on machines with
+#: at least this many CPUs; with fewer, the extra processes (each importing
+#: numpy and numba) cost more than the parallel compilation saves.
+SPLIT_CPUS = 4
+
+
+def warm_part(dtype, targets, part):
+    """Compile one of :data:`PARTS` of the general path, with the argument types
+    the training step passes (a throwaway network runs it once)."""
+    from ._kernels.backward import backward
+    from ._kernels.forward import commit_batch_stats
+    from ._kernels.train import _forward_loss
+    from ._kernels.update import apply_update
+    net, X, y, batch = _example(dtype, targets, "batch")
+    X, y = net._xy(X, y)
+    Xb, yb = X[:batch], y[:batch]
+    ws = net._workspace(batch)
+    if part == "forward_loss":  # also the forward pass of predict
+        _forward_loss(net._model, ws.work, net._loss_code, Xb, yb, True, False, 1.0 / batch,
+                      True)
+    elif part == "backward":
+        backward(net._model, ws.work, Xb, 0.0, 1.0, False, True)
+    elif part == "update":
+        opt = net._optimizer("sgd", 0.01, {})
+        apply_update(net._params, ws.work.grad, net._layout, opt.code, opt.hyper, opt.state,
+                     opt.step)
+        commit_batch_stats(net._model, ws.work, batch)
+    else:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+
+
+def warm_split(dtype="float32", targets="labels", full=False):
+    """:func:`warm` for the general path, its :data:`PARTS` compiled in parallel
+    processes first (they fill the cache; the rest then loads them)."""
+    procs = [_spawn(f"{dtype}:{targets}:{part}", "--part") for part in PARTS]
+    for p in procs:
+        p.wait()
+    warm(dtype, targets, "batch", full=full)
+
+
+def _spawn(spec, flag="--family"):
+    cmd = [sys.executable, "-m", "fastbp.warmup", flag, spec]
+    env = dict(os.environ)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
 
 
 def start(dtype="float32", targets="labels", path="batch", full=True):
@@ -82,14 +144,13 @@ def start(dtype="float32", targets="labels", path="batch", full=True):
 
     The process shares this one's environment (hence its ``NUMBA_CACHE_DIR``)
     and fills the on-disk cache; wait for it before the first call that
-    needs those kernels, which then loads them.
+    needs those kernels, which then loads them.  With at least
+    :data:`SPLIT_CPUS` CPUs the general path compiles as :func:`warm_split`.
     """
-    cmd = [sys.executable, "-m", "fastbp.warmup", "--family",
-           f"{dtype}:{targets}:{path}:{'full' if full else 'fit'}"]
-    env = dict(os.environ)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
+    what = "full" if full else "fit"
+    if path == "batch" and (os.cpu_count() or 1) >= SPLIT_CPUS:
+        what = "splitfull" if full else "split"
+    return _spawn(f"{dtype}:{targets}:{path}:{what}")
 
 
 class announce:
@@ -161,10 +222,17 @@ def main(argv=None):
                     help="compiling processes at once (default: the CPU count)")
     # one family in this process: dtype:targets:path:full|fit (what start() runs)
     ap.add_argument("--family", help=argparse.SUPPRESS)
+    ap.add_argument("--part", help=argparse.SUPPRESS)  # dtype:targets:part, one in-process
     args = ap.parse_args(argv)
     if args.family:
         dtype, targets, path, what = args.family.split(":")
-        warm(dtype, targets, path, full=what == "full")
+        if what.startswith("split"):
+            warm_split(dtype, targets, full=what == "splitfull")
+        else:
+            warm(dtype, targets, path, full=what == "full")
+        return 0
+    if args.part:
+        warm_part(*args.part.split(":"))
         return 0
     if args.jobs < 1:
         ap.error("--jobs must be at least 1")

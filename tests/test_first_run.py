@@ -14,7 +14,7 @@ from numba import njit, types
 from fastbp import MLP
 from fastbp._kernels import backward, forward, matmul, train
 from fastbp._kernels.runtime import runtime
-from fastbp.warmup import announce, warm
+from fastbp.warmup import announce, warm, warm_part
 
 
 # not cached on purpose: compiled in this process, so the signatures show
@@ -103,3 +103,8 @@ def test_announce_says_what_it_compiles():
 def test_warm_rejects_unknown_families(kw):
     with pytest.raises(ValueError, match="must be"):
         warm(**kw)
+
+
+def test_warm_part_rejects_unknown_parts():
+    with pytest.raises(ValueError, match="part must be one of"):
+        warm_part("float32", "labels", "everything")
