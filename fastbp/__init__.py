@@ -6,7 +6,7 @@ Main entry points: :class:`MLP`; optimizers :class:`SGD`, :class:`Adam`,
 ``@njit``-callable API in :mod:`fastbp.jit`.
 """
 
-from . import callbacks
+from . import callbacks, export
 from .history import History
 from .io import load, save
 from .network import MLP, DivergenceError
@@ -15,5 +15,5 @@ from .population import Population
 from .threads import threads
 
 __all__ = ["MLP", "History", "DivergenceError", "SGD", "Adam", "AdamW", "RPROP",
-           "Population", "threads", "load", "save", "callbacks"]
+           "Population", "threads", "load", "save", "callbacks", "export"]
 __version__ = "0.1.0"

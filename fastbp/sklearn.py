@@ -14,9 +14,13 @@ Parameter mapping (scikit-learn name -> fastbp)
 ``activation``
     Hidden activation.  scikit-learn's ``"logistic"`` is fastbp's
     ``"sigmoid"``; fastbp's ``leaky_relu``, ``elu``, ``softplus`` and
-    ``gelu`` are accepted too.  Weights start with fastbp's ``init="auto"``
-    (He-normal for ReLU-family hidden layers, Glorot-uniform otherwise) and
-    biases at zero, so results differ from scikit-learn's numerically.
+    ``gelu`` are accepted too.  Initialisation is scikit-learn's: weights
+    *and* biases uniform in ``+-sqrt(factor / (fan_in + fan_out))``
+    (``factor`` 2 for logistic, else 6), drawn from ``random_state`` in
+    scikit-learn's order, so the same ``random_state`` starts from the same
+    weights (for binary problems: the same initial function, see below) and,
+    with every other default matching, regression and multi-class training
+    follow scikit-learn's trajectory to about 1e-5 (``tests/test_sklearn_parity.py``).
 ``solver``
     ``"sgd"``, ``"adam"``, ``"lbfgs"`` as in scikit-learn, plus fastbp's
     ``"adamw"`` (Adam with decoupled weight decay) and ``"rprop"``
@@ -73,12 +77,17 @@ Outputs and losses
 * Classification with one label per sample (binary included): softmax
   outputs, one per class (so ``n_outputs_`` is 2 for binary problems where
   scikit-learn has 1 logistic output), cross-entropy on integer class
-  codes; ``out_activation_ == "softmax"``.
+  codes; ``out_activation_ == "softmax"``.  A binary network starts as
+  scikit-learn's (class 0's unit at zero, class 1's drawn as scikit-learn's
+  logistic unit); under Adam its logit difference then moves about twice as
+  fast, so binary results stay close to scikit-learn's but not equal.
 * Multi-label classification (``y`` a 2-D 0/1 indicator matrix): sigmoid
   outputs and binary cross-entropy; ``predict`` thresholds the
   probabilities at 0.5; ``out_activation_ == "logistic"``.
-* Regression: identity outputs and squared error; ``y`` may be 2-D
-  (multi-output).  A 1-D ``y`` (or one column) gives 1-D predictions.
+* Regression: identity outputs and squared error by default; ``y`` may
+  be 2-D (multi-output).  ``loss=`` also takes ``poisson`` (exp output, as
+  in scikit-learn) and fastbp's ``huber``, ``absolute_error``, ``quantile``.
+  A 1-D ``y`` (or one column) gives 1-D predictions.
 
 ``loss_curve_`` holds scikit-learn's loss per epoch: the mean over the
 epoch's batches of the batch loss, evaluated before each update (as
@@ -143,6 +152,33 @@ _SOLVERS = {"sgd", "adam", "adamw", "rprop", "lbfgs"}
 def _set_weight_decay(opt, value):
     opt.weight_decay = float(value)
     opt.hyper[_update.H_WD] = float(value)
+
+
+def _glorot_init(sizes, activation, rs, binary_softmax=False):
+    """scikit-learn's initial ``(coef, intercept)`` per layer, ``coef`` shaped ``(n_in, n_out)``.
+
+    As ``MLPClassifier._init_coef``: weights and biases uniform in
+    ``+-sqrt(factor / (fan_in + fan_out))``, ``factor`` 2 for logistic hidden
+    units and 6 otherwise, drawn from ``rs`` layer by layer (weights, then
+    biases), so the same ``random_state`` gives scikit-learn's very weights.
+    ``binary_softmax``: the output layer is fastbp's two softmax units where
+    scikit-learn has one logistic unit ``sigmoid(z)``; scikit-learn's unit is
+    drawn and becomes class 1's, class 0's stays at zero, so the network
+    starts as the same function (``softmax(0, z)[1] == sigmoid(z)``).
+    """
+    factor = 2.0 if activation == "logistic" else 6.0
+    out = []
+    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = l == len(sizes) - 2
+        draw = 1 if (last and binary_softmax) else fan_out
+        bound = np.sqrt(factor / (fan_in + draw))
+        coef = rs.uniform(-bound, bound, (fan_in, draw))
+        intercept = rs.uniform(-bound, bound, draw)
+        if draw != fan_out:
+            coef = np.hstack([np.zeros_like(coef), coef])
+            intercept = np.concatenate([np.zeros_like(intercept), intercept])
+        out.append((coef, intercept))
+    return out
 
 
 def _is_stochastic(est):
@@ -231,6 +267,10 @@ class _BaseMLP(BaseEstimator):
         """Factor turning fastbp's batch-mean loss into scikit-learn's."""
         return 1.0
 
+    def _loss_kwargs(self):
+        """Loss settings passed to the network (the regressor's huber_delta, quantile)."""
+        return {}
+
     def _sq_weights(self):
         """``sum ||W||^2`` over the layers (the L2-penalised parameters)."""
         if self.alpha == 0 or self.solver == "adamw":
@@ -240,11 +280,17 @@ class _BaseMLP(BaseEstimator):
     def _initialize(self, X, T, rs):
         hidden = self._hidden_sizes()
         n_out = self._n_outputs(T)
+        sizes = [X.shape[1], *hidden, n_out]
+        # scikit-learn's initial weights first (its draws from random_state, in its order)
+        init = _glorot_init(sizes, self.activation, rs, binary_softmax=self._binary_softmax(T))
         seed = int(rs.randint(np.iinfo(np.int32).max))
         activation = "sigmoid" if self.activation == "logistic" else self.activation
-        self.net_ = MLP([X.shape[1], *hidden, n_out], activation=activation,
-                        loss=self._net_loss, dtype=X.dtype, seed=seed, dropout=self.dropout,
-                        batch_norm=self.batch_norm)
+        self.net_ = MLP(sizes, activation=activation, loss=self._net_loss, dtype=X.dtype,
+                        seed=seed, dropout=self.dropout, batch_norm=self.batch_norm,
+                        **self._loss_kwargs())
+        for (W, b), (coef, intercept) in zip(zip(self.net_.weights, self.net_.biases), init):
+            W[:] = coef.T
+            b[:] = intercept
         self.n_outputs_ = n_out
         self.n_layers_ = len(hidden) + 2
         self.out_activation_ = self._out_activation
@@ -422,6 +468,10 @@ class _BaseMLP(BaseEstimator):
     def _is_single_label(self):
         return False
 
+    def _binary_softmax(self, T):
+        """Whether the output is two softmax units where scikit-learn has one logistic unit."""
+        return False
+
     def _forward(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
@@ -493,6 +543,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _is_single_label(self):
         return self._label_binarizer.y_type_ != "multilabel-indicator"
+
+    def _binary_softmax(self, T):
+        return self._is_single_label() and len(self.classes_) == 2
 
     def _n_outputs(self, T):
         return len(self.classes_) if T.ndim == 1 else T.shape[1]
@@ -608,9 +661,27 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     A drop-in for :class:`sklearn.neural_network.MLPRegressor` (same
     parameter names and defaults, squared-error loss) with fastbp's extras
-    ``dropout``, ``batch_norm``, ``clip_norm`` and solvers ``adamw`` /
-    ``rprop``.  See :mod:`fastbp.sklearn` for how each parameter maps onto
-    fastbp.  Identity outputs; ``y`` may be 2-D (multi-output).
+    ``dropout``, ``batch_norm``, ``clip_norm``, solvers ``adamw`` /
+    ``rprop`` and the robust losses.  See :mod:`fastbp.sklearn` for how each
+    parameter maps onto fastbp.  ``y`` may be 2-D (multi-output).
+
+    Parameters
+    ----------
+    loss : str, default "squared_error"
+        Keyword-only here (scikit-learn also accepts it first by position).
+        ``squared_error`` (alias ``mse``) and ``poisson`` as in scikit-learn
+        (``poisson``: log link, exp output, ``predict`` returns the rate,
+        ``y >= 0``; ``loss_curve_`` is half the Poisson deviance, as
+        scikit-learn reports it); fastbp's ``huber``, ``absolute_error``
+        (alias ``mae``) and ``quantile`` (see :class:`fastbp.MLP`; their
+        ``loss_curve_`` is fastbp's loss: summed over outputs, averaged
+        over samples).  Fixed by the first fit, like the architecture.
+    huber_delta : float, default 1.0
+        Huber's switch from quadratic to linear (> 0).
+    quantile : float, default 0.5
+        The quantile the ``quantile`` loss estimates, in (0, 1).
+    hidden_layer_sizes, activation, solver, ...
+        As in scikit-learn (see :class:`MLPClassifier`'s module notes).
 
     Attributes
     ----------
@@ -622,15 +693,52 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         As in scikit-learn (see :mod:`fastbp.sklearn`).
     """
 
-    _net_loss = "mse"
-    _out_activation = "identity"
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "mse", "huber", "absolute_error", "mae",
+                             "quantile", "poisson"})],
+        "huber_delta": [Interval(Real, 0, None, closed="neither")],
+        "quantile": [Interval(Real, 0, 1, closed="neither")],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error",
+                 huber_delta=1.0, quantile=0.5, solver="adam", alpha=0.0001, batch_size="auto",
+                 learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, dropout=0.0, batch_norm=False, clip_norm=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, dropout=dropout,
+            batch_norm=batch_norm, clip_norm=clip_norm)
+        self.loss = loss
+        self.huber_delta = huber_delta
+        self.quantile = quantile
+
+    @property
+    def _net_loss(self):
+        return "mse" if self.loss == "squared_error" else self.loss
+
+    @property
+    def _out_activation(self):
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def _loss_kwargs(self):
+        return {"huber_delta": self.huber_delta, "quantile": self.quantile}
 
     def _n_outputs(self, T):
         return T.shape[1]
 
     def _loss_scale(self):
         # fastbp's mse sums 1/2 (y - p)^2 over outputs; scikit-learn averages
-        return 1.0 / self.n_outputs_
+        # (its poisson sums over outputs, as fastbp does)
+        return 1.0 / self.n_outputs_ if self.net_.loss == "mse" else 1.0
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,

@@ -66,6 +66,24 @@ def _split(net, X, y, fraction):
     return X[tr], y[tr], X[va], y[va]
 
 
+def train_rows(net, ws, X, y, order, identity, batch_size, shuffle, opt, out):
+    """One compiled pass over validated ``(X, y)``; returns (mean loss, rows trained).
+
+    ``order`` and ``identity`` are int64 scratch of length >= ``len(X)``
+    (``identity`` holding ``0, 1, ...``); with ``shuffle`` the rows are
+    visited in a fresh permutation drawn from ``net.rng``.  Fewer rows than
+    ``len(X)`` trained means a batch loss was not finite (divergence).
+    """
+    n = X.shape[0]
+    order = order[:n]
+    if shuffle:  # each pass's order depends only on the generator's state
+        np.copyto(order, identity[:n])
+        net.rng.shuffle(order)
+    train_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size, shuffle,
+                ws.xbuf, ws.ybuf(y), opt.code, opt.hyper, opt.state, opt.step, out)
+    return float(out[0]), int(out[1])
+
+
 def _progress(verbose, epochs):
     if not verbose:
         return None
@@ -78,9 +96,14 @@ def _progress(verbose, epochs):
 
 def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose, callbacks,
         on_divergence, validation_data, validation_fraction, early_stopping, n_iter_no_change,
-        tol, lr_schedule, record_grad_norms, opt_kwargs):
+        tol, lr_schedule, record_grad_norms, opt_kwargs, chunk_size=None):
     """Implementation of :meth:`fastbp.MLP.fit` (see there)."""
-    X, y = net._xy(X, y)
+    from . import stream
+    source = None
+    if stream.wants_stream(X, y, chunk_size):
+        source = stream.open_source(net, X, y, chunk_size, batch_size, epochs)
+    else:
+        X, y = net._xy(X, y)
     epochs = check_int(epochs, "epochs", 0)
     batch_size = check_int(batch_size, "batch_size", 1)
     n_iter_no_change = check_int(n_iter_no_change, "n_iter_no_change", 1)
@@ -102,9 +125,11 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
         except (TypeError, ValueError):
             raise TypeError("validation_data must be a pair (X_val, y_val)") from None
         Xv, yv = net._xy(Xv, yv)
-    if validation_data is None and validation_fraction > 0:
-        _n_val(X.shape[0], validation_fraction)
     lbfgs = isinstance(optimizer, str) and optimizer.lower() == "lbfgs"
+    if source is not None:
+        stream.check_settings(validation_data, validation_fraction, optimizer, lbfgs)
+    elif validation_data is None and validation_fraction > 0:
+        _n_val(X.shape[0], validation_fraction)
     opt = None if lbfgs else net._optimizer(optimizer, lr, opt_kwargs)
     # everything is valid: from here on the call may change the network
     if seed is not None:
@@ -118,14 +143,29 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
         return fit_lbfgs(net, X, y, epochs, lr, tol, opt_kwargs, Xv, yv)
     net.optimizer = opt
     lr0 = opt.lr
-    n = X.shape[0]
-    if opt.full_batch:
-        batch_size = n
-    probe = (X[:512], y[:512]) if record_grad_norms else None
-    hist = History()
-    identity = np.arange(n, dtype=np.int64)
-    order = identity.copy()
     out = np.zeros(2, dtype=np.float64)
+    if source is None:
+        n = X.shape[0]
+        if opt.full_batch:
+            batch_size = n
+        identity = np.arange(n, dtype=np.int64)
+        order = identity.copy()
+
+        def run_epoch():
+            loss, done = train_rows(net, ws, X, y, order, identity, batch_size, shuffle, opt,
+                                    out)
+            return loss, done, done == n
+
+        def probe():
+            return X[:512], y[:512]
+    else:
+        n = source.max_rows or batch_size  # workspace capacity
+
+        def run_epoch():
+            return source.run_epoch(net, ws, batch_size, shuffle, opt, out)
+
+        probe = source.probe
+    hist = History()
     snap = Snapshot(net, opt)
     best = np.inf
     best_snap = Snapshot(net, opt) if early_stopping else None
@@ -134,7 +174,6 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
     bar = _progress(verbose, epochs)
     with net._lock:
         ws = net._workspace(min(batch_size, n))
-        ybuf = ws.ybuf(y)
         try:
             for epoch in range(epochs):
                 metric = (hist.val_loss[-1] if hist.val_loss else
@@ -143,19 +182,14 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
                     opt.lr = schedule(epoch, lr0, metric)
                 snap.take()
                 pending = True
-                if shuffle:  # each epoch's order depends only on the generator's state
-                    np.copyto(order, identity)
-                    net.rng.shuffle(order)
                 t0 = time.perf_counter()
-                train_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size,
-                            shuffle, ws.xbuf, ybuf, opt.code, opt.hyper, opt.state, opt.step,
-                            out)
+                loss, done, complete = run_epoch()
                 dt = time.perf_counter() - t0
-                if out[1] < n or not np.all(np.isfinite(net._params)):
+                if not complete or not np.all(np.isfinite(net._params)):
                     snap.restore()
                     pending = False
                     hist.stop_reason = "diverged"
-                    msg = (f"training diverged in epoch {epoch + 1} (loss became {out[0]}); "
+                    msg = (f"training diverged in epoch {epoch + 1} (loss became {loss}); "
                            f"the network was restored to the end of epoch {epoch}. "
                            f"Try a smaller learning rate than {opt.lr:g}")
                     if on_divergence == "raise":
@@ -163,16 +197,16 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
                         raise DivergenceError(msg)
                     warnings.warn(msg, RuntimeWarning, stacklevel=3)
                     break
-                hist.loss.append(float(out[0]))
+                hist.loss.append(loss)
                 hist.lr.append(opt.lr)
                 hist.epoch_time.append(dt)
-                hist.samples += n
+                hist.samples += done
                 pending = False
                 if Xv is not None:
                     hist.val_loss.append(net.evaluate(Xv, yv))
                     hist.val_score.append(score(net, Xv, yv))
-                if probe is not None:
-                    hist.grad_norms.append(grad_norms(net, *probe))
+                if record_grad_norms:
+                    hist.grad_norms.append(grad_norms(net, *probe()))
                 msg = f"loss {hist.loss[-1]:.5g}"
                 if hist.val_loss:
                     msg += f"  val_loss {hist.val_loss[-1]:.5g}"
@@ -206,9 +240,15 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
             hist.stop_reason = "interrupted"
             warnings.warn(f"fit interrupted after {hist.epochs} complete epochs; the network "
                           "holds the parameters at that point", RuntimeWarning, stacklevel=3)
+        except Exception:
+            if pending:  # e.g. a bad chunk of a stream: undo the partial epoch
+                snap.restore()
+            raise
         finally:
             if bar is not None:
                 bar.close()
+            if source is not None:
+                source.close()
         if early_stopping and hist.best_epoch is not None and hist.stop_reason != "interrupted":
             best_snap.restore()
     net.history_ = hist
