@@ -28,8 +28,8 @@ from .activations import mul_act_grad
 from .forward import block, bn_params, forward, layer_params, unit_offset
 from .matmul import mm_nn
 from .regularize import bn_backward
-from .train import _forward_loss
 from .runtime import runtime
+from .train import _forward_loss
 
 
 @njit(**JIT)
