@@ -4,6 +4,10 @@
 2. scikit-learn's bundled digits: a 64-128-10 ReLU network, progress per
    epoch, final test accuracy, training samples/s, and the one-time JIT
    compile (or cache load) time shown apart from training time.
+
+On a first run the kernels compile (cached afterwards): a line says what is
+compiling while it does, and the digits network's kernels compile in a
+background process (``fastbp.warmup``) while the XOR part runs.
 """
 
 import argparse
@@ -13,6 +17,7 @@ import time
 import numpy as np
 
 from .network import MLP
+from .warmup import announce, start
 
 XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float64)
 XOR_Y = np.array([0, 1, 1, 0], dtype=np.float64)
@@ -29,6 +34,9 @@ def xor_accuracy(hidden, seed, epochs=2000):
 
 def run_xor(out):
     out("== XOR: the problem a perceptron cannot solve ==")
+    with announce("  compiling the small-network kernels for float64 (first run only, "
+                  "cached afterwards)...", out):
+        xor_accuracy(0, 0, epochs=1)
     for label, hidden in (("perceptron 2-1  ", 0), ("MLP        2-4-1", 4)):
         res = [xor_accuracy(hidden, seed) for seed in range(3)]
         pts = ", ".join(f"{c}/4" for c, _ in res)
@@ -36,7 +44,8 @@ def run_xor(out):
             f"(final loss {np.mean([l for _, l in res]):.3f})")
 
 
-def run_digits(out, epochs=20, batch_size=32, lr=0.1, progress=True):
+def run_digits(out, epochs=20, batch_size=32, lr=0.1, progress=True, background=None):
+    """Train the digits network; ``background`` is a warm-up process to wait for."""
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
@@ -50,9 +59,13 @@ def run_digits(out, epochs=20, batch_size=32, lr=0.1, progress=True):
     net = MLP([64, 128, 10], activation="relu", loss="cross_entropy", init="he",
               dtype="float32", seed=0)
     t0 = time.perf_counter()
-    warm = net.copy()  # compile (or load from cache) on a throwaway copy
-    warm.fit(Xtr[:64], ytr[:64], epochs=1, batch_size=batch_size, lr=lr)
-    warm.predict(Xte[:2])
+    with announce("  compiling training kernels for 64-128-10 float32 (first run only, "
+                  "cached afterwards)...", out):
+        if background is not None:  # compiling them into the cache already
+            background.wait()
+        warm = net.copy()  # compile (or load from cache) on a throwaway copy
+        warm.fit(Xtr[:64], ytr[:64], epochs=1, batch_size=batch_size, lr=lr)
+        warm.predict(Xte[:2])
     compile_s = time.perf_counter() - t0
     out(f"  JIT compile / cache load (one-time): {compile_s:.2f} s")
     bar = None
@@ -89,6 +102,14 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=20, help="digits epochs (default 20)")
     parser.add_argument("--no-progress", action="store_true", help="plain lines, no progress bar")
     args = parser.parse_args(argv)
-    run_xor(print)
-    run_digits(print, epochs=args.epochs, progress=not args.no_progress)
+    # the digits network's kernels compile in another process while XOR runs here
+    background = start("float32", "labels", "batch", full=False)
+    try:
+        run_xor(print)
+        run_digits(print, epochs=args.epochs, progress=not args.no_progress,
+                   background=background)
+    finally:
+        if background.poll() is None:
+            background.kill()
+            background.wait()
     return 0

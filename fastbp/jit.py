@@ -56,6 +56,7 @@ from numba.extending import overload
 from ._config import JIT
 from ._kernels.forward import block, forward
 from ._kernels.input_grad import input_grad, jacobian as _jacobian
+from ._kernels.runtime import runtime
 from ._kernels.sparse import SparseRows, csr_valid
 from ._kernels.train import loss_grad, loss_sum, train_batch
 from .spec import CROSS_ENTROPY, POISSON
@@ -168,7 +169,7 @@ def predict(state, X, out):
         raise ValueError("fastbp.jit: out must have shape (n, n_out)")
     for s in range(0, n, state.work.cap):
         e = min(s + state.work.cap, n)
-        off = forward(state.model, state.work, X[s:e], False, False)
+        off = forward(state.model, state.work, X[s:e], runtime(False), runtime(False))
         A = block(state.work.acts, off, e - s, m)
         for i in range(e - s):
             for k in range(m):
@@ -186,7 +187,8 @@ def predict_one(state, x, out):
         raise ValueError("fastbp.jit: out must have n_out entries")
     for j in range(x.shape[0]):
         state.xbuf[0, j] = x[j]
-    off = forward(state.model, state.work, state.xbuf, False, False)
+    off = forward(state.model, state.work, state.xbuf, runtime(False),
+                  runtime(False))
     for k in range(m):
         out[k] = state.work.acts[off + k]
 
@@ -200,7 +202,8 @@ def loss(state, X, y):
     total = 0.0
     for s in range(0, n, state.work.cap):
         e = min(s + state.work.cap, n)
-        total += loss_sum(state.model, state.work, state.loss, X[s:e], y[s:e], False)
+        total += loss_sum(state.model, state.work, state.loss, X[s:e], y[s:e],
+                          runtime(False))
     return total / n
 
 
@@ -208,7 +211,7 @@ def loss(state, X, y):
 def gradient(state, X, y):
     """Batch-mean loss; ``state.work.grad`` receives its gradient (``n <= cap`` rows)."""
     _check_batch(state, X, y)
-    return loss_grad(state.model, state.work, state.loss, X, y, False)
+    return loss_grad(state.model, state.work, state.loss, X, y, runtime(False))
 
 
 @njit(**JIT)

@@ -11,13 +11,25 @@ import warnings
 import numpy as np
 
 from ._kernels.sparse_train import fused_sgd, sparse_epoch
-from ._kernels.train import train_epoch
+from ._kernels.train import batch_epoch, flat_epoch, flat_ok
 from ._sparse import is_sparse, take_rows
 from ._validate import check_float, check_int
 from .history import History
 from .schedules import make_schedule
 from .spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY
 from .workspace import Snapshot
+
+
+def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt, hyper,
+                state, step, out):
+    """One epoch's kernel call, as ``_kernels.train.train_epoch`` but with the path
+    (flat or general) chosen here in Python, so a network compiles only the path it
+    takes rather than both inside one kernel."""
+    if flat_ok(opt, hyper, model.layout, model.lparams, batch_size):
+        flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out)
+    else:
+        batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt,
+                    hyper, state, step, out)
 
 
 def score(net, X, y):

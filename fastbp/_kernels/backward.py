@@ -17,6 +17,7 @@ from .activations import mul_act_grad
 from .forward import block, bn_params, layer_params, unit_offset
 from .matmul import mm_nn
 from .regularize import bn_backward, dropout_backward
+from .runtime import runtime
 from .sparse import input_tn
 
 
@@ -77,7 +78,7 @@ def backward(model, work, X, lr, decay, fused, training):
     cap = work.cap
     n = X.shape[0]
     L = layout.shape[0]
-    off = 0
+    off = runtime(0)  # a literal 0 here would compile block() once more
     for l in range(L - 1):
         off += cap * layout[l, L_OUT]
     for l in range(L - 1, 0, -1):
@@ -91,4 +92,5 @@ def backward(model, work, X, lr, decay, fused, training):
         _weights(model, work, l, D, Ain, lr, decay, fused)
         _through_layer(model, work, l - 1, Dp, Ain, prev, lr, fused, training)
         off = prev
-    _weights(model, work, 0, block(work.deltas, 0, n, layout[0, L_OUT]), X, lr, decay, fused)
+    _weights(model, work, runtime(0), block(work.deltas, runtime(0), n, layout[0, L_OUT]), X,
+             lr, decay, fused)

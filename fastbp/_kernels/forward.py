@@ -15,6 +15,7 @@ from ..spec import GELU, L_ACT, L_BN, L_IN, L_OUT, L_STAT, L_W, P_ALPHA, P_BN_EP
 from .activations import bias_act
 from .sparse import input_nt
 from .regularize import bn_forward, bn_running, dropout_forward, mask_key
+from .runtime import runtime
 from .views import view2d
 
 
@@ -82,9 +83,9 @@ def _layer_forward(model, work, l, Ain, off, training, update_stats):
                    work.bnstat[u:u + m], work.bnstat[W2 + u:W2 + u + m], g, be,
                    model.stats[s:s + m], model.stats[s + m:s + 2 * m],
                    lp[l, P_BN_MOMENTUM], lp[l, P_BN_EPS], training, update_stats)
-        bias_act(A, b, act, lp[l, P_ALPHA], P, keeps_pre(layout, l), False)
+        bias_act(A, b, act, lp[l, P_ALPHA], P, keeps_pre(layout, l), runtime(False))
     else:
-        bias_act(A, b, act, lp[l, P_ALPHA], P, keeps_pre(layout, l), True)
+        bias_act(A, b, act, lp[l, P_ALPHA], P, keeps_pre(layout, l), runtime(True))
     if training and lp[l, P_DROP] > 0.0:
         dropout_forward(A, block(work.mask, off, n, m), lp[l, P_DROP],
                         mask_key(model.seed, model.counter[0], l))
@@ -100,8 +101,8 @@ def forward(model, work, X, training, update_stats):
     layout = model.layout
     cap = work.cap
     n = X.shape[0]
-    _layer_forward(model, work, 0, X, 0, training, update_stats)
-    off = 0
+    _layer_forward(model, work, runtime(0), X, runtime(0), training, update_stats)
+    off = runtime(0)  # a literal 0 here would compile block() once more
     for l in range(1, layout.shape[0]):
         prev = off
         off += cap * layout[l - 1, L_OUT]

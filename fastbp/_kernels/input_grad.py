@@ -28,6 +28,7 @@ from .activations import mul_act_grad
 from .forward import block, bn_params, forward, layer_params, unit_offset
 from .matmul import mm_nn
 from .regularize import bn_backward
+from .runtime import runtime
 from .train import _forward_loss
 
 
@@ -69,7 +70,8 @@ def propagate_to_input(model, work, n, dX):
 @njit(**JIT)
 def input_grad(model, work, loss, X, y, scale, dX):
     """Sum of per-sample losses of ``(X, y)``; ``dX <- scale * d(sum)/dX`` (inference mode)."""
-    total = _forward_loss(model, work, loss, X, y, False, False, scale, True)
+    total = _forward_loss(model, work, loss, X, y, runtime(False), runtime(False), scale,
+                          runtime(True))
     propagate_to_input(model, work, X.shape[0], dX)
     return total
 
@@ -81,7 +83,7 @@ def jacobian(model, work, X, J):
     n = X.shape[0]
     L = layout.shape[0]
     m = layout[L - 1, L_OUT]
-    off = forward(model, work, X, False, False)
+    off = forward(model, work, X, runtime(False), runtime(False))
     A = block(work.acts, off, n, m)
     P = block(work.pre, off, n, m)
     D = block(work.deltas, off, n, m)

@@ -12,6 +12,7 @@ from numba import njit
 
 from .._config import JIT, SMALL_GEMM_MACS
 from .blas import gemm
+from .runtime import runtime
 
 
 @njit(**JIT)
@@ -33,7 +34,7 @@ def mm_nt(alpha, A, B, beta, C):
     n, k = A.shape
     m = B.shape[0]
     if n * m * k >= SMALL_GEMM_MACS:
-        gemm(False, True, alpha, A, B, beta, C)
+        gemm(runtime(False), runtime(True), alpha, A, B, beta, C)
         return
     T = C.dtype.type
     al = T(alpha)
@@ -65,7 +66,7 @@ def mm_nn(alpha, A, B, beta, C):
     n, k = A.shape
     m = B.shape[1]
     if n * m * k >= SMALL_GEMM_MACS:
-        gemm(False, False, alpha, A, B, beta, C)
+        gemm(runtime(False), runtime(False), alpha, A, B, beta, C)
         return
     T = C.dtype.type
     al = T(alpha)
@@ -85,7 +86,7 @@ def mm_tn(alpha, A, B, beta, C):
     k, n = A.shape
     m = B.shape[1]
     if n * m * k >= SMALL_GEMM_MACS:
-        gemm(True, False, alpha, A, B, beta, C)
+        gemm(runtime(True), runtime(False), alpha, A, B, beta, C)
         return
     T = C.dtype.type
     al = T(alpha)

@@ -12,6 +12,7 @@ from numba import njit, prange
 from .._config import JIT, JIT_PARALLEL
 from ..spec import L_OUT
 from .forward import block, forward
+from .runtime import runtime
 from .state import Model, Work
 from .train import train_epoch
 
@@ -70,7 +71,7 @@ def population_predict(params, layout, lparams, stats, counters, seeds, X, acts,
             model = _model(params, layout, lparams, stats, counters, seeds, k)
             for s in range(0, Xk.shape[0], cap):
                 e = min(s + cap, Xk.shape[0])
-                off = forward(model, work, Xk[s:e], False, False)
+                off = forward(model, work, Xk[s:e], runtime(False), runtime(False))
                 A = block(work.acts, off, e - s, m)
                 for i in range(e - s):
                     for j in range(m):

@@ -14,8 +14,10 @@ from ..spec import L_ACT, L_OUT, P_LOSS
 from .backward import backward
 from .forward import block, commit_batch_stats, forward
 from .losses import loss_delta
+from .runtime import runtime
 from .small import eligible, small_epoch
 from .update import H_CLIP, H_L1, H_LR, H_WD, SGD, apply_update
+from .views import copy_row
 
 
 @njit(**JIT)
@@ -37,15 +39,16 @@ def loss_grad(model, work, loss, X, y, training):
     Nothing else changes (running statistics and the step counter stay).
     """
     n = X.shape[0]
-    total = _forward_loss(model, work, loss, X, y, training, False, 1.0 / n, True)
-    backward(model, work, X, 0.0, 1.0, False, training)
+    total = _forward_loss(model, work, loss, X, y, training, runtime(False), 1.0 / n,
+                          runtime(True))
+    backward(model, work, X, 0.0, 1.0, runtime(False), training)
     return total / n
 
 
 @njit(**JIT)
 def loss_sum(model, work, loss, X, y, training):
     """Sum of per-sample losses of ``(X, y)`` (forward only, nothing changes)."""
-    return _forward_loss(model, work, loss, X, y, training, False, 1.0, False)
+    return _forward_loss(model, work, loss, X, y, training, runtime(False), 1.0, runtime(False))
 
 
 @njit(**JIT)
@@ -56,19 +59,66 @@ def train_batch(model, work, loss, X, y, opt, hyper, state, step):
     loss leaves the network untouched (parameters and batch-norm statistics).
     """
     n = X.shape[0]
-    total = _forward_loss(model, work, loss, X, y, True, False, 1.0 / n, True)
+    total = _forward_loss(model, work, loss, X, y, runtime(True), runtime(False), 1.0 / n,
+                          runtime(True))
     if not math.isfinite(total):
         return total
     commit_batch_stats(model, work, n)
     if opt == SGD and hyper[H_L1] == 0.0 and hyper[H_CLIP] == 0.0:
         lr = hyper[H_LR]
         step[0] += 1
-        backward(model, work, X, lr, 1.0 - lr * hyper[H_WD], True, True)
+        backward(model, work, X, lr, 1.0 - lr * hyper[H_WD], runtime(True), runtime(True))
     else:
-        backward(model, work, X, 0.0, 1.0, False, True)
+        backward(model, work, X, 0.0, 1.0, runtime(False), runtime(True))
         apply_update(model.params, work.grad, model.layout, opt, hyper, state, step)
     model.counter[0] += 1
     return total
+
+
+@njit(**JIT)
+def flat_ok(opt, hyper, layout, lparams, batch_size):
+    """Whether an epoch takes the flat small-network path (plain SGD, ``small.eligible``)."""
+    return (opt == SGD and hyper[H_L1] == 0.0 and hyper[H_CLIP] == 0.0
+            and eligible(layout, lparams, batch_size))
+
+
+@njit(**JIT)
+def flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out):
+    """One epoch on the flat path (``small.py``); the caller checked ``flat_ok``."""
+    lr = hyper[H_LR]
+    steps = small_epoch(model.params, model.layout, model.lparams, loss, X, y, order,
+                        batch_size, shuffle, work.acts, work.pre, work.deltas, work.cap, lr,
+                        1.0 - lr * hyper[H_WD], out)
+    step[0] += steps
+    model.counter[0] += steps
+
+
+@njit(**JIT)
+def batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
+                opt, hyper, state, step, out):
+    """One epoch on the general path: every batch through ``train_batch``."""
+    N = X.shape[0]
+    total = 0.0
+    done = 0
+    for start in range(0, N, batch_size):
+        n = min(batch_size, N - start)
+        if shuffle:
+            for r in range(n):
+                j = order[start + r]
+                copy_row(xbuf, r, X, j)
+                copy_row(ybuf, r, y, j)
+            s = train_batch(model, work, loss, xbuf[:n], ybuf[:n], opt, hyper, state, step)
+        else:
+            s = train_batch(model, work, loss, X[start:start + n], y[start:start + n],
+                            opt, hyper, state, step)
+        if not math.isfinite(s):
+            out[0] = s
+            out[1] = done
+            return
+        total += s
+        done += n
+    out[0] = total / max(done, 1)
+    out[1] = done
 
 
 @njit(**JIT)
@@ -82,35 +132,11 @@ def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
     the row order.  ``out[0]`` receives the mean training loss and ``out[1]``
     the number of samples trained; training stops at the first batch whose
     loss is not finite (``out[1]`` then falls short of ``X.shape[0]``).
+    ``fit`` calls ``flat_epoch`` / ``batch_epoch`` itself (after ``flat_ok``),
+    so that a network compiles only the path it takes.
     """
-    if (opt == SGD and hyper[H_L1] == 0.0 and hyper[H_CLIP] == 0.0
-            and eligible(model.layout, model.lparams, batch_size)):
-        lr = hyper[H_LR]
-        steps = small_epoch(model.params, model.layout, model.lparams, loss, X, y, order,
-                            batch_size, shuffle, work.acts, work.pre, work.deltas, work.cap, lr,
-                            1.0 - lr * hyper[H_WD], out)
-        step[0] += steps
-        model.counter[0] += steps
-        return
-    N = X.shape[0]
-    total = 0.0
-    done = 0
-    for start in range(0, N, batch_size):
-        n = min(batch_size, N - start)
-        if shuffle:
-            for r in range(n):
-                j = order[start + r]
-                xbuf[r] = X[j]
-                ybuf[r] = y[j]
-            s = train_batch(model, work, loss, xbuf[:n], ybuf[:n], opt, hyper, state, step)
-        else:
-            s = train_batch(model, work, loss, X[start:start + n], y[start:start + n],
-                            opt, hyper, state, step)
-        if not math.isfinite(s):
-            out[0] = s
-            out[1] = done
-            return
-        total += s
-        done += n
-    out[0] = total / max(done, 1)
-    out[1] = done
+    if flat_ok(opt, hyper, model.layout, model.lparams, batch_size):
+        flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out)
+    else:
+        batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
+                    opt, hyper, state, step, out)

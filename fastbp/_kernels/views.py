@@ -11,7 +11,9 @@ the workspace capacity).
 from numba import types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
+
+from .._config import JIT
 
 
 @intrinsic
@@ -43,3 +45,24 @@ def view2d(typingctx, buf, off, n, m):
         return impl_ret_borrowed(context, builder, retty, dst._getvalue())
 
     return sig, codegen
+
+
+def copy_row(dst, r, src, j):
+    """``dst[r] = src[j]`` for 1-D or 2-D arrays (typed by the overload below)."""
+    dst[r] = src[j]
+
+
+@overload(copy_row, jit_options=JIT)
+def _copy_row_impl(dst, r, src, j):
+    # ``dst[r] = src[j]`` on 2-D arrays compiles Numba's broadcasting check,
+    # whose error message formatting alone costs seconds of compile time
+    if isinstance(src, types.Array) and src.ndim == 2:
+        def impl(dst, r, src, j):
+            for k in range(src.shape[1]):
+                dst[r, k] = src[j, k]
+        return impl
+    if isinstance(src, types.Array) and src.ndim == 1:
+        def impl(dst, r, src, j):
+            dst[r] = src[j]
+        return impl
+    return None
