@@ -11,9 +11,9 @@ import warnings
 import numpy as np
 
 from ._kernels.train import train_epoch
-from ._validate import check_float, check_int
+from ._validate import check_float, check_int, check_sample_weight, check_weight_sum
 from .history import History
-from .schedules import make_schedule
+from .schedules import make_schedule, step_rates
 from .spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY
 from .workspace import Snapshot
 
@@ -46,12 +46,14 @@ def _n_val(n, fraction):
     return n_val
 
 
-def _split(net, X, y, fraction):
+def _split(net, X, y, fraction, sw=None):
     n = X.shape[0]
     n_val = _n_val(n, fraction)
     perm = net.rng.permutation(n)
     tr, va = np.sort(perm[n_val:]), np.sort(perm[:n_val])
-    return X[tr], y[tr], X[va], y[va]
+    if sw is None:
+        return X[tr], y[tr], X[va], y[va], None, None
+    return X[tr], y[tr], X[va], y[va], sw[tr], sw[va]
 
 
 def _progress(verbose, epochs):
@@ -66,9 +68,11 @@ def _progress(verbose, epochs):
 
 def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose, callbacks,
         on_divergence, validation_data, validation_fraction, early_stopping, n_iter_no_change,
-        tol, lr_schedule, record_grad_norms, opt_kwargs):
+        tol, lr_schedule, record_grad_norms, opt_kwargs, sample_weight=None):
     """Implementation of :meth:`fastbp.MLP.fit` (see there)."""
     X, y = net._xy(X, y)
+    sw = check_sample_weight(sample_weight, X.shape[0])
+    check_weight_sum(sw)
     epochs = check_int(epochs, "epochs", 0)
     batch_size = check_int(batch_size, "batch_size", 1)
     n_iter_no_change = check_int(n_iter_no_change, "n_iter_no_change", 1)
@@ -82,38 +86,59 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
         if not callable(cb):
             raise TypeError(f"callbacks must be callables f(net, epoch, history), got {cb!r}")
     shuffle = bool(shuffle)
-    schedule = None if lr_schedule is None else make_schedule(lr_schedule)
-    Xv = yv = None
+    Xv = yv = swv = None
     if validation_data is not None:
         try:
-            Xv, yv = validation_data
+            Xv, yv, *rest = validation_data
+            if len(rest) > 1:
+                raise ValueError
         except (TypeError, ValueError):
-            raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+            raise TypeError("validation_data must be a pair (X_val, y_val) or a triple "
+                            "(X_val, y_val, sample_weight_val)") from None
         Xv, yv = net._xy(Xv, yv)
+        if rest:
+            swv = check_sample_weight(rest[0], Xv.shape[0], "validation sample_weight")
+            check_weight_sum(swv, "validation sample_weight")
     if validation_data is None and validation_fraction > 0:
         _n_val(X.shape[0], validation_fraction)
     lbfgs = isinstance(optimizer, str) and optimizer.lower() == "lbfgs"
     opt = None if lbfgs else net._optimizer(optimizer, lr, opt_kwargs)
+    n = X.shape[0]
+    if validation_data is None and validation_fraction > 0:
+        n -= _n_val(n, validation_fraction)
+    if opt is not None and opt.full_batch:
+        batch_size = n
+    n_batches = -(-n // batch_size)
+    schedule = (None if lr_schedule is None else
+                make_schedule(lr_schedule, total_steps=epochs * n_batches))
+    rates = None
+    if getattr(schedule, "per", "epoch") == "step" and not lbfgs:
+        t_start = int(opt.step[0])
+        rates = step_rates(schedule, t_start, epochs * n_batches, opt.lr)
     # everything is valid: from here on the call may change the network
     if seed is not None:
         net.rng = np.random.default_rng(seed)
     if validation_data is None and validation_fraction > 0:
-        X, y, Xv, yv = _split(net, X, y, validation_fraction)
+        X, y, Xv, yv, sw, swv = _split(net, X, y, validation_fraction, sw)
+        if sw is not None and sw.sum() == 0.0:
+            raise ValueError("the training part of the validation split has sample weights "
+                             "summing to zero; change the seed or the weights")
+        if swv is not None and swv.sum() == 0.0:
+            swv = None  # every validation weight is 0: score it unweighted
     if early_stopping is None:
         early_stopping = Xv is not None
     if lbfgs:
         from .lbfgs import fit_lbfgs
-        return fit_lbfgs(net, X, y, epochs, lr, tol, opt_kwargs, Xv, yv)
+        return fit_lbfgs(net, X, y, epochs, lr, tol, opt_kwargs, Xv, yv, sw, swv)
     net.optimizer = opt
     lr0 = opt.lr
-    n = X.shape[0]
-    if opt.full_batch:
-        batch_size = n
     probe = (X[:512], y[:512]) if record_grad_norms else None
     hist = History()
     identity = np.arange(n, dtype=np.int64)
     order = identity.copy()
     out = np.zeros(2, dtype=np.float64)
+    wbuf = None if sw is None else np.zeros(min(batch_size, n), dtype=np.float64)
+    lrs = None
     snap = Snapshot(net, opt)
     best = np.inf
     best_snap = Snapshot(net, opt) if early_stopping else None
@@ -127,7 +152,10 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
             for epoch in range(epochs):
                 metric = (hist.val_loss[-1] if hist.val_loss else
                           hist.loss[-1] if hist.loss else None)
-                if schedule is not None:
+                if rates is not None:
+                    k = int(opt.step[0]) - t_start
+                    lrs = rates[k:k + n_batches]
+                elif schedule is not None:
                     opt.lr = schedule(epoch, lr0, metric)
                 snap.take()
                 pending = True
@@ -137,7 +165,7 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
                 t0 = time.perf_counter()
                 train_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size,
                             shuffle, ws.xbuf, ybuf, opt.code, opt.hyper, opt.state, opt.step,
-                            out)
+                            out, sw, wbuf, lrs)
                 dt = time.perf_counter() - t0
                 if out[1] < n or not np.all(np.isfinite(net._params)):
                     snap.restore()
@@ -152,12 +180,12 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
                     warnings.warn(msg, RuntimeWarning, stacklevel=3)
                     break
                 hist.loss.append(float(out[0]))
-                hist.lr.append(opt.lr)
+                hist.lr.append(opt.lr if lrs is None else float(lrs[0]))
                 hist.epoch_time.append(dt)
                 hist.samples += n
                 pending = False
                 if Xv is not None:
-                    hist.val_loss.append(net.evaluate(Xv, yv))
+                    hist.val_loss.append(net.evaluate(Xv, yv, sample_weight=swv))
                     hist.val_score.append(score(net, Xv, yv))
                 if probe is not None:
                     hist.grad_norms.append(grad_norms(net, *probe))
