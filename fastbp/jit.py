@@ -10,13 +10,23 @@ first; what your loop trains is what ``net.predict`` and ``net.save`` see.
 =====================================  =============================================
 ``predict(state, X, out)``             ``out[:] <- network(X)``; ``X`` (n, n_in)
 ``predict_one(state, x, out)``         one sample: ``x`` (n_in,), ``out`` (n_out,)
-``loss(state, X, y)``                  batch-mean loss
-``gradient(state, X, y)``              batch-mean loss; gradient in ``state.work.grad``
-``train_step(state, X, y)``            one optimizer step (the state's SGD,
+``loss(state, X, y[, w])``             batch-mean loss
+``gradient(state, X, y[, w])``         batch-mean loss; gradient in ``state.work.grad``
+``train_step(state, X, y[, w])``       one optimizer step (the state's SGD,
                                        momentum/Nesterov, Adam or AdamW); returns
                                        the batch-mean loss before the update
 ``train_step_one(state, x, y)``        the same for one sample (``y`` (n_out,))
+``set_lr(state, lr)``                  set the optimizer's learning rate (e.g. a
+                                       schedule in your loop); ``get_lr(state)``
 =====================================  =============================================
+
+The optional ``w`` is a 1-D float array of per-sample weights (finite, ``>= 0``,
+one per row): the loss becomes the weighted mean ``sum_i w_i E_i / sum_i w_i``
+(PyTorch's convention) and the gradient and step follow it.  Weights summing
+to 0 contribute nothing: ``loss`` and ``gradient`` return 0 (zero gradient)
+and ``train_step`` takes no step and returns 0.  ``set_lr`` writes the rate
+into ``state.hyper``, which the Python optimizer shares (``net.optimizer.lr``
+sees it); it must be finite and ``>= 0``.
 
 Targets ``y`` are ``(n, n_out)`` floats, ``(n,)`` integer class labels (the
 cross-entropy), or ``(n,)`` values for a single-output network.  Arrays must
@@ -33,6 +43,7 @@ parallel loop), and keep BLAS single-threaded
 (``threadpoolctl.threadpool_limits(1)``).
 """
 
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -42,6 +53,8 @@ from numba.extending import overload
 from ._config import JIT
 from ._kernels.forward import block, forward
 from ._kernels.train import loss_grad, loss_sum, train_batch
+from ._kernels.update import H_LR
+from ._kernels.weights import weight_total
 from .spec import CROSS_ENTROPY
 
 NetState = namedtuple("NetState", [
@@ -126,9 +139,21 @@ def _check_y(state, X, y):
 
 
 @njit(**JIT)
-def _check_batch(state, X, y):
+def _check_weights(X, sw):
+    if sw is None:
+        return
+    if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
+        raise ValueError("fastbp.jit: sample weights must be 1-D with one entry per row of X")
+    for i in range(sw.shape[0]):
+        if not (math.isfinite(sw[i]) and sw[i] >= 0):
+            raise ValueError("fastbp.jit: sample weights must be finite and >= 0")
+
+
+@njit(**JIT)
+def _check_batch(state, X, y, sw=None):
     _check_X(state, X)
     _check_y(state, X, y)
+    _check_weights(X, sw)
     if X.shape[0] > state.work.cap:
         raise ValueError("fastbp.jit: batch larger than the state's capacity; "
                          "create the state with a larger batch_size")
@@ -169,32 +194,56 @@ def predict_one(state, x, out):
 
 
 @njit(**JIT)
-def loss(state, X, y):
-    """Batch-mean loss of ``(X, y)``."""
+def loss(state, X, y, sw=None):
+    """Batch-mean loss of ``(X, y)``, weighted by ``sw`` if given."""
     _check_X(state, X)
     _check_y(state, X, y)
+    _check_weights(X, sw)
     n = X.shape[0]
+    wsum = weight_total(sw, n)
+    if wsum == 0.0:
+        return 0.0
     total = 0.0
     for s in range(0, n, state.work.cap):
         e = min(s + state.work.cap, n)
-        total += loss_sum(state.model, state.work, state.loss, X[s:e], y[s:e], False)
-    return total / n
+        total += loss_sum(state.model, state.work, state.loss, X[s:e], y[s:e], False,
+                          None if sw is None else sw[s:e])
+    return total / wsum
 
 
 @njit(**JIT)
-def gradient(state, X, y):
-    """Batch-mean loss; ``state.work.grad`` receives its gradient (``n <= cap`` rows)."""
-    _check_batch(state, X, y)
-    return loss_grad(state.model, state.work, state.loss, X, y, False)
+def gradient(state, X, y, sw=None):
+    """Batch-mean (``sw``: weighted-mean) loss; ``state.work.grad`` receives its
+    gradient (``n <= cap`` rows)."""
+    _check_batch(state, X, y, sw)
+    return loss_grad(state.model, state.work, state.loss, X, y, False, sw)
 
 
 @njit(**JIT)
-def train_step(state, X, y):
-    """One optimizer step on ``(X, y)`` (``n <= cap`` rows); returns the loss before it."""
-    _check_batch(state, X, y)
+def train_step(state, X, y, sw=None):
+    """One optimizer step on ``(X, y)`` (``n <= cap`` rows, optional weights ``sw``);
+    returns the (weighted) batch-mean loss before it."""
+    _check_batch(state, X, y, sw)
+    wsum = weight_total(sw, X.shape[0])
+    if wsum == 0.0:
+        return 0.0
     total = train_batch(state.model, state.work, state.loss, X, y, state.opt, state.hyper,
-                        state.opt_state, state.step)
-    return total / X.shape[0]
+                        state.opt_state, state.step, sw)
+    return total / wsum
+
+
+@njit(**JIT)
+def set_lr(state, lr):
+    """Set the learning rate of the state's optimizer (finite, ``>= 0``) for the next steps."""
+    if not (math.isfinite(lr) and lr >= 0):
+        raise ValueError("fastbp.jit.set_lr: the learning rate must be finite and >= 0")
+    state.hyper[H_LR] = lr
+
+
+@njit(**JIT)
+def get_lr(state):
+    """The learning rate of the state's optimizer."""
+    return state.hyper[H_LR]
 
 
 @njit(**JIT)
@@ -215,4 +264,4 @@ def train_step_one(state, x, y):
 
 
 __all__ = ["NetState", "predict", "predict_one", "loss", "gradient", "train_step",
-           "train_step_one"]
+           "train_step_one", "set_lr", "get_lr"]
