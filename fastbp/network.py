@@ -478,6 +478,10 @@ class MLP:
             ``per == "step"`` (``"warmup_cosine"``, ``"onecycle"``,
             ``Cosine(..., per="step")``, ``fastbp.schedules.PerStep(f)``, ...),
             evaluated inside the compiled epoch; see :mod:`fastbp.schedules`.
+            Schedules scale ``lr0``, the optimizer's rate when ``fit`` starts;
+            a per-step schedule's step count is the optimizer's (it continues
+            when an optimizer instance is reused -- pass ``lr`` again then, as
+            the optimizer holds the last scheduled rate).
         record_grad_norms : bool
             Record each layer's weight-gradient norm after every epoch
             (``history.grad_norms``), to make vanishing gradients visible.
