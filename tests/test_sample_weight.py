@@ -323,3 +323,67 @@ def test_jit_bad_weights_raise(bad):
         with pytest.raises(ValueError, match="weights"):
             f(st, X, y, bad)
     np.testing.assert_array_equal(net.params, p)
+
+
+# ------------------------------------------------------------------ scikit-learn estimators
+def _clf_data():
+    from sklearn.datasets import make_classification
+    X, y = make_classification(60, 5, n_informative=3, n_classes=3, weights=[0.6, 0.3, 0.1],
+                               random_state=0)
+    return X, np.array(["a", "b", "c"])[y]
+
+
+no_convergence_warning = pytest.mark.filterwarnings(
+    "ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+@no_convergence_warning
+def test_class_weight_equals_sample_weight():
+    from sklearn.utils.class_weight import compute_sample_weight
+    from fastbp.sklearn import MLPClassifier
+    X, y = _clf_data()
+    kw = dict(hidden_layer_sizes=(6,), max_iter=5, random_state=0, solver="sgd")
+    for cw in ({"a": 1.0, "b": 2.0, "c": 5.0}, "balanced"):
+        a = MLPClassifier(class_weight=cw, **kw).fit(X, y)
+        b = MLPClassifier(**kw).fit(X, y, sample_weight=compute_sample_weight(cw, y))
+        np.testing.assert_array_equal(a.net_.params, b.net_.params)
+    # class and sample weights multiply
+    sw = np.random.default_rng(0).random(60)
+    cw = {"a": 1.0, "b": 2.0, "c": 5.0}
+    a = MLPClassifier(class_weight=cw, **kw).fit(X, y, sample_weight=sw)
+    b = MLPClassifier(**kw).fit(X, y, sample_weight=sw * compute_sample_weight(cw, y))
+    np.testing.assert_array_equal(a.net_.params, b.net_.params)
+
+
+@no_convergence_warning
+def test_estimator_zero_weights_equal_removal_and_partial_fit():
+    from fastbp.sklearn import MLPClassifier, MLPRegressor
+    X, y = _clf_data()
+    sw = np.ones(60)
+    sw[::4] = 0
+    keep = sw > 0
+    kw = dict(hidden_layer_sizes=(6,), max_iter=4, random_state=0, shuffle=False)  # full batch
+    for cls, yy in ((MLPClassifier, y), (MLPRegressor, X[:, 0] * 2.0)):
+        a = cls(**kw).fit(X, yy, sample_weight=sw)
+        b = cls(**kw).fit(X[keep], yy[keep])
+        np.testing.assert_allclose(a.net_.params, b.net_.params, rtol=1e-10, atol=1e-12)
+        assert a.loss_curve_ == pytest.approx(b.loss_curve_, rel=1e-10)
+    a = MLPClassifier(**kw).partial_fit(X, y, classes=["a", "b", "c"], sample_weight=sw)
+    b = MLPClassifier(**kw).partial_fit(X[keep], y[keep], classes=["a", "b", "c"])
+    np.testing.assert_allclose(a.net_.params, b.net_.params, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="balanced"):
+        MLPClassifier(class_weight="balanced").partial_fit(X, y, classes=["a", "b", "c"])
+    with pytest.raises(ValueError, match="zero"):
+        MLPClassifier(**kw).fit(X, y, sample_weight=np.zeros(60))
+
+
+@no_convergence_warning
+def test_estimator_early_stopping_keeps_weights_with_their_samples():
+    from fastbp.sklearn import MLPRegressor
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 3))
+    y = X @ [1.0, -2.0, 0.5]
+    sw = rng.random(80) + 0.5
+    est = MLPRegressor((5,), early_stopping=True, max_iter=5, random_state=0)
+    est.fit(X, y, sample_weight=sw)
+    assert len(est.validation_scores_) == 5
