@@ -387,3 +387,24 @@ def test_estimator_early_stopping_keeps_weights_with_their_samples():
     est = MLPRegressor((5,), early_stopping=True, max_iter=5, random_state=0)
     est.fit(X, y, sample_weight=sw)
     assert len(est.validation_scores_) == 5
+
+
+# ------------------------------------------------------------------ DataParallel
+def test_data_parallel_weights_over_two_ranks(tmp_path):
+    """Two MPI ranks, each taking a shard of every weighted batch, train the
+    same network as MLP.fit with the same weights (and per-step schedule)."""
+    import test_mpi
+    if not test_mpi.importlib.util.find_spec("mpi4py") or test_mpi.MPIEXEC is None:
+        pytest.skip("needs mpi4py and mpiexec")
+    rc, output, _ = test_mpi.launch("weights_check.py", tmp_path, timeout=300)
+    assert rc == 0, output[-6000:]
+    r0, r1 = (dict(np.load(tmp_path / f"rank{r}.npz")) for r in range(2))
+    for key in r0:
+        assert np.array_equal(r0[key], r1[key]), key  # replicas identical
+    for shuffle in (False, True):
+        np.testing.assert_allclose(r0[f"p2_{shuffle}"], r0[f"p0_{shuffle}"], rtol=0, atol=1e-10)
+        np.testing.assert_allclose(r0[f"loss2_{shuffle}"], r0[f"loss0_{shuffle}"], rtol=1e-12)
+        np.testing.assert_array_equal(r0[f"lr2_{shuffle}"], r0[f"lr0_{shuffle}"])
+        s2, s0 = r0[f"steps_{shuffle}"]
+        assert s2 == s0
+    assert r0["steps_False"][0] == 3 * 6  # 7 batches an epoch, the first weighs nothing
