@@ -140,6 +140,7 @@ def _check_y(state, X, y):
 
 @njit(**JIT)
 def _check_weights(X, sw):
+    """Raise ValueError unless ``sw`` is None or finite weights ``>= 0``, one per row of ``X``."""
     if sw is None:
         return
     if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
