@@ -2,9 +2,11 @@
 
 Main entry points: :class:`MLP`; optimizers :class:`SGD`, :class:`Adam`,
 :class:`AdamW`, :class:`RPROP`; :class:`~fastbp.population.Population`;
-:func:`load`; the ``@njit``-callable API in :mod:`fastbp.jit`.
+:func:`load`; training callbacks in :mod:`fastbp.callbacks`; the
+``@njit``-callable API in :mod:`fastbp.jit`.
 """
 
+from . import callbacks, export
 from .history import History
 from .io import load, save
 from .network import MLP, DivergenceError
@@ -13,5 +15,5 @@ from .population import Population
 from .threads import threads
 
 __all__ = ["MLP", "History", "DivergenceError", "SGD", "Adam", "AdamW", "RPROP",
-           "Population", "threads", "load", "save"]
+           "Population", "threads", "load", "save", "callbacks", "export"]
 __version__ = "0.1.0"

@@ -24,7 +24,9 @@ class History:
         Epoch (0-based) whose parameters were restored by early stopping.
     stop_reason : str or None
         ``None`` when all epochs ran; ``"early_stopping"``, ``"interrupted"``
-        (KeyboardInterrupt), ``"diverged"`` (non-finite loss) or ``"callback"``.
+        (KeyboardInterrupt), ``"diverged"`` (non-finite loss), ``"callback"``
+        (a callback returned True), or the string a callback returned to stop
+        (e.g. ``"time_budget"`` from :class:`fastbp.callbacks.TimeBudget`).
     """
 
     def __init__(self):

@@ -98,6 +98,15 @@ existing file untouched and no temporary file behind.  The exact path given is
 used (no ``.npz`` is appended).  A symbolic link at ``path`` is replaced by
 the file, not followed.
 
+A writer killed mid-save (SIGKILL, power loss) cannot clean up after itself
+and leaves its temporary ``.<name>.<16 hex digits>.tmp`` beside the target.
+Writers hold an exclusive ``flock`` on their temporary until it is renamed,
+and the kernel drops that lock when a process dies, so the next
+:func:`save` to, or :func:`load` from, the same path removes the temporaries
+of that path whose lock it can take at once -- those of dead writers --
+and never a live writer's, nor any other file.  (Where ``fcntl`` is missing,
+on Windows, nothing is removed.)
+
 :func:`load` validates everything -- the ZIP structure and CRCs, member names,
 dtypes, shapes and sizes (against the file's size, before anything is
 allocated), the JSON schema, names against the allowed sets, finiteness -- and
@@ -111,7 +120,13 @@ import math
 import os
 import re
 import secrets
+import stat
 import zipfile
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: stale temporaries are left alone
+    fcntl = None
 
 import numpy as np
 
@@ -304,6 +319,111 @@ def _fsync_dir(directory):
         os.close(fd)
 
 
+def _temp_pattern(base):
+    """The names :func:`_write_atomic` gives its temporaries for a target named ``base``."""
+    return re.compile(r"\." + re.escape(base) + r"\.[0-9a-f]{16}\.tmp\Z")
+
+
+def _same_file(a, b):
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _create_locked_temp(directory, base):
+    """A new temporary ``(name, fd)`` beside the target, exclusively flock-ed while written.
+
+    The lock tells :func:`_remove_stale_temporaries` that a live writer owns
+    the file; the kernel drops it when the writer dies, even by SIGKILL.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(8)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for a plain open()
+        except FileExistsError:  # pragma: no cover
+            continue
+        if fcntl is None:
+            return tmp, fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits at most for a cleaner's look at it
+        except OSError:  # pragma: no cover - no locks on this file system: write unprotected
+            return tmp, fd
+        try:  # a cleaner may have taken it between creation and locking
+            if _same_file(os.lstat(tmp), os.fstat(fd)):
+                return tmp, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # pragma: no cover - that race needs a cleaner in a microsecond window
+    raise FileExistsError(f"could not create a temporary file in {directory!r}")  # pragma: no cover
+
+
+def _remove_stale_temporaries(path):
+    """Delete the temporaries of ``path`` left by writers that died (killed mid-save).
+
+    Only regular files named like :func:`_write_atomic`'s temporaries for this
+    exact ``path`` are considered, and only those whose lock can be taken at
+    once: a live writer (in any process or thread) holds its lock, so its file
+    survives.  Without ``fcntl`` (Windows) nothing is removed.  Errors are
+    ignored: cleaning never makes a save or load fail.
+    """
+    if fcntl is None:  # pragma: no cover
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    pattern = _temp_pattern(os.path.basename(path))
+    try:
+        names = [n for n in os.listdir(directory) if pattern.match(n)]
+    except OSError:
+        return
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    for name in names:
+        tmp = os.path.join(directory, name)
+        try:
+            fd = os.open(tmp, flags)
+        except OSError:
+            continue  # gone already (its writer finished), or not ours to open
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # a live writer holds it (or locks are unsupported): leave it
+            if _same_file(os.lstat(tmp), st):
+                os.unlink(tmp)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+def _write_atomic(path, write):
+    """Create ``path`` with what ``write(fh)`` writes (binary) through a locked
+    temporary and a rename.
+
+    Stale temporaries of ``path`` (from writers killed mid-save) are removed
+    first.  The temporary stays locked until it has been renamed over ``path``.
+    ``fastbp.export`` writes its files through this too.
+    """
+    _remove_stale_temporaries(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp, fd = _create_locked_temp(directory, os.path.basename(path))
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    finally:
+        os.close(fd)  # releases the lock
+    _fsync_dir(directory)
+
+
 def save(net, path, *, extra=None):
     """Write ``net`` (parameters, settings, RNG, optimizer, history) to ``path``.
 
@@ -334,31 +454,7 @@ def save(net, path, *, extra=None):
     with net._lock:  # a consistent snapshot if another thread is training
         arrays = _collect(net, extra)
         arrays = {k: np.array(v, copy=True) for k, v in arrays.items()}
-    directory = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(8)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for a plain open()
-            break
-        except FileExistsError:  # pragma: no cover
-            continue
-    else:  # pragma: no cover
-        raise FileExistsError(f"could not create a temporary file in {directory!r}")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, allow_pickle=False, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(directory)
+    _write_atomic(path, lambda fh: np.savez(fh, allow_pickle=False, **arrays))
 
 
 # ------------------------------------------------------------------------ load
@@ -679,6 +775,7 @@ def load(path, *, return_extra=False):
         corrupted, crafted, or of a newer format version.
     """
     path = os.fspath(path)
+    _remove_stale_temporaries(os.fsdecode(path))
     with open(path, "rb") as fh:
         file_size = os.fstat(fh.fileno()).st_size
         try:

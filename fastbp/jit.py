@@ -18,6 +18,10 @@ first; what your loop trains is what ``net.predict`` and ``net.save`` see.
 ``train_step_one(state, x, y)``        the same for one sample (``y`` (n_out,))
 ``set_lr(state, lr)``                  set the optimizer's learning rate (e.g. a
                                        schedule in your loop); ``get_lr(state)``
+``input_gradient(state, X, y, out)``   batch-mean loss; ``out`` (n, n_in) <- its
+                                       gradient with respect to ``X``
+``jacobian(state, X, out)``            ``out`` (n, n_out, n_in) <- d outputs / d ``X``
+``jacobian_one(state, x, out)``        one sample: ``out`` (n_out, n_in)
 =====================================  =============================================
 
 The optional ``w`` is a 1-D float array of per-sample weights (finite, ``>= 0``,
@@ -52,6 +56,7 @@ from numba.extending import overload
 
 from ._config import JIT
 from ._kernels.forward import block, forward
+from ._kernels.input_grad import input_grad, jacobian as _jacobian
 from ._kernels.train import loss_grad, loss_sum, train_batch
 from ._kernels.update import H_LR
 from ._kernels.weights import weight_total
@@ -96,6 +101,7 @@ def _same_dtype_impl(state, X):
 
 @njit(**JIT)
 def _check_X(state, X):
+    """Raise unless X is a non-empty (n, n_in) array of the state's dtype."""
     _same_dtype(state, X)
     if X.ndim != 2 or X.shape[1] != state.model.layout[0, 0]:
         raise ValueError("fastbp.jit: X must be 2-D with n_in columns (the network's input width)")
@@ -129,6 +135,7 @@ def _targets_ok_impl(y, loss, m):
 
 @njit(**JIT)
 def _check_y(state, X, y):
+    """Raise unless y matches X's rows and the network's targets."""
     if y.shape[0] != X.shape[0]:
         raise ValueError("fastbp.jit: X and y have different numbers of rows")
     m = state.model.layout[state.model.layout.shape[0] - 1, 1]
@@ -152,6 +159,7 @@ def _check_weights(X, sw):
 
 @njit(**JIT)
 def _check_batch(state, X, y, sw=None):
+    """Raise unless (X, y[, sw]) is a valid batch within the state's capacity."""
     _check_X(state, X)
     _check_y(state, X, y)
     _check_weights(X, sw)
@@ -264,5 +272,55 @@ def train_step_one(state, x, y):
                        state.opt, state.hyper, state.opt_state, state.step)
 
 
+@njit(**JIT)
+def input_gradient(state, X, y, out):
+    """Batch-mean loss of ``(X, y)``; ``out`` (n, n_in) <- its gradient with respect to ``X``.
+
+    Inference mode, any number of rows (processed ``cap`` at a time);
+    ``state.work.grad`` is left alone.
+    """
+    _check_X(state, X)
+    _check_y(state, X, y)
+    _same_dtype(state, out)
+    n = X.shape[0]
+    if out.ndim != 2 or out.shape[0] != n or out.shape[1] != X.shape[1]:
+        raise ValueError("fastbp.jit: out must have the shape of X")
+    total = 0.0
+    for s in range(0, n, state.work.cap):
+        e = min(s + state.work.cap, n)
+        total += input_grad(state.model, state.work, state.loss, X[s:e], y[s:e], 1.0 / n,
+                            out[s:e])
+    return total / n
+
+
+@njit(**JIT)
+def jacobian(state, X, out):
+    """``out[i, k, j] <- d output_k / d X[i, j]``; ``out`` is (n, n_out, n_in) (inference mode)."""
+    _check_X(state, X)
+    _same_dtype(state, out)
+    L = state.model.layout.shape[0]
+    n = X.shape[0]
+    if (out.ndim != 3 or out.shape[0] != n or out.shape[1] != state.model.layout[L - 1, 1]
+            or out.shape[2] != X.shape[1]):
+        raise ValueError("fastbp.jit: out must have shape (n, n_out, n_in)")
+    for s in range(0, n, state.work.cap):
+        e = min(s + state.work.cap, n)
+        _jacobian(state.model, state.work, X[s:e], out[s:e])
+
+
+@njit(**JIT)
+def jacobian_one(state, x, out):
+    """``out[k, j] <- d output_k / d x[j]`` for one sample ``x`` (n_in,); ``out`` (n_out, n_in)."""
+    L = state.model.layout.shape[0]
+    if x.ndim != 1 or x.shape[0] != state.model.layout[0, 0]:
+        raise ValueError("fastbp.jit: x must be 1-D with n_in entries")
+    if out.ndim != 2 or out.shape[0] != state.model.layout[L - 1, 1] or out.shape[1] != x.shape[0]:
+        raise ValueError("fastbp.jit: out must have shape (n_out, n_in)")
+    _same_dtype(state, out)
+    for j in range(x.shape[0]):
+        state.xbuf[0, j] = x[j]
+    _jacobian(state.model, state.work, state.xbuf, out[None, :, :])
+
+
 __all__ = ["NetState", "predict", "predict_one", "loss", "gradient", "train_step",
-           "train_step_one", "set_lr", "get_lr"]
+           "train_step_one", "set_lr", "get_lr", "input_gradient", "jacobian", "jacobian_one"]

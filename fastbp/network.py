@@ -232,6 +232,15 @@ class MLP:
         return (f"MLP(sizes={list(self.sizes)}, activations={list(self.activations)}, "
                 f"loss={self.loss!r}, dtype={self.dtype.name!r}{extra})")
 
+    def summary(self):
+        """A per-layer table (input and output widths, activation, batch norm,
+        dropout, parameters) and the totals in values and bytes.
+
+        Returns the text; ``print(net.summary())`` shows it.
+        """
+        from .summary import summary
+        return summary(self)
+
     #: Attributes rebuilt rather than pickled: the lock cannot be pickled, the
     #: workspace is scratch, and the views must share the restored buffers.
     _TRANSIENT = frozenset({"_lock", "_ws", "_model", "_step_opt", "weights", "biases",
@@ -356,6 +365,35 @@ class MLP:
                 grad += w * ws.grad
         return float(loss), grad.astype(self.dtype)
 
+    def input_gradient(self, X, y):
+        """Batch-mean loss and its gradient with respect to the inputs ``X``.
+
+        Inference mode (dropout off, batch norm with running statistics); the
+        loss is the batch mean, as in :meth:`gradient`, so row ``i`` of the
+        result is ``(1/n) * d loss_i / d X[i]`` (multiply by ``n`` for the
+        per-sample gradients).  Nothing changes in the network.
+
+        Returns
+        -------
+        loss : float
+        dX : ndarray, shape of ``X``, of the network's dtype
+        """
+        from .sensitivity import input_gradient
+        return input_gradient(self, X, y)
+
+    def jacobian(self, X):
+        """Derivatives of the outputs with respect to the inputs, per sample.
+
+        Inference mode; ``J[i, k, j] = d predict(X)[i, k] / d X[i, j]`` (the
+        output activation included: softmax probabilities, sigmoid outputs).
+
+        Returns
+        -------
+        J : ndarray, shape (n_samples, sizes[-1], sizes[0]), of the network's dtype
+        """
+        from .sensitivity import jacobian
+        return jacobian(self, X)
+
     # --------------------------------------------------------------- training
     def _optimizer(self, optimizer, lr, kwargs):
         if isinstance(optimizer, Optimizer):
@@ -429,19 +467,25 @@ class MLP:
                                       "the network was restored. Use a smaller learning rate")
         return float(loss)
 
-    def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, seed=None,
+    def fit(self, X, y=None, epochs=1, batch_size=32, lr=None, shuffle=True, seed=None,
             optimizer="sgd", verbose=False, callbacks=(), on_divergence="raise",
             validation_data=None, validation_fraction=0.0, early_stopping=None,
             n_iter_no_change=10, tol=1e-4, lr_schedule=None, record_grad_norms=False,
-            sample_weight=None, **opt_kwargs):
+            chunk_size=None, sample_weight=None, **opt_kwargs):
         """Train by mini-batch backpropagation; each epoch is one compiled call.
 
         Parameters
         ----------
-        X : array-like, shape (n_samples, sizes[0])
-        y : array-like
+        X : array-like, shape (n_samples, sizes[0]), or a stream of chunks
+            A ``numpy.memmap`` (or any array with ``chunk_size`` given) is
+            trained chunk by chunk without loading it whole.  With ``y``
+            omitted, ``X`` is a stream of ``(X, y)`` chunks: a sequence, a
+            re-iterable object, a zero-argument callable returning a fresh
+            iterable each epoch, or a one-shot iterator (``epochs=1`` only).
+            See :mod:`fastbp.stream` for shuffling and validation rules.
+        y : array-like, optional
             Targets: ``(n, n_out)``; for cross_entropy also integer labels
-            ``(n,)``; for a single output also ``(n,)``.
+            ``(n,)``; for a single output also ``(n,)``.  Omitted for a stream.
         epochs : int
             Passes over the data.
         batch_size : int
@@ -460,7 +504,9 @@ class MLP:
         verbose : bool
             A progress bar (tqdm if installed, else one line per epoch).
         callbacks : sequence of callables
-            ``callback(net, epoch, history)`` after each epoch; returning True stops.
+            ``callback(net, epoch, history)`` after each epoch; returning True
+            stops (a non-empty string also becomes ``history.stop_reason``).
+            Ready-made ones: :mod:`fastbp.callbacks`.
         on_divergence : {"raise", "warn"}
             On a non-finite loss the network is restored to the end of the
             last finite epoch, then :class:`DivergenceError` is raised or a
@@ -485,6 +531,9 @@ class MLP:
         record_grad_norms : bool
             Record each layer's weight-gradient norm after every epoch
             (``history.grad_norms``), to make vanishing gradients visible.
+        chunk_size : int, optional
+            Rows per chunk when streaming an array (rounded down to a
+            multiple of ``batch_size``); default about 64 MB of ``X``.
         sample_weight : array-like, shape (n_samples,), optional
             Per-sample weights (finite, ``>= 0``, not all zero).  Each batch
             minimises its weighted mean loss ``sum_i w_i E_i / sum_i w_i``
@@ -494,7 +543,7 @@ class MLP:
             leaving the sample out, except for batch-norm batch statistics
             (unweighted) and the batch composition.  ``history.loss`` is the
             weighted epoch mean.  ``validation_data`` may be a triple
-            ``(X_val, y_val, w_val)``.
+            ``(X_val, y_val, w_val)``.  Not with streamed data.
 
         Returns
         -------
@@ -506,8 +555,8 @@ class MLP:
                    on_divergence=on_divergence, validation_data=validation_data,
                    validation_fraction=validation_fraction, early_stopping=early_stopping,
                    n_iter_no_change=n_iter_no_change, tol=tol, lr_schedule=lr_schedule,
-                   record_grad_norms=record_grad_norms, sample_weight=sample_weight,
-                   opt_kwargs=opt_kwargs)
+                   record_grad_norms=record_grad_norms, opt_kwargs=opt_kwargs,
+                   chunk_size=chunk_size, sample_weight=sample_weight)
 
     def state(self, batch_size=32, optimizer="sgd", lr=None, **opt_kwargs):
         """A :class:`fastbp.jit.NetState` for training from your own ``@njit`` code.

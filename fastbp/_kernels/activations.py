@@ -4,7 +4,8 @@
 ``mul_act_grad`` multiplies a delta by ``f'(z)`` while deltas propagate.  Every
 derivative is computed from the output ``a`` except GELU's, which needs ``z``.
 float32 uses the vectorisable exp/tanh of ``approx.py``.
-Softmax appears only on the output layer (its Jacobian lives in ``losses``).
+Softmax appears only on the output layer (``losses`` fuses its Jacobian into
+the loss delta; ``mul_act_grad`` applies it for input Jacobians).
 """
 
 import math
@@ -16,10 +17,13 @@ from ..spec import ELU, GELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, SOFT
 from .approx import vexp, vsigmoid, vtanh
 
 _GELU_C = math.sqrt(2.0 / math.pi)
+#: The cubic coefficient of the tanh form of GELU.
+_GELU_K3 = 0.044715
 
 
 @njit(**JIT)
 def _softplus(z):
+    """Numerically stable log(1 + e^z)."""
     return max(z, type(z)(0.0)) + math.log1p(math.exp(-abs(z)))
 
 
@@ -34,7 +38,7 @@ def bias_act(A, b, act, alpha, pre, keep_pre, add_bias):
     one = T(1.0)
     half = T(0.5)
     c = T(_GELU_C)
-    k3 = T(0.044715)
+    k3 = T(_GELU_K3)
     for i in range(n):
         row = A[i]
         if add_bias:
@@ -86,7 +90,7 @@ def bias_act(A, b, act, alpha, pre, keep_pre, add_bias):
 
 @njit(**JIT)
 def mul_act_grad(D, A, pre, act, alpha):
-    """In place ``D <- D * f'(z)`` where ``A = f(z)`` (and ``pre = z`` for GELU)."""
+    """In place ``D <- D * f'(z)`` where ``A = f(z)`` (``pre = z`` for GELU; softmax: ``D @ J``)."""
     T = D.dtype.type
     n, m = D.shape
     al = T(alpha)
@@ -94,7 +98,7 @@ def mul_act_grad(D, A, pre, act, alpha):
     one = T(1.0)
     half = T(0.5)
     c = T(_GELU_C)
-    k3 = T(0.044715)
+    k3 = T(_GELU_K3)
     if act == IDENTITY:
         return
     for i in range(n):
@@ -124,3 +128,9 @@ def mul_act_grad(D, A, pre, act, alpha):
                 z = p[j]
                 t = vtanh(c * (z + k3 * z * z * z))
                 d[j] *= half * (one + t) + half * z * (one - t * t) * c * (one + T(3.0) * k3 * z * z)
+        elif act == SOFTMAX:  # Jacobian-vector product: d <- a * (d - <d, a>)
+            s = zero
+            for j in range(m):
+                s += d[j] * a[j]
+            for j in range(m):
+                d[j] = a[j] * (d[j] - s)

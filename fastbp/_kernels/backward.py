@@ -21,6 +21,7 @@ from .regularize import bn_backward, dropout_backward
 
 @njit(**JIT)
 def _colsum(D, out):
+    """Column sums of D into out (the bias gradient)."""
     out[:] = 0.0
     for i in range(D.shape[0]):
         d = D[i]

@@ -60,6 +60,7 @@ def unit_offset(layout, l):
 
 @njit(**JIT)
 def _layer_forward(model, work, l, Ain, off, training, update_stats):
+    """Forward one layer: product, bias, batch norm, activation, dropout."""
     layout = model.layout
     n = Ain.shape[0]
     m = layout[l, L_OUT]

@@ -428,6 +428,7 @@ def _gather(A, TG, Xf, yf, offs, ordT, r, shuffle, labels, n0, m, a0, t0):
 def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuffle, seed,
                  opt, hyper, state, step, out, k0, PB, GB, SB, HB, A, Z, D, TG, S, lv, lf,
                  ordT, stepv, offs):
+    """Train one block of LANES networks for one epoch."""
     T = PB.dtype.type
     K, P = params.shape
     nq = min(LANES, K - k0)
@@ -551,6 +552,7 @@ def lanes_epoch(params, layout, lparams, counters, loss, X, y, batch_size, shuff
 
 @njit(**JIT_NO_NRT)
 def _predict_block(params, layout, lparams, X, k0, PB, A, Z, S, out):
+    """Predict with one block of LANES networks."""
     K, P = params.shape
     T = PB.dtype.type
     nq = min(LANES, K - k0)

@@ -16,6 +16,7 @@ from .blas import gemm
 
 @njit(**JIT)
 def _scale(beta, C):
+    """C *= beta (C = 0 when beta is 0, as BLAS does)."""
     T = C.dtype.type
     bt = T(beta)
     if bt == T(1.0):

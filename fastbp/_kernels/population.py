@@ -24,11 +24,13 @@ def _row(a, k):
 
 @njit(**JIT)
 def _model(params, layout, lparams, stats, counters, seeds, k):
+    """The Model view of network k of the population."""
     return Model(params[k], layout, lparams, stats[k], counters[k], seeds[k])
 
 
 @njit(**JIT)
 def _work(acts, pre, deltas, grad, mask, bnx, bninv, bnstat, c, cap):
+    """The Work view of thread c's workspace."""
     return Work(acts[c], pre[c], deltas[c], grad[c], mask[c], bnx[c], bninv[c], bnstat[c], cap)
 
 

@@ -36,6 +36,7 @@ def eligible(layout, lparams, batch_size):
 
 @njit(**JIT_INLINE)
 def _act(z, code, alpha):
+    """Activation code applied to the scalar z."""
     T = type(z)
     if code == SIGMOID:
         return vsigmoid(z)

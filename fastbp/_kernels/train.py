@@ -21,6 +21,7 @@ from .weights import gather_weights, weight_total, weighted_loss_delta
 @njit(**JIT)
 def _forward_loss(model, work, loss, X, y, training, update_stats, scale, want_delta,
                   sw=None):
+    """Forward pass and (``sw``-weighted) loss sum (and output delta when want_delta)."""
     n = X.shape[0]
     L = model.layout.shape[0]
     m = model.layout[L - 1, L_OUT]
