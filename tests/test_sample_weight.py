@@ -408,3 +408,15 @@ def test_data_parallel_weights_over_two_ranks(tmp_path):
         s2, s0 = r0[f"steps_{shuffle}"]
         assert s2 == s0
     assert r0["steps_False"][0] == 3 * 6  # 7 batches an epoch, the first weighs nothing
+
+
+def test_streamed_data_refuses_weights_and_per_step_schedules():
+    from fastbp.schedules import OneCycle
+    net = _net("mse")
+    X, y, w = _data("mse", 40)
+    p = net.params.copy()
+    with pytest.raises(ValueError, match="sample_weight is not supported with streamed"):
+        net.fit(X, y, chunk_size=16, batch_size=8, sample_weight=w)
+    with pytest.raises(ValueError, match="per-step"):
+        net.fit(X, y, chunk_size=16, batch_size=8, lr_schedule=OneCycle(10))
+    np.testing.assert_array_equal(net.params, p)
