@@ -420,3 +420,22 @@ def test_streamed_data_refuses_weights_and_per_step_schedules():
     with pytest.raises(ValueError, match="per-step"):
         net.fit(X, y, chunk_size=16, batch_size=8, lr_schedule=OneCycle(10))
     np.testing.assert_array_equal(net.params, p)
+
+
+@no_convergence_warning
+@pytest.mark.parametrize("solver", ["lbfgs", "sgd", "adam", "rprop"])
+def test_estimator_integer_weights_equal_repeated_samples(solver):
+    """scikit-learn's check_sample_weight_equivalence, with 20 iterations (at
+    the check's 50, lbfgs on this overfit problem amplifies rounding to 1e-3)."""
+    from sklearn.utils import shuffle
+    from fastbp.sklearn import MLPClassifier
+    rng = np.random.RandomState(42)
+    X = rng.rand(15, 30)
+    y = rng.randint(0, 3, size=15)
+    sw = rng.randint(0, 5, size=15)
+    Xw, yw, sww = shuffle(X, y, sw, random_state=0)
+    kw = dict(hidden_layer_sizes=(8,), solver=solver, max_iter=20, random_state=0)
+    a = MLPClassifier(**kw).fit(X.repeat(sw, axis=0), y.repeat(sw))
+    b = MLPClassifier(**kw).fit(Xw, yw, sample_weight=sww)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), rtol=1e-9, atol=1e-12)
+    assert a.loss_curve_ == pytest.approx(b.loss_curve_, rel=1e-10)
