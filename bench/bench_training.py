@@ -1,21 +1,39 @@
-"""asv benchmarks: training speed, allocations per step, compile time, memory.
+"""asv benchmarks: training speed, allocations per step, time to first result, memory.
 
-Run with ``asv run --python=same`` (see README, "Performance").  JIT warm-up
-happens in ``setup`` so compile time never enters a ``time_`` figure; compile
-time has its own ``track_`` benchmarks, measured in fresh subprocesses.
+* ``Epoch``: one epoch of ``MLP.fit`` per case and dtype -- ``time_epoch``,
+  ``track_samples_per_s`` (samples/s, best of 3) and ``peakmem_fit``.
+* ``Step``: one ``MLP.train_step`` and 100 ``fastbp.jit.train_step`` calls.
+* ``Allocations``: Numba-runtime allocations per training step and per
+  batch of ``MLP.fit`` (both must be 0).
+* ``FirstResult``: a fresh Python process that imports fastbp and trains a
+  small network for one epoch: seconds with an empty Numba cache (cold,
+  everything compiled) and with the cache that run left behind (warm), and the
+  import alone.
+
+asv reads every number as lower-is-better: for the ``samples/s`` tracks a
+ratio above 1 in ``asv compare`` / ``asv continuous`` is a speed-up, not a
+regression, so gate on the ``time_`` figures (``time_epoch``).
+
+Run with ``asv run --python=same --quick`` for a look at the working tree, or
+``asv continuous main HEAD`` / ``asv run main~5..main`` (README,
+"Performance").  JIT warm-up happens in ``setup`` so compile time never
+enters a ``time_`` figure; it has its own ``track_`` benchmarks.
 """
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 
 import numpy as np
+from numba import njit
 
 import fastbp
 from fastbp import jit as fj
+
+from .timing import best_seconds
 
 # name: (sizes, hidden activation, loss, batch, samples per epoch)
 CASES = {
@@ -45,7 +63,10 @@ class Epoch:
 
     params = (["float32", "float64"], list(CASES))
     param_names = ["dtype", "case"]
-    timeout = 300
+    timeout = 600  # the first setup of a fresh commit compiles the kernels
+    # 4 to 20 samples (split over asv's rounds), up to 30 s: enough for asv's
+    # significance test to call a real change on a noisy machine.
+    repeat = (4, 20, 30.0)
 
     def setup(self, dtype, case):
         self.net, self.X, self.y, self.batch = make_case(case, dtype)
@@ -58,12 +79,7 @@ class Epoch:
         self.fit()
 
     def track_samples_per_s(self, dtype, case):
-        best = np.inf
-        for _ in range(3):
-            t0 = time.perf_counter()
-            self.fit()
-            best = min(best, time.perf_counter() - t0)
-        return len(self.X) / best
+        return len(self.X) / best_seconds(self.fit, 3)
 
     track_samples_per_s.unit = "samples/s"
 
@@ -91,85 +107,124 @@ class Step:
         _jit_steps(self.state, self.Xb, self.yb, 100)
 
 
-def _jit_steps_py(state, X, y, k):
+@njit(cache=True)
+def _jit_steps(state, X, y, k):
+    """``k`` calls of fastbp.jit.train_step from compiled code; the summed loss."""
     s = 0.0
     for _ in range(k):
         s += fj.train_step(state, X, y)
     return s
 
 
-_jit_steps = __import__("numba").njit(_jit_steps_py)
+def _nrt_allocs():
+    """Numba-runtime allocations so far (statistics switched on at first use)."""
+    from numba.core.runtime import _nrt_python, rtsys
+    _nrt_python.memsys_enable_stats()
+    return rtsys.get_allocation_stats().alloc
 
 
 class Allocations:
-    """Numba-runtime allocations per training step (must be 0)."""
+    """Numba-runtime allocations per training step and per batch of a fit (must be 0)."""
 
     params = (["float32", "float64"], ["xor-online", "digits-b32", "mnist-b64"])
     param_names = ["dtype", "case"]
 
     def setup(self, dtype, case):
-        from numba.core.runtime import _nrt_python
-        _nrt_python.memsys_enable_stats()
-        net, X, y, batch = make_case(case, dtype)
-        self.args = (net.state(batch_size=batch, lr=1e-3), X[:batch], y[:batch])
+        _nrt_allocs()
+        self.net, self.X, self.y, self.batch = make_case(case, dtype)
+        self.args = (self.net.state(batch_size=self.batch, lr=1e-3),
+                     self.X[:self.batch], self.y[:self.batch])
         _jit_steps(*self.args, 1)
+        self._fit(1)
+
+    def _fit(self, n_batches):
+        n = n_batches * self.batch
+        self.net.fit(self.X[:n], self.y[:n], epochs=1, batch_size=self.batch, lr=1e-3)
 
     def track_nrt_allocations_per_step(self, dtype, case):
-        from numba.core.runtime import rtsys
         counts = []
         for k in (10, 1010):
-            before = rtsys.get_allocation_stats().alloc
+            before = _nrt_allocs()
             _jit_steps(*self.args, k)
-            counts.append(rtsys.get_allocation_stats().alloc - before)
+            counts.append(_nrt_allocs() - before)
         return (counts[1] - counts[0]) / 1000.0
 
     track_nrt_allocations_per_step.unit = "allocations"
 
+    def track_nrt_allocations_per_fit_batch(self, dtype, case):
+        """MLP.fit over 32 batches minus over 16, per batch (per-call costs cancel)."""
+        counts = []
+        for k in (16, 32):
+            before = _nrt_allocs()
+            self._fit(k)
+            counts.append(_nrt_allocs() - before)
+        return (counts[1] - counts[0]) / 16.0
 
-_FIRST_STEP = textwrap.dedent("""
-    import time
+    track_nrt_allocations_per_fit_batch.unit = "allocations"
+
+
+# A user's first result: import fastbp, train a small network for one epoch.
+_FIRST_FIT = textwrap.dedent("""
+    import json, time
     t0 = time.perf_counter()
-    import numpy as np, fastbp
+    import numpy as np
+    import fastbp
     t1 = time.perf_counter()
-    net = fastbp.MLP([64, 128, 10], activation="relu", loss="cross_entropy",
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((512, 64)).astype(np.float32)
+    y = rng.integers(0, 10, 512)
+    net = fastbp.MLP([64, 32, 10], activation="relu", loss="cross_entropy",
                      dtype="float32", seed=0)
-    X = np.zeros((32, 64), np.float32); y = np.zeros(32, np.int64)
-    net.train_step(X, y, lr=0.1)
+    net.fit(X, y, epochs=1, batch_size=32, lr=0.05)
     t2 = time.perf_counter()
-    print(t1 - t0, t2 - t1)
+    print(json.dumps({"import_s": t1 - t0, "total_s": t2 - t0, "fastbp": fastbp.__file__}))
 """)
 
 
-def _first_step(cache_dir):
+def first_fit(cache_dir):
+    """Run ``_FIRST_FIT`` in a fresh interpreter with ``NUMBA_CACHE_DIR=cache_dir``.
+
+    It runs in an empty temporary directory so that the fastbp it imports is
+    the one this process imported (asv's installed commit, not a checkout in
+    the working directory); a mismatch raises.
+    """
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
-    out = subprocess.run([sys.executable, "-c", _FIRST_STEP], env=env, check=True,
-                         capture_output=True, text=True).stdout.split()
-    return float(out[0]), float(out[1])
+    with tempfile.TemporaryDirectory(prefix="fastbp-asv-cwd-") as cwd:
+        out = subprocess.run([sys.executable, "-c", _FIRST_FIT], env=env, cwd=cwd, check=True,
+                             capture_output=True, text=True).stdout
+    res = json.loads(out.strip().splitlines()[-1])
+    if os.path.realpath(res["fastbp"]) != os.path.realpath(fastbp.__file__):
+        raise RuntimeError("the subprocess imported %s, the benchmark %s"
+                           % (res["fastbp"], fastbp.__file__))
+    return res
 
 
-class Compile:
-    """Import time and the first ``train_step`` in a fresh process: cold and warm cache."""
+class FirstResult:
+    """Seconds from a fresh interpreter's start to a trained small network.
 
-    timeout = 600
-    number = 1
-    repeat = 1
+    ``setup_cache`` runs the cold case once, with an empty Numba cache in the
+    benchmark's working directory; the warm figures reuse the cache it filled.
+    """
 
-    def setup(self):
-        self.cache = tempfile.mkdtemp(prefix="fastbp-asv-cache-")
+    timeout = 900
 
-    def track_first_step_cold_cache(self):
-        return _first_step(tempfile.mkdtemp(prefix="fastbp-asv-cold-"))[1]
+    def setup_cache(self):
+        cache = os.path.abspath("numba-cache-first-fit")
+        return {"cache": cache, "cold": first_fit(cache)}
 
-    track_first_step_cold_cache.unit = "s"
+    setup_cache.timeout = 900
 
-    def track_first_step_warm_cache(self):
-        _first_step(self.cache)
-        return _first_step(self.cache)[1]
+    def track_first_fit_cold_s(self, cached):
+        return cached["cold"]["total_s"]
 
-    track_first_step_warm_cache.unit = "s"
+    track_first_fit_cold_s.unit = "s"
 
-    def track_import_fastbp(self):
-        _first_step(self.cache)
-        return _first_step(self.cache)[0]
+    def track_first_fit_warm_s(self, cached):
+        return first_fit(cached["cache"])["total_s"]
 
-    track_import_fastbp.unit = "s"
+    track_first_fit_warm_s.unit = "s"
+
+    def track_import_s(self, cached):
+        return first_fit(cached["cache"])["import_s"]
+
+    track_import_s.unit = "s"

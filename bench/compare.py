@@ -84,8 +84,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
-if ROOT not in sys.path:  # import fastbp from the checkout
-    sys.path.insert(0, ROOT)
+if not __package__ and ROOT not in sys.path:  # run as a script: fastbp from the checkout
+    sys.path.insert(0, ROOT)  # (not when asv imports bench.compare: the installed fastbp wins)
 
 import numpy as np  # noqa: E402
 
@@ -94,7 +94,7 @@ from peers.common import (CASES, SLOW_ENV_VARS, THREADS, data_digest,  # noqa: E
                           init_params, make_data, model_flops_per_sample,
                           quick_case, reference_loss, probe_samples,
                           epoch_samples,
-                          sgemm_gflops, thread_limits, time_epochs,
+                          sgemm_gflops, thread_limits, timed_epochs,
                           worker_env)
 
 RESULT_TAG = "@@FASTBP-BENCH-RESULT@@"
@@ -124,7 +124,7 @@ def worker_bench(peer, case_names, repeats, quick, max_epoch_s):
                 # probe: a short prefix, one warm-up epoch (compiles), best of 2
                 n_p = probe_samples(case)
                 tr = mod.make_trainer(case, X[:n_p], y[:n_p], init_params(case))
-                res["probe_s"] = min(time_epochs(tr.epoch, 2, warmup=1))
+                res["probe_s"] = min(timed_epochs(tr.epoch, 2, warmup=1))
                 del tr
                 rate = n_p / max(res["probe_s"], 1e-9)
                 n = epoch_samples(case, rate, max_epoch_s)
@@ -132,7 +132,7 @@ def worker_bench(peer, case_names, repeats, quick, max_epoch_s):
                 res.update(samples=n, batches=n // case.batch, capped=n < case.n)
                 tr = mod.make_trainer(case, X, y, init_params(case))
                 t_first = time.perf_counter()
-                times = time_epochs(tr.epoch, repeats, warmup=1)
+                times = timed_epochs(tr.epoch, repeats, warmup=1)
                 res["wall_s"] = time.perf_counter() - t_first
                 res["times_s"] = times
                 res["median_s"] = float(np.median(times))

@@ -10,7 +10,7 @@ import numbers
 import numpy as np
 
 from ._kernels.checks import all_finite, labels_in_range
-from .spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY
+from .spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, POISSON
 
 
 def _as_real_array(a, name):
@@ -98,6 +98,9 @@ def check_y(y, n, n_out, loss, dtype, name="y"):
         if out.min() < 0 or out.max() > 1:
             raise ValueError(f"{name} must hold probabilities in [0, 1] for "
                              "cross-entropy losses")
+    if loss == POISSON and out.min() < 0:
+        raise ValueError(f"{name} has negative values (min {float(out.min())!r}); the "
+                         "poisson loss needs counts or rates >= 0")
     return out
 
 

@@ -139,7 +139,10 @@ def to_torch_sequential(net, include_output=False):
     include_output : bool, default False
         Append ``nn.Softmax(dim=1)`` for a softmax output layer.  Without it
         the Sequential returns logits (what ``nn.CrossEntropyLoss`` takes).
-        Sigmoid and tanh outputs are always appended.
+        Sigmoid and tanh outputs are always appended.  An exp output
+        (``loss="poisson"``) is never appended: the Sequential returns the
+        log-rates (what ``nn.PoissonNLLLoss(log_input=True)`` takes; apply
+        ``torch.exp`` for rates), and ``include_output=True`` is refused.
 
     Returns
     -------
@@ -148,6 +151,9 @@ def to_torch_sequential(net, include_output=False):
         mode (batch norm uses the running statistics, dropout is off), where
         it predicts like :meth:`MLP.predict`.
     """
+    if include_output and net.activations[-1] == "exp":
+        raise ValueError("torch has no Exp module: export a poisson network with "
+                         "include_output=False (it returns log-rates) and apply torch.exp")
     torch = _torch()
     nn = torch.nn
     tdt = _torch_dtype(torch, net.dtype)

@@ -48,7 +48,9 @@ The ``optimizer.*`` members exist only when ``net.optimizer`` was set, the
         "init": "auto",
         "dropout": [0.0],                  # one rate per hidden layer
         "batch_norm": [false],             # one flag per hidden layer
-        "bn_momentum": 0.1, "bn_eps": 1e-05
+        "bn_momentum": 0.1, "bn_eps": 1e-05,
+        "huber_delta": 1.0,                # only when loss is "huber"
+        "quantile": 0.5                    # only when loss is "quantile"
       },
       "counter": 0,                        # training steps taken (drives dropout masks)
       "dropout_seed": 123,                 # seed of the dropout masks
@@ -146,6 +148,9 @@ _META_KEYS = {"format", "version", "fastbp_version", "architecture", "counter", 
               "rng", "optimizer", "history", "extra"}
 _ARCH_KEYS = {"sizes", "activations", "loss", "dtype", "leaky_slope", "elu_alpha", "init",
               "dropout", "batch_norm", "bn_momentum", "bn_eps"}
+#: Architecture keys present only for the loss that uses them (so files of
+#: networks with the other losses read the same as before they existed).
+_LOSS_KEYS = {"huber": "huber_delta", "quantile": "quantile"}
 _OPT_KEYS = {"class", "attributes", "bound"}
 _HIST_KEYS = {"samples", "stop_reason", "best_epoch"}
 _HIST_ARRAYS = ("loss", "lr", "epoch_time", "val_loss", "val_score", "grad_norms")
@@ -260,6 +265,9 @@ def _collect(net, extra):
         "history": None,
         "extra": [],
     }
+    key = _LOSS_KEYS.get(net.loss)
+    if key is not None:
+        meta["architecture"][key] = float(getattr(net, key))
     if meta["rng"].get("bit_generator") not in _BIT_GENERATORS:
         raise TypeError(f"cannot save a generator built on {meta['rng'].get('bit_generator')!r}; "
                         f"supported bit generators: {', '.join(_BIT_GENERATORS)}")
@@ -570,7 +578,9 @@ def _finite_array(arr, name):
 
 def _architecture(arch):
     """Validated architecture, the parameter count and the statistics count."""
-    _check_keys(arch, _ARCH_KEYS, "meta['architecture']")
+    loss = arch.get("loss") if isinstance(arch, dict) else None
+    loss_key = _LOSS_KEYS.get(loss) if isinstance(loss, str) else None
+    _check_keys(arch, _ARCH_KEYS | ({loss_key} if loss_key else set()), "meta['architecture']")
     sizes = arch["sizes"]
     if not isinstance(sizes, list) or len(sizes) < 2 or \
             not all(_is_int(s) and s > 0 for s in sizes):
@@ -591,8 +601,8 @@ def _architecture(arch):
     init = arch["init"]
     if not isinstance(init, str) or (init != "auto" and init not in set(spec.INITS.values())):
         _fail(f"unknown init {init!r}")
-    for key in ("leaky_slope", "elu_alpha", "bn_momentum", "bn_eps"):
-        if not _is_real(arch[key]):
+    for key in ("leaky_slope", "elu_alpha", "bn_momentum", "bn_eps", *_LOSS_KEYS.values()):
+        if key in arch and not _is_real(arch[key]):
             _fail(f"{key} must be a finite number, got {arch[key]!r}")
     drop, bn = arch["dropout"], arch["batch_norm"]
     if not isinstance(drop, list) or len(drop) != n_hidden or not all(_is_real(p) for p in drop):
@@ -729,7 +739,8 @@ def _load(fh, file_size, return_extra):
                       dtype=dtype, seed=0, leaky_slope=arch["leaky_slope"],
                       elu_alpha=arch["elu_alpha"], dropout=arch["dropout"],
                       batch_norm=arch["batch_norm"], bn_momentum=arch["bn_momentum"],
-                      bn_eps=arch["bn_eps"])
+                      bn_eps=arch["bn_eps"],
+                      **{k: arch[k] for k in _LOSS_KEYS.values() if k in arch})
         except (ValueError, TypeError) as exc:
             _fail(f"invalid architecture: {exc}")
         if net.n_params != n_params or net._stats.size != n_stats:  # pragma: no cover

@@ -60,7 +60,7 @@ from ._kernels.input_grad import input_grad, jacobian as _jacobian
 from ._kernels.train import loss_grad, loss_sum, train_batch
 from ._kernels.update import H_LR
 from ._kernels.weights import weight_total
-from .spec import CROSS_ENTROPY
+from .spec import CROSS_ENTROPY, POISSON
 
 NetState = namedtuple("NetState", [
     "model",      # fastbp._kernels.state.Model: params (shared with the MLP), layout, ...
@@ -143,6 +143,8 @@ def _check_y(state, X, y):
         raise ValueError("fastbp.jit: y must be (n, n_out) floats, (n,) integer labels in "
                          "[0, n_out) for a cross-entropy network, or (n,) floats for one output "
                          "(integers there are read as values)")
+    if state.loss == POISSON and y.min() < 0:
+        raise ValueError("fastbp.jit: the poisson loss needs targets y >= 0")
 
 
 @njit(**JIT)

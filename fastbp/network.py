@@ -45,12 +45,28 @@ class MLP:
         Hidden activation, one name or one per hidden layer: identity,
         sigmoid, tanh, relu, leaky_relu, elu, softplus, gelu (tanh form).
     output : str, optional
-        Output activation: identity, sigmoid, tanh or softmax.  Default
-        follows the loss (mse: identity, cross_entropy: softmax,
-        binary_cross_entropy: sigmoid).
-    loss : {"mse", "cross_entropy", "binary_cross_entropy"}, default "mse"
-        ``mse`` is ``1/2 sum_k (d_k - y_k)^2`` per sample; every loss is
-        averaged over the batch.
+        Output activation: identity, sigmoid, tanh, softmax, or exp (for
+        poisson only).  Default follows the loss (mse, huber, mae, quantile:
+        identity, cross_entropy: softmax, binary_cross_entropy: sigmoid,
+        poisson: exp).
+    loss : str, default "mse"
+        Per sample, summed over the outputs ``k`` (``y`` the network's output,
+        ``d`` the target, ``r = y - d``), and averaged over the batch:
+
+        * ``mse`` (alias ``squared_error``): ``r^2 / 2``.
+        * ``huber``: ``r^2 / 2`` for ``|r| <= huber_delta``, else
+          ``huber_delta * (|r| - huber_delta / 2)`` (differentiable).
+        * ``mae`` (aliases ``l1``, ``absolute_error``): ``|r|``; at ``r = 0``
+          the gradient used is the subgradient 0 (``sign(0) = 0``).
+        * ``quantile`` (alias ``pinball``): ``quantile * (d - y)`` when
+          ``y <= d``, else ``(1 - quantile) * (y - d)``; subgradient 0 at
+          ``r = 0``.  The fit estimates the ``quantile``-quantile of ``d``.
+        * ``poisson``: log link, the exp output gives the rate
+          ``y = exp(z)`` (``predict`` returns the rate); the loss is half the
+          Poisson deviance ``exp(z) - d z + d log d - d`` (0 at ``y = d``,
+          ``d log d = 0`` at ``d = 0``); targets must be ``>= 0``.
+        * ``cross_entropy`` (softmax output), ``binary_cross_entropy``
+          (sigmoid output), evaluated from the logits.
     init : str, default "auto"
         xavier_uniform, xavier_normal, he_uniform, he_normal (aliases xavier,
         glorot, he, kaiming); ``auto`` picks he_normal for ReLU-family hidden
@@ -64,6 +80,10 @@ class MLP:
         Negative slope of leaky_relu.
     elu_alpha : float, default 1.0
         Scale of elu's negative branch.
+    huber_delta : float, default 1.0
+        Where huber turns from quadratic to linear (> 0).
+    quantile : float, default 0.5
+        Target quantile of the quantile loss, in (0, 1) (0.5: half the MAE).
     dropout : float or sequence of float, default 0.0
         Inverted-dropout rate of each hidden layer's output (training only).
     batch_norm : bool or sequence of bool, default False
@@ -86,7 +106,7 @@ class MLP:
 
     def __init__(self, sizes, activation="relu", output=None, loss="mse", init="auto",
                  dtype="float64", seed=None, leaky_slope=0.01, elu_alpha=1.0, dropout=0.0,
-                 batch_norm=False, bn_momentum=0.1, bn_eps=1e-5):
+                 batch_norm=False, bn_momentum=0.1, bn_eps=1e-5, huber_delta=1.0, quantile=0.5):
         self.sizes = spec.check_sizes(sizes)
         n_hidden = len(self.sizes) - 2
         hidden = _per_hidden(activation, n_hidden, "activation") if not isinstance(
@@ -101,6 +121,13 @@ class MLP:
         if need is not None and self.activations[-1] != need:
             raise ValueError(f"loss {self.loss!r} needs output={need!r}, got "
                              f"{self.activations[-1]!r}; use loss='mse' for other outputs")
+        only = spec.OUTPUT_ONLY_FOR.get(self.activations[-1])
+        if only is not None and lcode != only:
+            raise ValueError(f"output={self.activations[-1]!r} is for loss="
+                             f"{spec.LOSS_NAMES[only]!r} only, got loss={self.loss!r}")
+        self.huber_delta = check_float(huber_delta, "huber_delta", low=0.0, low_open=True)
+        self.quantile = check_float(quantile, "quantile", 0.0, 1.0, low_open=True,
+                                    high_open=True)
         self.leaky_slope = check_float(leaky_slope, "leaky_slope", low=0.0)
         self.elu_alpha = check_float(elu_alpha, "elu_alpha", low=0.0, low_open=True)
         self.dropout = tuple(check_float(p, "dropout", 0.0, 1.0, high_open=True)
@@ -113,12 +140,14 @@ class MLP:
         self._loss_code = lcode
         self._layout, n_params, n_stats = spec.build_layout(
             self.sizes, codes, list(self.batch_norm) + [False])
-        lp = np.zeros((len(codes), 4))
+        lp = np.zeros((len(codes), spec.N_LPARAMS))
         lp[:, spec.P_ALPHA] = [self.leaky_slope if c == spec.LEAKY_RELU else
                                self.elu_alpha if c == spec.ELU else 0.0 for c in codes]
         lp[:-1, spec.P_DROP] = self.dropout
         lp[:, spec.P_BN_MOMENTUM] = self.bn_momentum
         lp[:, spec.P_BN_EPS] = self.bn_eps
+        lp[-1, spec.P_LOSS] = {spec.HUBER: self.huber_delta,
+                               spec.QUANTILE: self.quantile}.get(lcode, 0.0)
         self._lparams = lp
         self._params = np.zeros(n_params, dtype=self.dtype)
         self._stats = np.zeros(n_stats, dtype=self.dtype)
@@ -229,6 +258,10 @@ class MLP:
             extra += f", dropout={list(self.dropout)}"
         if any(self.batch_norm):
             extra += f", batch_norm={list(self.batch_norm)}"
+        if self._loss_code == spec.HUBER:
+            extra += f", huber_delta={self.huber_delta!r}"
+        if self._loss_code == spec.QUANTILE:
+            extra += f", quantile={self.quantile!r}"
         return (f"MLP(sizes={list(self.sizes)}, activations={list(self.activations)}, "
                 f"loss={self.loss!r}, dtype={self.dtype.name!r}{extra})")
 
@@ -251,6 +284,12 @@ class MLP:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        # pickles from before the loss parameter column: default settings, padded table
+        self.__dict__.setdefault("huber_delta", 1.0)
+        self.__dict__.setdefault("quantile", 0.5)
+        if self._lparams.shape[1] < spec.N_LPARAMS:
+            pad = spec.N_LPARAMS - self._lparams.shape[1]
+            self._lparams = np.pad(self._lparams, ((0, 0), (0, pad)))
         # arrays restored read-only (e.g. joblib memory maps) are copied: the
         # kernels write into them
         for obj in (self, self.optimizer):

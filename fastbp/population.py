@@ -4,8 +4,9 @@ For ensembles, hyper-parameter sweeps (a learning rate per network) and
 neuro-evolution: all K parameter vectors live in one ``(K, n_params)`` buffer
 and one parallel kernel trains them, each network with its own data order.
 
-Dense networks (no dropout, no batch norm) train on the lane kernel
-(``_kernels/lanes.py``), vectorised across networks; the others on the
+Dense networks (no dropout, no batch norm) with mse or a cross-entropy
+train on the lane kernel (``_kernels/lanes.py``), vectorised across
+networks; the others (huber, mae, quantile and poisson included) on the
 per-network kernel (``_kernels/population.py``).  Both shuffle with the same
 keyed permutations, so they train a network identically up to rounding.
 """
@@ -17,8 +18,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ._config import GROUP, LANES
-from ._kernels.lanes import (N_LANE_SCALARS, lanes_eligible, lanes_epoch, lanes_predict,
-                             permutations)
+from ._kernels.lanes import (N_LANE_SCALARS, lanes_eligible, lanes_epoch, lanes_loss,
+                             lanes_predict, permutations)
 from ._kernels.population import population_epoch, population_predict
 from ._kernels.update import N_HYPER
 from ._validate import check_int, check_X, check_y
@@ -181,7 +182,7 @@ class Population:
         out = np.zeros((self.k, 2))
         losses = np.zeros((epochs, self.k))
         t = self.template
-        if lanes_eligible(t._layout, t._lparams):
+        if lanes_loss(t._loss_code) and lanes_eligible(t._layout, t._lparams):
             bufs = self._lane_buffers(n if shuffle else 0, state.shape[1])
             for e in range(epochs):
                 seed = int(self.rng.integers(2**63))

@@ -99,8 +99,10 @@ Outputs and losses
 * Multi-label classification (``y`` a 2-D 0/1 indicator matrix): sigmoid
   outputs and binary cross-entropy; ``predict`` thresholds the
   probabilities at 0.5; ``out_activation_ == "logistic"``.
-* Regression: identity outputs and squared error; ``y`` may be 2-D
-  (multi-output).  A 1-D ``y`` (or one column) gives 1-D predictions.
+* Regression: identity outputs and squared error by default; ``y`` may
+  be 2-D (multi-output).  ``loss=`` also takes ``poisson`` (exp output, as
+  in scikit-learn) and fastbp's ``huber``, ``absolute_error``, ``quantile``.
+  A 1-D ``y`` (or one column) gives 1-D predictions.
 
 ``loss_curve_`` holds scikit-learn's loss per epoch: the mean over the
 epoch's batches of the batch loss, evaluated before each update (as
@@ -282,6 +284,10 @@ class _BaseMLP(BaseEstimator):
         """Factor turning fastbp's batch-mean loss into scikit-learn's."""
         return 1.0
 
+    def _loss_kwargs(self):
+        """Loss settings passed to the network (the regressor's huber_delta, quantile)."""
+        return {}
+
     def _sq_weights(self):
         """``sum ||W||^2`` over the layers (the L2-penalised parameters)."""
         if self.alpha == 0 or self.solver == "adamw":
@@ -297,7 +303,8 @@ class _BaseMLP(BaseEstimator):
         seed = int(rs.randint(np.iinfo(np.int32).max))
         activation = "sigmoid" if self.activation == "logistic" else self.activation
         self.net_ = MLP(sizes, activation=activation, loss=self._net_loss, dtype=X.dtype,
-                        seed=seed, dropout=self.dropout, batch_norm=self.batch_norm)
+                        seed=seed, dropout=self.dropout, batch_norm=self.batch_norm,
+                        **self._loss_kwargs())
         for (W, b), (coef, intercept) in zip(zip(self.net_.weights, self.net_.biases), init):
             W[:] = coef.T
             b[:] = intercept
@@ -738,9 +745,27 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     A drop-in for :class:`sklearn.neural_network.MLPRegressor` (same
     parameter names and defaults, squared-error loss) with fastbp's extras
-    ``dropout``, ``batch_norm``, ``clip_norm`` and solvers ``adamw`` /
-    ``rprop``.  See :mod:`fastbp.sklearn` for how each parameter maps onto
-    fastbp.  Identity outputs; ``y`` may be 2-D (multi-output).
+    ``dropout``, ``batch_norm``, ``clip_norm``, solvers ``adamw`` /
+    ``rprop`` and the robust losses.  See :mod:`fastbp.sklearn` for how each
+    parameter maps onto fastbp.  ``y`` may be 2-D (multi-output).
+
+    Parameters
+    ----------
+    loss : str, default "squared_error"
+        Keyword-only here (scikit-learn also accepts it first by position).
+        ``squared_error`` (alias ``mse``) and ``poisson`` as in scikit-learn
+        (``poisson``: log link, exp output, ``predict`` returns the rate,
+        ``y >= 0``; ``loss_curve_`` is half the Poisson deviance, as
+        scikit-learn reports it); fastbp's ``huber``, ``absolute_error``
+        (alias ``mae``) and ``quantile`` (see :class:`fastbp.MLP`; their
+        ``loss_curve_`` is fastbp's loss: summed over outputs, averaged
+        over samples).  Fixed by the first fit, like the architecture.
+    huber_delta : float, default 1.0
+        Huber's switch from quadratic to linear (> 0).
+    quantile : float, default 0.5
+        The quantile the ``quantile`` loss estimates, in (0, 1).
+    hidden_layer_sizes, activation, solver, ...
+        As in scikit-learn (see :class:`MLPClassifier`'s module notes).
 
     Attributes
     ----------
@@ -752,15 +777,52 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         As in scikit-learn (see :mod:`fastbp.sklearn`).
     """
 
-    _net_loss = "mse"
-    _out_activation = "identity"
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "mse", "huber", "absolute_error", "mae",
+                             "quantile", "poisson"})],
+        "huber_delta": [Interval(Real, 0, None, closed="neither")],
+        "quantile": [Interval(Real, 0, 1, closed="neither")],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error",
+                 huber_delta=1.0, quantile=0.5, solver="adam", alpha=0.0001, batch_size="auto",
+                 learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+                 validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
+                 n_iter_no_change=10, dropout=0.0, batch_norm=False, clip_norm=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, dropout=dropout,
+            batch_norm=batch_norm, clip_norm=clip_norm)
+        self.loss = loss
+        self.huber_delta = huber_delta
+        self.quantile = quantile
+
+    @property
+    def _net_loss(self):
+        return "mse" if self.loss == "squared_error" else self.loss
+
+    @property
+    def _out_activation(self):
+        return "exp" if self.loss == "poisson" else "identity"
+
+    def _loss_kwargs(self):
+        return {"huber_delta": self.huber_delta, "quantile": self.quantile}
 
     def _n_outputs(self, T):
         return T.shape[1]
 
     def _loss_scale(self):
         # fastbp's mse sums 1/2 (y - p)^2 over outputs; scikit-learn averages
-        return 1.0 / self.n_outputs_
+        # (its poisson sums over outputs, as fastbp does)
+        return 1.0 / self.n_outputs_ if self.net_.loss == "mse" else 1.0
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True,

@@ -19,9 +19,10 @@ col   meaning
       batch-norm statistics buffer, or -1
 ====  =============================================================
 
-Per-layer float settings (float64, shape ``(n_layers, 4)``): activation
+Per-layer float settings (float64, shape ``(n_layers, N_LPARAMS)``): activation
 parameter (leaky slope / elu alpha), dropout rate of the layer's output,
-batch-norm momentum, batch-norm epsilon.
+batch-norm momentum, batch-norm epsilon, and the loss parameter (Huber
+``delta`` or the quantile; read from the output layer's row only).
 
 Parameters of layer ``l`` occupy ``W_l, b_l[, gamma_l, beta_l]`` in order.
 """
@@ -29,25 +30,34 @@ Parameters of layer ``l`` occupy ``W_l, b_l[, gamma_l, beta_l]`` in order.
 import numpy as np
 
 # Activation codes.  SOFTMAX is for the output layer only.
-IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SOFTMAX = range(9)
+# EXP (the Poisson log link's inverse) is for the output layer of loss="poisson" only.
+IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, ELU, SOFTPLUS, GELU, SOFTMAX, EXP = range(10)
 ACTIVATIONS = {
     "identity": IDENTITY, "linear": IDENTITY, "sigmoid": SIGMOID, "logistic": SIGMOID,
     "tanh": TANH, "relu": RELU, "leaky_relu": LEAKY_RELU, "elu": ELU,
-    "softplus": SOFTPLUS, "gelu": GELU, "softmax": SOFTMAX,
+    "softplus": SOFTPLUS, "gelu": GELU, "softmax": SOFTMAX, "exp": EXP,
 }
 HIDDEN_ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu")
-OUTPUT_ACTIVATIONS = ("identity", "sigmoid", "tanh", "softmax")
+OUTPUT_ACTIVATIONS = ("identity", "sigmoid", "tanh", "softmax", "exp")
 ACTIVATION_NAMES = {IDENTITY: "identity", SIGMOID: "sigmoid", TANH: "tanh", RELU: "relu",
                     LEAKY_RELU: "leaky_relu", ELU: "elu", SOFTPLUS: "softplus", GELU: "gelu",
-                    SOFTMAX: "softmax"}
+                    SOFTMAX: "softmax", EXP: "exp"}
 
-# Loss codes.
-MSE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = range(3)
+# Loss codes.  MSE, HUBER, MAE and QUANTILE are "elementwise": a function of
+# the residual a - d of each output (``_kernels/losses.py``).
+MSE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY, HUBER, MAE, QUANTILE, POISSON = range(7)
 LOSSES = {"mse": MSE, "squared_error": MSE, "cross_entropy": CROSS_ENTROPY,
-          "binary_cross_entropy": BINARY_CROSS_ENTROPY}
-LOSS_NAMES = {MSE: "mse", CROSS_ENTROPY: "cross_entropy", BINARY_CROSS_ENTROPY: "binary_cross_entropy"}
-DEFAULT_OUTPUT = {MSE: "identity", CROSS_ENTROPY: "softmax", BINARY_CROSS_ENTROPY: "sigmoid"}
-REQUIRED_OUTPUT = {CROSS_ENTROPY: "softmax", BINARY_CROSS_ENTROPY: "sigmoid"}
+          "binary_cross_entropy": BINARY_CROSS_ENTROPY, "huber": HUBER, "mae": MAE,
+          "l1": MAE, "absolute_error": MAE, "quantile": QUANTILE, "pinball": QUANTILE,
+          "poisson": POISSON}
+LOSS_NAMES = {MSE: "mse", CROSS_ENTROPY: "cross_entropy",
+              BINARY_CROSS_ENTROPY: "binary_cross_entropy", HUBER: "huber", MAE: "mae",
+              QUANTILE: "quantile", POISSON: "poisson"}
+DEFAULT_OUTPUT = {MSE: "identity", CROSS_ENTROPY: "softmax", BINARY_CROSS_ENTROPY: "sigmoid",
+                  HUBER: "identity", MAE: "identity", QUANTILE: "identity", POISSON: "exp"}
+REQUIRED_OUTPUT = {CROSS_ENTROPY: "softmax", BINARY_CROSS_ENTROPY: "sigmoid", POISSON: "exp"}
+#: Output activations that only one loss may use.
+OUTPUT_ONLY_FOR = {"exp": POISSON}
 
 INITS = {
     "xavier_uniform": "xavier_uniform", "xavier_normal": "xavier_normal",
@@ -119,7 +129,8 @@ def check_sizes(sizes):
 
 
 L_IN, L_OUT, L_W, L_ACT, L_BN, L_STAT = range(6)
-P_ALPHA, P_DROP, P_BN_MOMENTUM, P_BN_EPS = range(4)
+P_ALPHA, P_DROP, P_BN_MOMENTUM, P_BN_EPS, P_LOSS = range(5)
+N_LPARAMS = 5
 
 
 def build_layout(sizes, act_codes, batch_norm=None):

@@ -7,7 +7,8 @@ library except the *public* description of a network:
     net.weights[l]   (sizes[l+1], sizes[l])   W_l
     net.biases[l]    (sizes[l+1],)            b_l
     net.activations  tuple of per-layer activation names (the last is the output's)
-    net.loss         "mse" | "cross_entropy" | "binary_cross_entropy"
+    net.loss         "mse" | "cross_entropy" | "binary_cross_entropy" | "huber" | "mae" |
+                     "quantile" | "poisson"   (net.huber_delta, net.quantile if present)
 
 Forward:   z_l = a_{l-1} W_l^T + b_l,   a_l = f_l(z_l),   a_0 = X
 Loss:      batch mean of the per-sample loss
@@ -68,6 +69,8 @@ def act(name, z, leaky_slope=0.01, elu_alpha=1.0):
     if name == "softmax":
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
+    if name == "exp":
+        return np.exp(z)
     raise ValueError(f"naive: unknown activation {name!r}")
 
 
@@ -95,6 +98,8 @@ def act_deriv(name, z, leaky_slope=0.01, elu_alpha=1.0):
         t = np.tanh(u)
         du = _GELU_C * (1.0 + 3.0 * 0.044715 * z**2)
         return 0.5 * (1.0 + t) + 0.5 * z * (1.0 - t * t) * du
+    if name == "exp":
+        return np.exp(z)
     raise ValueError(f"naive: no elementwise derivative for {name!r}")
 
 
@@ -104,13 +109,16 @@ def act_deriv(name, z, leaky_slope=0.01, elu_alpha=1.0):
 class Net:
     """A plain holder of float64 copies of a network's public description."""
 
-    def __init__(self, weights, biases, activations, loss, leaky_slope=0.01, elu_alpha=1.0):
+    def __init__(self, weights, biases, activations, loss, leaky_slope=0.01, elu_alpha=1.0,
+                 huber_delta=1.0, quantile=0.5):
         self.weights = [np.array(w, dtype=np.float64) for w in weights]
         self.biases = [np.array(b, dtype=np.float64) for b in biases]
         self.activations = tuple(activations)
         self.loss = loss
         self.leaky_slope = leaky_slope
         self.elu_alpha = elu_alpha
+        self.huber_delta = huber_delta
+        self.quantile = quantile
 
     @classmethod
     def copy_of(cls, net):
@@ -121,6 +129,8 @@ class Net:
             net.loss,
             leaky_slope=float(getattr(net, "leaky_slope", 0.01)),
             elu_alpha=float(getattr(net, "elu_alpha", 1.0)),
+            huber_delta=float(getattr(net, "huber_delta", 1.0)),
+            quantile=float(getattr(net, "quantile", 0.5)),
         )
 
     @property
@@ -207,6 +217,19 @@ def per_sample_loss(net, out, d):
         return -np.sum(d * np.log(out), axis=1)
     if net.loss == "binary_cross_entropy":
         return -np.sum(d * np.log(out) + (1.0 - d) * np.log(1.0 - out), axis=1)
+    r = out - d
+    if net.loss == "huber":
+        delta = float(getattr(net, "huber_delta", 1.0))
+        return np.sum(np.where(np.abs(r) <= delta, 0.5 * r * r,
+                               delta * (np.abs(r) - 0.5 * delta)), axis=1)
+    if net.loss == "mae":
+        return np.sum(np.abs(r), axis=1)
+    if net.loss == "quantile":
+        tau = float(getattr(net, "quantile", 0.5))
+        return np.sum(np.maximum(tau * -r, (tau - 1.0) * -r), axis=1)
+    if net.loss == "poisson":  # half Poisson deviance, out = exp(z) is the rate
+        dlogd = np.where(d > 0, d * np.log(np.where(d > 0, d, 1.0)), 0.0)
+        return np.sum(out - d * np.log(out) + dlogd - d, axis=1)
     raise ValueError(f"naive: unknown loss {net.loss!r}")
 
 
@@ -225,6 +248,17 @@ def _dloss_dout(net, out, d):
         g = -d / out
     elif net.loss == "binary_cross_entropy":
         g = -(d / out - (1.0 - d) / (1.0 - out))
+    elif net.loss == "huber":
+        delta = float(getattr(net, "huber_delta", 1.0))
+        g = np.clip(out - d, -delta, delta)
+    elif net.loss == "mae":
+        g = np.sign(out - d)  # sign(0) = 0: fastbp's subgradient
+    elif net.loss == "quantile":
+        tau = float(getattr(net, "quantile", 0.5))
+        r = out - d
+        g = np.where(r > 0, 1.0 - tau, np.where(r < 0, -tau, 0.0))
+    elif net.loss == "poisson":
+        g = 1.0 - d / out
     else:
         raise ValueError(f"naive: unknown loss {net.loss!r}")
     return g / n

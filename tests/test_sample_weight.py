@@ -439,3 +439,23 @@ def test_estimator_integer_weights_equal_repeated_samples(solver):
     b = MLPClassifier(**kw).fit(Xw, yw, sample_weight=sww)
     np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), rtol=1e-9, atol=1e-12)
     assert a.loss_curve_ == pytest.approx(b.loss_curve_, rel=1e-10)
+
+
+@pytest.mark.parametrize("loss,kw", [("huber", {"huber_delta": 0.7}), ("mae", {}),
+                                     ("quantile", {"quantile": 0.3}), ("poisson", {})])
+def test_robust_and_poisson_losses_match_weighted_reference(loss, kw):
+    """Every loss goes through the one weighting helper, parameters included."""
+    sizes = (4, 6, 2)
+    net = fastbp.MLP(list(sizes), activation="tanh", loss=loss, seed=0, **kw)
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((19, 4))
+    y = rng.poisson(1.5, (19, 2)).astype(float) if loss == "poisson" else \
+        rng.standard_normal((19, 2))
+    w = rng.random(19) * 2
+    w[:4] = 0.0
+    E, g = net.gradient(X, y, sample_weight=w)
+    E_ref, g_ref = ref_gradient(naive.Net.copy_of(net), X, y, w)
+    assert E == pytest.approx(E_ref, rel=1e-12)
+    assert naive.rel_error(g, g_ref) < 1e-12
+    E2, g2 = net.gradient(X[4:], y[4:], sample_weight=w[4:])
+    np.testing.assert_allclose(g, g2, rtol=1e-12, atol=1e-15)

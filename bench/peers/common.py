@@ -231,7 +231,7 @@ def worker_env() -> dict:
 
 
 # ---------------------------------------------------------------- timing
-def time_epochs(epoch, repeats: int, warmup: int = 1):
+def timed_epochs(epoch, repeats: int, warmup: int = 1):
     """Run ``warmup`` untimed epochs (JIT compile, caches, allocator), then
     ``repeats`` timed ones; returns the list of seconds."""
     for _ in range(warmup):

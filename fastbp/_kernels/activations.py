@@ -13,7 +13,7 @@ import math
 from numba import njit
 
 from .._config import JIT
-from ..spec import ELU, GELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, SOFTPLUS, TANH
+from ..spec import ELU, EXP, GELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, SOFTPLUS, TANH
 from .approx import vexp, vsigmoid, vtanh
 
 _GELU_C = math.sqrt(2.0 / math.pi)
@@ -74,6 +74,9 @@ def bias_act(A, b, act, alpha, pre, keep_pre, add_bias):
             for j in range(m):
                 z = row[j]
                 row[j] = half * z * (one + vtanh(c * (z + k3 * z * z * z)))
+        elif act == EXP:
+            for j in range(m):
+                row[j] = vexp(row[j])
         elif act == SOFTMAX:
             mx = row[0]
             for j in range(1, m):
@@ -122,6 +125,9 @@ def mul_act_grad(D, A, pre, act, alpha):
         elif act == SOFTPLUS:
             for j in range(m):
                 d[j] *= -math.expm1(-a[j])
+        elif act == EXP:
+            for j in range(m):
+                d[j] *= a[j]
         elif act == GELU:
             p = pre[i]
             for j in range(m):

@@ -20,9 +20,12 @@ before that batch's update, as in ``train.train_epoch``.  Per-lane arithmetic
 does not depend on which lane or block a network lands in, so results do
 not depend on the thread count.
 
-The path covers dense layers (any hidden activation, every loss) with SGD,
-momentum, Adam, AdamW and RPROP, L2/L1 and clipping; networks with dropout
-or batch norm use the per-network kernel (``population.py``).
+The path covers dense layers (any hidden activation; mse and the
+cross-entropies) with SGD, momentum, Adam, AdamW and RPROP, L2/L1 and
+clipping; networks with dropout, batch norm or another loss (huber, mae,
+quantile, poisson: ``lanes_loss``) use the per-network kernel
+(``population.py``), which calls the one copy of those formulas in
+``losses.py``.
 """
 
 import math
@@ -31,8 +34,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import GROUP, JIT, JIT_INLINE, JIT_NO_NRT, JIT_PARALLEL, LANES
-from ..spec import (CROSS_ENTROPY, IDENTITY, L_ACT, L_BN, L_IN, L_OUT, L_W, MSE, P_ALPHA,
-                    P_DROP, RELU, SIGMOID, SOFTMAX, TANH)
+from ..spec import (BINARY_CROSS_ENTROPY, CROSS_ENTROPY, IDENTITY, L_ACT, L_BN, L_IN, L_OUT,
+                    L_W, MSE, P_ALPHA, P_DROP, RELU, SIGMOID, SOFTMAX, TANH)
 from .approx import vexp
 from .regularize import mix64
 from .simd import (sigmoid_rows, tanh_rows, vdot, vdot_drelu, vdot_dsigmoid, vdot_dtanh,
@@ -71,6 +74,12 @@ def lanes_eligible(layout, lparams):
         if layout[l, L_BN] >= 0 or lparams[l, P_DROP] > 0.0:
             return False
     return True
+
+
+@njit(**JIT)
+def lanes_loss(loss):
+    """Whether the lane kernel computes ``loss`` (mse and the cross-entropies)."""
+    return loss == MSE or loss == CROSS_ENTROPY or loss == BINARY_CROSS_ENTROPY
 
 
 @njit(**JIT_INLINE)
@@ -539,6 +548,9 @@ def lanes_epoch(params, layout, lparams, counters, loss, X, y, batch_size, shuff
     trains a contiguous run of blocks.
     """
     _check_workspace(PB, A, layout)
+    if not lanes_loss(loss):
+        raise ValueError("the lane kernel computes mse and the cross-entropies only; train "
+                         "other losses with population.population_epoch")
     K = params.shape[0]
     nb = (K + LANES - 1) // LANES
     nc = min(PB.shape[0], nb)

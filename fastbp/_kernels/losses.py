@@ -6,8 +6,15 @@
 * ``mse``: E = 1/2 sum_k (y_k - d_k)^2, delta = (y - d) * f'(z) (softmax: Jacobian-vector product)
 * ``cross_entropy`` (softmax): E = sum_k d_k (logsumexp(z) - z_k), delta = p * sum(d) - d
 * ``binary_cross_entropy`` (sigmoid): E = sum_k softplus(z_k) - d_k z_k, delta = p - d
+* ``huber``, ``mae``, ``quantile``: E = sum_k rho(y_k - d_k) for the residual
+  r = y - d (``elem_loss`` / ``elem_grad``, with ``mse``'s rho(r) = r^2 / 2),
+  delta = rho'(r) * f'(z) (softmax: Jacobian-vector product, as for mse)
+* ``poisson`` (exp): E = sum_k exp(z_k) - d_k z_k + d_k log d_k - d_k (half the
+  Poisson deviance, 0 at a perfect fit), delta = exp(z) - d
 
-The cross-entropies are evaluated from the logits ``z`` (stable, never log(0)).
+The cross-entropies and Poisson are evaluated from ``z`` (stable, never log(0)).
+The loss parameter ``lp`` is Huber's delta or the quantile (unused otherwise).
+At a kink (MAE and quantile at r = 0) ``elem_grad`` returns the subgradient 0.
 Targets are a float ``(n, m)`` array, integer class labels ``(n,)`` for
 cross-entropy (one-hot implied), or ``(n,)`` values for a single output.
 """
@@ -17,8 +24,49 @@ import math
 from numba import njit, types
 from numba.extending import overload
 
-from .._config import JIT
-from ..spec import CROSS_ENTROPY, MSE, SIGMOID, SOFTMAX, TANH
+from .._config import JIT, JIT_INLINE
+from ..spec import (BINARY_CROSS_ENTROPY, CROSS_ENTROPY, HUBER, MAE, MSE, POISSON, QUANTILE,
+                    SIGMOID, SOFTMAX, TANH)
+
+
+@njit(**JIT_INLINE)
+def elementwise(loss):
+    """Whether ``loss`` is a function of each output's residual (mse, huber, mae, quantile)."""
+    return loss == MSE or loss == HUBER or loss == MAE or loss == QUANTILE
+
+
+@njit(**JIT_INLINE)
+def elem_loss(loss, r, lp):
+    """Per-output loss rho(r) of the residual ``r = output - target`` (float64)."""
+    if loss == HUBER:
+        ar = abs(r)
+        return 0.5 * r * r if ar <= lp else lp * (ar - 0.5 * lp)
+    if loss == MAE:
+        return abs(r)
+    if loss == QUANTILE:
+        return (1.0 - lp) * r if r > 0.0 else -lp * r
+    return 0.5 * r * r
+
+
+@njit(**JIT_INLINE)
+def elem_grad(loss, r, lp):
+    """rho'(r), d(per-output loss)/d(output); at a kink the subgradient 0."""
+    if loss == HUBER:
+        return r if abs(r) <= lp else (lp if r > 0.0 else -lp)
+    if loss == MAE:
+        return 1.0 if r > 0.0 else (-1.0 if r < 0.0 else 0.0)
+    if loss == QUANTILE:
+        return 1.0 - lp if r > 0.0 else (-lp if r < 0.0 else 0.0)
+    return r
+
+
+@njit(**JIT_INLINE)
+def poisson_loss(z, t):
+    """Half Poisson deviance of log-rate ``z`` and count ``t >= 0``: exp(z) - t z + t log t - t."""
+    v = math.exp(z) - t * z
+    if t > 0.0:
+        v += t * (math.log(t) - 1.0)
+    return v
 
 
 def target(y, i, k, labels):
@@ -52,11 +100,12 @@ def _target_impl(y, i, k, labels):
 
 
 @njit(**JIT)
-def loss_delta(A, Z, y, loss, act, scale, D, want_delta):
+def loss_delta(A, Z, y, loss, act, scale, D, want_delta, lp):
     """Sum of per-sample losses over the rows of ``A``; ``D <- scale * dE/dz``.
 
     ``A`` is the output activation, ``Z`` the output pre-activation, ``y`` the
-    targets for the same rows, ``act`` the output activation code.
+    targets for the same rows, ``act`` the output activation code, ``lp`` the
+    loss parameter (Huber delta / quantile).
     """
     T = A.dtype.type
     n, m = A.shape
@@ -66,16 +115,16 @@ def loss_delta(A, Z, y, loss, act, scale, D, want_delta):
     for i in range(n):
         a = A[i]
         z = Z[i]
-        if loss == MSE:
+        if elementwise(loss):
             gp = 0.0
             for k in range(m):
-                g = a[k] - target(y, i, k, lab)
-                total += 0.5 * g * g
-                gp += g * a[k]
+                r = a[k] - target(y, i, k, lab)
+                total += elem_loss(loss, r, lp)
+                gp += elem_grad(loss, r, lp) * a[k]
             if want_delta:
                 d = D[i]
                 for k in range(m):
-                    g = T(a[k] - target(y, i, k, lab))
+                    g = T(elem_grad(loss, a[k] - target(y, i, k, lab), lp))
                     if act == SIGMOID:
                         g *= a[k] * (T(1.0) - a[k])
                     elif act == TANH:
@@ -101,7 +150,14 @@ def loss_delta(A, Z, y, loss, act, scale, D, want_delta):
                 d = D[i]
                 for k in range(m):
                     d[k] = sc * T(a[k] * dsum - target(y, i, k, lab))
-        else:  # BINARY_CROSS_ENTROPY
+        elif loss == POISSON:
+            for k in range(m):
+                total += poisson_loss(float(z[k]), target(y, i, k, lab))
+            if want_delta:
+                d = D[i]
+                for k in range(m):
+                    d[k] = sc * T(a[k] - target(y, i, k, lab))
+        elif loss == BINARY_CROSS_ENTROPY:
             for k in range(m):
                 zk = float(z[k])
                 t = target(y, i, k, lab)

@@ -15,10 +15,11 @@ import math
 from numba import njit
 
 from .._config import JIT, JIT_INLINE, SMALL_NET_MACS
-from ..spec import (CROSS_ENTROPY, ELU, GELU, L_ACT, L_BN, L_IN,
-                    L_OUT, L_W, LEAKY_RELU, MSE, P_ALPHA, P_DROP, RELU, SIGMOID, SOFTMAX,
-                    SOFTPLUS, TANH)
+from ..spec import (CROSS_ENTROPY, ELU, EXP, GELU, L_ACT, L_BN, L_IN,
+                    L_OUT, L_W, LEAKY_RELU, P_ALPHA, P_DROP, P_LOSS, POISSON, RELU, SIGMOID,
+                    SOFTMAX, SOFTPLUS, TANH)
 from .approx import vexp, vsigmoid, vtanh
+from .losses import elem_grad, elem_loss, elementwise, poisson_loss
 
 _GELU_C = math.sqrt(2.0 / math.pi)
 
@@ -52,6 +53,8 @@ def _act(z, code, alpha):
         return max(z, T(0.0)) + math.log1p(math.exp(-abs(z)))
     if code == GELU:
         return T(0.5) * z * (T(1.0) + vtanh(T(_GELU_C) * (z + T(0.044715) * z * z * z)))
+    if code == EXP:
+        return vexp(z)
     return z
 
 
@@ -142,11 +145,12 @@ def small_epoch(params, layout, lparams, loss, X, y, order, batch_size, shuffle,
         m = layout[L - 1, L_OUT]
         code = layout[L - 1, L_ACT]
         inv = T(1.0 / n)
+        lp = lparams[L - 1, P_LOSS]
         total = 0.0
         for i in range(n):
             r = order[start + i] if shuffle else start + i
             o = off + i * m
-            if loss == MSE:
+            if elementwise(loss):
                 gp = 0.0
                 for k in range(m):
                     if y.ndim == 1:
@@ -154,15 +158,15 @@ def small_epoch(params, layout, lparams, loss, X, y, order, batch_size, shuffle,
                     else:
                         tk = float(y[r, k])
                     g = acts[o + k] - tk
-                    total += 0.5 * g * g
-                    gp += g * acts[o + k]
+                    total += elem_loss(loss, g, lp)
+                    gp += elem_grad(loss, g, lp) * acts[o + k]
                 for k in range(m):
                     if y.ndim == 1:
                         tk = 1.0 if y[r] == k else 0.0
                     else:
                         tk = float(y[r, k])
                     a = acts[o + k]
-                    g = T(a - tk)
+                    g = T(elem_grad(loss, a - tk, lp))
                     if code == SOFTMAX:
                         g = a * (g - T(gp))
                     else:
@@ -191,6 +195,14 @@ def small_epoch(params, layout, lparams, loss, X, y, order, batch_size, shuffle,
                     else:
                         tk = float(y[r, k])
                     deltas[o + k] = inv * T(acts[o + k] * dsum - tk)
+            elif loss == POISSON:
+                for k in range(m):
+                    if y.ndim == 1:
+                        tk = 1.0 if y[r] == k else 0.0
+                    else:
+                        tk = float(y[r, k])
+                    total += poisson_loss(float(pre[o + k]), tk)
+                    deltas[o + k] = inv * T(acts[o + k] - tk)
             else:  # BINARY_CROSS_ENTROPY
                 for k in range(m):
                     zk = float(pre[o + k])

@@ -10,7 +10,7 @@ import math
 from numba import njit
 
 from .._config import JIT
-from ..spec import L_ACT, L_OUT
+from ..spec import L_ACT, L_OUT, P_LOSS
 from .backward import backward
 from .forward import block, commit_batch_stats, forward
 from .small import eligible, small_epoch
@@ -28,7 +28,8 @@ def _forward_loss(model, work, loss, X, y, training, update_stats, scale, want_d
     off = forward(model, work, X, training, update_stats)
     return weighted_loss_delta(block(work.acts, off, n, m), block(work.pre, off, n, m), y, sw,
                                loss, model.layout[L - 1, L_ACT], scale,
-                               block(work.deltas, off, n, m), want_delta)
+                               block(work.deltas, off, n, m), want_delta,
+                               model.lparams[L - 1, P_LOSS])
 
 
 @njit(**JIT)

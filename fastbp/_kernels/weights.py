@@ -28,7 +28,7 @@ def weight_total(sw, n):
 
 
 @njit(**JIT)
-def weighted_loss_delta(A, Z, y, sw, loss, act, scale, D, want_delta):
+def weighted_loss_delta(A, Z, y, sw, loss, act, scale, D, want_delta, lp):
     """``loss_delta`` with sample weights: returns ``sum_i sw_i E_i`` and
     writes ``D_i <- scale * sw_i * dE_i/dz`` (plain ``loss_delta`` when ``sw`` is None).
 
@@ -36,12 +36,12 @@ def weighted_loss_delta(A, Z, y, sw, loss, act, scale, D, want_delta):
     every loss formula stays in ``losses.py``.
     """
     if sw is None:
-        return loss_delta(A, Z, y, loss, act, scale, D, want_delta)
+        return loss_delta(A, Z, y, loss, act, scale, D, want_delta, lp)
     total = 0.0
     for i in range(A.shape[0]):
         wi = float(sw[i])
         total += wi * loss_delta(A[i:i + 1], Z[i:i + 1], y[i:i + 1], loss, act, scale * wi,
-                                 D[i:i + 1], want_delta)
+                                 D[i:i + 1], want_delta, lp)
     return total
 
 

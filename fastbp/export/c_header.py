@@ -84,6 +84,7 @@ def _scalar_functions(c, p, name):
     bodies = {
         "sigmoid": f"return {one} / ({one} + {exp}(-z));",
         "tanh": f"return {tanh}(z);",
+        "exp": f"return {exp}(z);",
         "relu": f"return z > {zero} ? z : {zero};",
         "leaky_relu": f"return z > {zero} ? z : alpha * z;",
         "elu": f"/* expm1(z) = tanh(z / 2) * (exp(z) + 1), exact for z <= 0 */\n"

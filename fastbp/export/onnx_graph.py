@@ -114,6 +114,7 @@ ACTIVATIONS = {
     "softplus": _softplus,
     "gelu": _gelu,
     "softmax": lambda g, z, alpha: g.op("Softmax", z, axis=1),
+    "exp": lambda g, z, alpha: g.op("Exp", z),
 }
 
 
