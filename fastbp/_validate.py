@@ -142,3 +142,39 @@ def check_float(value, name, low=None, high=None, low_open=False, high_open=Fals
 def check_lr(lr):
     """A learning rate: finite and > 0."""
     return check_float(lr, "lr (learning rate)", low=0.0, low_open=True)
+
+
+def check_sample_weight(sample_weight, n, name="sample_weight"):
+    """``None``, or per-sample weights as a new float64 ``(n,)`` array.
+
+    A scalar is repeated for every sample.  Weights must be finite and
+    ``>= 0``; the result is always a copy (the caller's array is never
+    written or kept).
+    """
+    if sample_weight is None:
+        return None
+    if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, (bool, np.bool_)):
+        sample_weight = np.full(n, float(sample_weight))
+    arr = _as_real_array(sample_weight, name)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one weight per sample), got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise ValueError(f"X has {n} samples but {name} has {arr.shape[0]} weights; "
+                         "pass one weight per sample")
+    arr = np.array(arr, dtype=np.float64, order="C")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values; weights must be finite")
+    if np.any(arr < 0):
+        raise ValueError(f"{name} has negative values (min {arr.min():g}); weights must be >= 0")
+    return arr
+
+
+def check_weight_sum(sw, name="sample_weight"):
+    """``sum(sw)`` (``None`` when unweighted); raises when every weight is zero."""
+    if sw is None:
+        return None
+    total = float(sw.sum())
+    if total == 0.0:
+        raise ValueError(f"{name} sums to zero (every weight is 0): the weighted mean loss is "
+                         "undefined; give at least one sample a positive weight")
+    return total

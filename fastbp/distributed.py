@@ -29,7 +29,7 @@ import numpy as np
 
 from .history import History
 from .network import DivergenceError
-from ._validate import check_float, check_int
+from ._validate import check_float, check_int, check_sample_weight, check_weight_sum
 
 __all__ = ["DataParallel", "fit_distributed", "shard_range", "threads_per_rank",
            "configure_threads", "check_oversubscription", "find_mpiexec"]
@@ -190,8 +190,11 @@ def _bind(net, opt, cap, rank, g):
     ``grad(X, y)``: a training-mode forward (dropout, batch-norm batch
     statistics, running statistics updated) and backward that writes
     d(batch-mean loss)/d(params) into ``g`` and returns the batch-mean loss;
+    ``grad(X, y, sw)`` with sample weights: the weighted mean over the shard
+    (a shard whose weights sum to 0 gives a zero gradient and loss);
     ``update()``: one step of ``opt`` with the gradient in ``g``, and the step
-    counter that drives dropout masks advanced; ``stats`` and ``counter``: the
+    counter that drives dropout masks advanced; ``set_lr(lr)``: the rate of
+    the next update (per-step schedules, any value ``>= 0``); ``stats`` and ``counter``: the
     network's batch-norm running statistics and step counter (arrays); and
     ``snapshot()``: a copy of everything an epoch changes, with ``.restore()``.  Rank
     ``rank`` draws dropout masks from its own seed (rank 0 keeps the
@@ -199,7 +202,7 @@ def _bind(net, opt, cap, rank, g):
     """
     from ._kernels.backward import backward
     from ._kernels.train import _forward_loss
-    from ._kernels.update import apply_update
+    from ._kernels.update import H_LR, apply_update
     from .workspace import Snapshot
     ws = net._workspace(cap)
     model = net._model
@@ -209,11 +212,15 @@ def _bind(net, opt, cap, rank, g):
     loss, params, layout = net._loss_code, net._params, net._layout
     counter = net._counter
 
-    def grad(X, y):
-        n = X.shape[0]
-        total = _forward_loss(model, work, loss, X, y, True, True, 1.0 / n, True)
+    def grad(X, y, sw=None):
+        n = X.shape[0] if sw is None else float(sw.sum())
+        total = _forward_loss(model, work, loss, X, y, True, True, 1.0 / n if n else 0.0, True,
+                              sw)
         backward(model, work, X, 0.0, 1.0, False, True)
-        return total / n
+        return total / n if n else 0.0
+
+    def set_lr(lr):
+        opt.hyper[H_LR] = lr
 
     def update():
         apply_update(params, g, layout, opt.code, opt.hyper, opt.state, opt.step)
@@ -225,7 +232,7 @@ def _bind(net, opt, cap, rank, g):
         return snap
 
     return SimpleNamespace(ws=ws, grad=grad, update=update, stats=net._stats, counter=counter,
-                           snapshot=snapshot)
+                           snapshot=snapshot, set_lr=set_lr)
 
 
 def _replica_arrays(net):
@@ -369,7 +376,7 @@ class DataParallel:
     def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, seed=None,
             optimizer="sgd", verbose=False, callbacks=(), on_divergence="raise",
             validation_data=None, early_stopping=None, n_iter_no_change=10, tol=1e-4,
-            lr_schedule=None, save_path=None, profile=False, **opt_kwargs):
+            lr_schedule=None, save_path=None, profile=False, sample_weight=None, **opt_kwargs):
         """Train synchronously on every rank of the communicator (collective).
 
         Parameters are those of :meth:`fastbp.MLP.fit`, with these differences:
@@ -399,6 +406,15 @@ class DataParallel:
             Put a ``Barrier`` before each ``Allreduce`` so ``history.wait_time``
             (load imbalance) is told apart from ``history.comm_time`` (the
             reduction itself).  Costs one extra synchronisation per step.
+        sample_weight : array-like, optional
+            Per-sample weights, the same on every rank (checked): each global
+            batch minimises its weighted mean loss exactly as in
+            :meth:`MLP.fit` (each rank's shard gradient is weighted by its
+            share of the batch's weight); a batch whose weights sum to 0 takes
+            no step.  The validation loss is unweighted.
+        lr_schedule
+            Per-epoch schedules as in :meth:`MLP.fit`; per-step schedules
+            (``per == "step"``) set the rate before every update.
 
         Dropout draws different masks on each rank, and batch norm normalises
         each shard by its own statistics (like PyTorch DDP without
@@ -423,10 +439,13 @@ class DataParallel:
         if isinstance(optimizer, str) and optimizer.lower() == "lbfgs":
             raise ValueError("optimizer='lbfgs' is not supported by distributed training; "
                              "use sgd, adam, adamw or rprop")
-        prints = comm.allgather(_fingerprint(X, y))
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        check_weight_sum(sw)
+        prints = comm.allgather(_fingerprint(X, y, *(() if sw is None else (sw,))))
         if any(p != prints[0] for p in prints):
-            raise ValueError("X or y differ between ranks; every rank must pass the same "
-                             "training arrays (each rank reads its shard of every batch)")
+            raise ValueError("X, y or sample_weight differ between ranks; every rank must pass "
+                             "the same training arrays (each rank reads its shard of every "
+                             "batch)")
         val = None
         if validation_data is not None:
             try:
@@ -441,9 +460,17 @@ class DataParallel:
             if not callable(cb):
                 raise TypeError(f"callbacks must be callables f(net, epoch, history), got {cb!r}")
         shuffle = bool(shuffle)
-        from .schedules import make_schedule
-        schedule = None if lr_schedule is None else make_schedule(lr_schedule)
+        from .schedules import make_schedule, step_rates
         opt = net._optimizer(optimizer, lr, opt_kwargs)
+        if getattr(opt, "full_batch", False):
+            B = X.shape[0]
+        n_batches = -(-X.shape[0] // B)
+        schedule = (None if lr_schedule is None else
+                    make_schedule(lr_schedule, total_steps=epochs * n_batches))
+        rates = None
+        if getattr(schedule, "per", "epoch") == "step":
+            t_start = int(opt.step[0])
+            rates = step_rates(schedule, t_start, epochs * n_batches, opt.lr)
         net.optimizer = opt
         if seed is not None:
             net.rng = np.random.default_rng(seed)
@@ -473,8 +500,9 @@ class DataParallel:
             for epoch in range(epochs):
                 metric = (hist.val_loss[-1] if hist.val_loss else
                           hist.loss[-1] if hist.loss else None)
-                if schedule is not None:
+                if rates is None and schedule is not None:
                     opt.lr = schedule(epoch, lr0, metric)
+                first_lr = None
                 snap = k.snapshot()
                 if shuffle:  # as MLP.fit: each epoch's order depends only on the generator
                     if self.is_root:
@@ -489,23 +517,37 @@ class DataParallel:
                     nb = min(B, n - start)
                     lo, hi = shard_range(nb, self.size, self.rank)
                     m = hi - lo
+                    if sw is not None:  # the batch's weight: the same on every rank
+                        wb = float(sw[order[start:start + nb]].sum() if shuffle else
+                                   sw[start:start + nb].sum())
+                        if wb == 0.0:
+                            continue  # no step, on every rank alike
+                    if rates is not None:
+                        k.set_lr(rates[int(opt.step[0]) - t_start])
+                        first_lr = rates[int(opt.step[0]) - t_start] if first_lr is None \
+                            else first_lr
                     if m:
+                        ws = None
                         if shuffle:
                             idx = order[start + lo:start + hi]
                             xs = np.take(X, idx, axis=0, out=xbuf[:m], mode="clip")
                             ys = np.take(y, idx, axis=0, out=ybuf[:m], mode="clip")
+                            if sw is not None:
+                                ws = sw[idx]
                         else:
                             xs, ys = X[start + lo:start + hi], y[start + lo:start + hi]
-                        lm = k.grad(xs, ys)
-                        local += lm * m
+                            if sw is not None:
+                                ws = sw[start + lo:start + hi]
+                        lm = k.grad(xs, ys, ws)
+                        frac = m / nb if ws is None else float(ws.sum()) / wb
+                        local += lm * (m if ws is None else float(ws.sum()))
                         if S:
                             st[:] = k.stats
-                        if m != nb:
-                            w = T(m / nb)
-                            g *= w
-                            if S:
-                                st *= w
-                        buf[P + S] = lm * (m / nb)
+                        if frac != 1.0:
+                            g *= T(frac)
+                        if S and m != nb:
+                            st *= T(m / nb)
+                        buf[P + S] = lm * frac
                     else:
                         buf[:] = 0
                     if profile:
@@ -539,8 +581,8 @@ class DataParallel:
                     warnings.warn("replicas drifted apart; re-broadcasting the root's "
                                   "network", RuntimeWarning, stacklevel=2)
                     self.broadcast_parameters(opt)
-                hist.loss.append(float(total / n))
-                hist.lr.append(opt.lr)
+                hist.loss.append(float(total / (n if sw is None else sw.sum())))
+                hist.lr.append(opt.lr if first_lr is None else float(first_lr))
                 hist.epoch_time.append(dt)
                 hist.comm_time.append(t_comm)
                 hist.wait_time.append(t_wait)

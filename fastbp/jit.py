@@ -10,12 +10,14 @@ first; what your loop trains is what ``net.predict`` and ``net.save`` see.
 =====================================  =============================================
 ``predict(state, X, out)``             ``out[:] <- network(X)``; ``X`` (n, n_in)
 ``predict_one(state, x, out)``         one sample: ``x`` (n_in,), ``out`` (n_out,)
-``loss(state, X, y)``                  batch-mean loss
-``gradient(state, X, y)``              batch-mean loss; gradient in ``state.work.grad``
-``train_step(state, X, y)``            one optimizer step (the state's SGD,
+``loss(state, X, y[, w])``             batch-mean loss
+``gradient(state, X, y[, w])``         batch-mean loss; gradient in ``state.work.grad``
+``train_step(state, X, y[, w])``       one optimizer step (the state's SGD,
                                        momentum/Nesterov, Adam or AdamW); returns
                                        the batch-mean loss before the update
 ``train_step_one(state, x, y)``        the same for one sample (``y`` (n_out,))
+``set_lr(state, lr)``                  set the optimizer's learning rate (e.g. a
+                                       schedule in your loop); ``get_lr(state)``
 ``input_gradient(state, X, y, out)``   batch-mean loss; ``out`` (n, n_in) <- its
                                        gradient with respect to ``X``
 ``jacobian(state, X, out)``            ``out`` (n, n_out, n_in) <- d outputs / d ``X``
@@ -32,6 +34,14 @@ the three CSR arrays of ``X`` instead (``scipy.sparse.csr_matrix``'s
 network's dtype, the index arrays any integer type; indices need not be
 sorted (duplicates add up).  The first layer touches only the non-zeros.
 
+The optional ``w`` is a 1-D float array of per-sample weights (finite, ``>= 0``,
+one per row): the loss becomes the weighted mean ``sum_i w_i E_i / sum_i w_i``
+(PyTorch's convention) and the gradient and step follow it.  Weights summing
+to 0 contribute nothing: ``loss`` and ``gradient`` return 0 (zero gradient)
+and ``train_step`` takes no step and returns 0.  ``set_lr`` writes the rate
+into ``state.hyper``, which the Python optimizer shares (``net.optimizer.lr``
+sees it); it must be finite and ``>= 0``.
+
 Targets ``y`` are ``(n, n_out)`` floats, ``(n,)`` integer class labels (the
 cross-entropy), or ``(n,)`` values for a single-output network.  Arrays must
 have the network's dtype: a mismatch is a compile-time ``TypingError`` saying
@@ -47,6 +57,7 @@ parallel loop), and keep BLAS single-threaded
 (``threadpoolctl.threadpool_limits(1)``).
 """
 
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -59,6 +70,8 @@ from ._kernels.input_grad import input_grad, jacobian as _jacobian
 from ._kernels.runtime import runtime
 from ._kernels.sparse import SparseRows, csr_valid
 from ._kernels.train import loss_grad, loss_sum, train_batch
+from ._kernels.update import H_LR
+from ._kernels.weights import weight_total
 from .spec import CROSS_ENTROPY, POISSON
 
 NetState = namedtuple("NetState", [
@@ -149,10 +162,23 @@ def _check_y(state, X, y):
 
 
 @njit(**JIT)
-def _check_batch(state, X, y):
-    """Raise unless (X, y) is a valid batch within the state's capacity."""
+def _check_weights(X, sw):
+    """Raise ValueError unless ``sw`` is None or finite weights ``>= 0``, one per row of ``X``."""
+    if sw is None:
+        return
+    if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
+        raise ValueError("fastbp.jit: sample weights must be 1-D with one entry per row of X")
+    for i in range(sw.shape[0]):
+        if not (math.isfinite(sw[i]) and sw[i] >= 0):
+            raise ValueError("fastbp.jit: sample weights must be finite and >= 0")
+
+
+@njit(**JIT)
+def _check_batch(state, X, y, sw=None):
+    """Raise unless (X, y[, sw]) is a valid batch within the state's capacity."""
     _check_X(state, X)
     _check_y(state, X, y)
+    _check_weights(X, sw)
     if X.shape[0] > state.work.cap:
         raise ValueError("fastbp.jit: batch larger than the state's capacity; "
                          "create the state with a larger batch_size")
@@ -194,33 +220,56 @@ def predict_one(state, x, out):
 
 
 @njit(**JIT)
-def loss(state, X, y):
-    """Batch-mean loss of ``(X, y)``."""
+def loss(state, X, y, sw=None):
+    """Batch-mean loss of ``(X, y)``, weighted by ``sw`` if given."""
     _check_X(state, X)
     _check_y(state, X, y)
+    _check_weights(X, sw)
     n = X.shape[0]
+    wsum = weight_total(sw, n)
+    if wsum == 0.0:
+        return 0.0
     total = 0.0
     for s in range(0, n, state.work.cap):
         e = min(s + state.work.cap, n)
-        total += loss_sum(state.model, state.work, state.loss, X[s:e], y[s:e],
-                          runtime(False))
-    return total / n
+        total += loss_sum(state.model, state.work, state.loss, X[s:e], y[s:e], runtime(False),
+                          None if sw is None else sw[s:e])
+    return total / wsum
 
 
 @njit(**JIT)
-def gradient(state, X, y):
-    """Batch-mean loss; ``state.work.grad`` receives its gradient (``n <= cap`` rows)."""
-    _check_batch(state, X, y)
-    return loss_grad(state.model, state.work, state.loss, X, y, runtime(False))
+def gradient(state, X, y, sw=None):
+    """Batch-mean (``sw``: weighted-mean) loss; ``state.work.grad`` receives its
+    gradient (``n <= cap`` rows)."""
+    _check_batch(state, X, y, sw)
+    return loss_grad(state.model, state.work, state.loss, X, y, runtime(False), sw)
 
 
 @njit(**JIT)
-def train_step(state, X, y):
-    """One optimizer step on ``(X, y)`` (``n <= cap`` rows); returns the loss before it."""
-    _check_batch(state, X, y)
+def train_step(state, X, y, sw=None):
+    """One optimizer step on ``(X, y)`` (``n <= cap`` rows, optional weights ``sw``);
+    returns the (weighted) batch-mean loss before it."""
+    _check_batch(state, X, y, sw)
+    wsum = weight_total(sw, X.shape[0])
+    if wsum == 0.0:
+        return 0.0
     total = train_batch(state.model, state.work, state.loss, X, y, state.opt, state.hyper,
-                        state.opt_state, state.step)
-    return total / X.shape[0]
+                        state.opt_state, state.step, sw)
+    return total / wsum
+
+
+@njit(**JIT)
+def set_lr(state, lr):
+    """Set the learning rate of the state's optimizer (finite, ``>= 0``) for the next steps."""
+    if not (math.isfinite(lr) and lr >= 0):
+        raise ValueError("fastbp.jit.set_lr: the learning rate must be finite and >= 0")
+    state.hyper[H_LR] = lr
+
+
+@njit(**JIT)
+def get_lr(state):
+    """The learning rate of the state's optimizer."""
+    return state.hyper[H_LR]
 
 
 @njit(**JIT)
@@ -355,7 +404,7 @@ def sparse_loss(state, data, indices, indptr, y):
     for s in range(0, n, state.work.cap):
         e = min(s + state.work.cap, n)
         total += loss_sum(state.model, state.work, state.loss,
-                          _csr_rows(state, data, indices, indptr, s, e), y[s:e], False)
+                          _csr_rows(state, data, indices, indptr, s, e), y[s:e], runtime(False))
     return total / n
 
 
@@ -375,7 +424,7 @@ def _sparse_batch(state, data, indices, indptr, y):
 def sparse_gradient(state, data, indices, indptr, y):
     """Batch-mean loss of CSR ``X``; ``state.work.grad`` receives its gradient (``n <= cap``)."""
     X = _sparse_batch(state, data, indices, indptr, y)
-    return loss_grad(state.model, state.work, state.loss, X, y, False)
+    return loss_grad(state.model, state.work, state.loss, X, y, runtime(False))
 
 
 @njit(**JIT)
@@ -388,5 +437,5 @@ def sparse_train_step(state, data, indices, indptr, y):
 
 
 __all__ = ["NetState", "predict", "predict_one", "loss", "gradient", "train_step",
-           "train_step_one", "input_gradient", "jacobian", "jacobian_one",
+           "train_step_one", "set_lr", "get_lr", "input_gradient", "jacobian", "jacobian_one",
            "sparse_predict", "sparse_loss", "sparse_gradient", "sparse_train_step"]

@@ -14,11 +14,12 @@ from ._validate import check_float
 from .history import History
 
 
-def fit_lbfgs(net, X, y, max_iter, lr, tol, opt_kwargs, Xv=None, yv=None):
+def fit_lbfgs(net, X, y, max_iter, lr, tol, opt_kwargs, Xv=None, yv=None, sw=None, swv=None):
     """Minimise the mean loss (+ ``weight_decay``/2 ||W||^2) with L-BFGS-B.
 
     ``max_iter`` bounds the iterations (``epochs`` in ``fit``); one history
-    entry per iteration.  ``lr`` is ignored.  Dropout and batch norm are not
+    entry per iteration.  ``lr`` is ignored.  ``sw``/``swv``: sample weights
+    of the training / validation data (weighted mean losses).  Dropout and batch norm are not
     supported (the objective must be deterministic).
     """
     from .training import score
@@ -35,7 +36,7 @@ def fit_lbfgs(net, X, y, max_iter, lr, tol, opt_kwargs, Xv=None, yv=None):
 
     def fun(p):
         net._params[:] = p
-        loss, g = net.gradient(X, y)
+        loss, g = net.gradient(X, y, sample_weight=sw)
         g = g.astype(np.float64)
         w = p * mask
         return loss + 0.5 * wd * float(w @ w), g + wd * w
@@ -45,12 +46,12 @@ def fit_lbfgs(net, X, y, max_iter, lr, tol, opt_kwargs, Xv=None, yv=None):
     def record(p):
         net._params[:] = p
         now = time.perf_counter()
-        hist.loss.append(net.evaluate(X, y))
+        hist.loss.append(net.evaluate(X, y, sample_weight=sw))
         hist.lr.append(float("nan"))
         hist.epoch_time.append(now - t[0])
         hist.samples += X.shape[0]
         if Xv is not None:
-            hist.val_loss.append(net.evaluate(Xv, yv))
+            hist.val_loss.append(net.evaluate(Xv, yv, sample_weight=swv))
             hist.val_score.append(score(net, Xv, yv))
         t[0] = time.perf_counter()
 

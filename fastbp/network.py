@@ -10,7 +10,8 @@ from ._kernels.state import Model
 from ._kernels.train import loss_grad, loss_sum, train_batch
 from ._kernels.checks import all_finite
 from ._sparse import take_rows
-from ._validate import check_float, check_int, check_X, check_y
+from ._validate import (check_float, check_int, check_sample_weight, check_weight_sum, check_X,
+                        check_y)
 from .optim import Optimizer, make_optimizer
 from .workspace import Workspace
 
@@ -345,25 +346,29 @@ class MLP:
         ws = self._workspace(n if training else min(n, CHUNK))
         return ws, [(s, min(s + ws.cap, n)) for s in range(0, n, ws.cap)]
 
-    def evaluate(self, X, y, training=False):
+    def evaluate(self, X, y, training=False, sample_weight=None):
         """Batch-mean loss on ``(X, y)``; nothing changes.
 
         ``training=True`` evaluates as a training step would: dropout with the
         mask of the current step, batch-norm batch statistics.  ``X`` may be
         a scipy.sparse matrix (as in :meth:`fit`).
+        ``sample_weight`` (``(n,)``, finite, ``>= 0``, not all zero) gives the
+        weighted mean ``sum_i w_i E_i / sum_i w_i``.
         """
         X, y = self._xy(X, y, sparse=True)
         n = X.shape[0]
+        sw = check_sample_weight(sample_weight, n)
+        wsum = check_weight_sum(sw)
         total = 0.0
         with self._lock:
             ws, chunks = self._chunks(n, training)
             for s, e in chunks:
                 total += loss_sum(self._model, ws.work, self._loss_code,
-                                  take_rows(X, slice(s, e)), y[s:e],
-                                  bool(training))
-        return total / n
+                                  take_rows(X, slice(s, e)), y[s:e], bool(training),
+                                  None if sw is None else sw[s:e])
+        return total / (n if sw is None else wsum)
 
-    def gradient(self, X, y, training=False):
+    def gradient(self, X, y, training=False, sample_weight=None):
         """Batch-mean loss and its gradient with respect to ``params``; no update.
 
         Parameters
@@ -371,6 +376,11 @@ class MLP:
         X, y : array-like (``X`` may be a scipy.sparse matrix)
         training : bool
             Differentiate the training-mode loss (see :meth:`evaluate`).
+        sample_weight : array-like, shape (n_samples,), optional
+            Weights ``w_i >= 0`` (finite, not all zero): the loss is the
+            weighted mean ``sum_i w_i E_i / sum_i w_i``, as PyTorch's weighted
+            losses define it.  A weight of 0 is the same as leaving the
+            sample out.
 
         Returns
         -------
@@ -380,17 +390,20 @@ class MLP:
         """
         X, y = self._xy(X, y, sparse=True)
         n = X.shape[0]
+        sw = check_sample_weight(sample_weight, n)
+        wsum = check_weight_sum(sw)
         with self._lock:
             ws, chunks = self._chunks(n, training)
             if len(chunks) == 1:
-                loss = loss_grad(self._model, ws.work, self._loss_code, X, y, bool(training))
+                loss = loss_grad(self._model, ws.work, self._loss_code, X, y, bool(training), sw)
                 return float(loss), ws.grad.copy()
             grad = np.zeros(self.n_params, dtype=np.float64)
             loss = 0.0
             for s, e in chunks:
                 part = loss_grad(self._model, ws.work, self._loss_code,
-                                 take_rows(X, slice(s, e)), y[s:e], False)
-                w = (e - s) / n
+                                 take_rows(X, slice(s, e)), y[s:e], False,
+                                 None if sw is None else sw[s:e])
+                w = (e - s) / n if sw is None else float(sw[s:e].sum()) / wsum
                 loss += part * w
                 grad += w * ws.grad
         return float(loss), grad.astype(self.dtype)
@@ -457,7 +470,7 @@ class MLP:
         self._step_opt = (key, opt)
         return opt
 
-    def train_step(self, X, y, lr=None, optimizer="sgd", **opt_kwargs):
+    def train_step(self, X, y, lr=None, optimizer="sgd", sample_weight=None, **opt_kwargs):
         """One in-place update on one batch; returns the batch loss before it.
 
         Parameters
@@ -468,15 +481,23 @@ class MLP:
             Learning rate (default: the optimizer's own, 0.01 for SGD).
         optimizer : str or fastbp.optim.Optimizer, default "sgd"
             Pass an Optimizer instance to keep momentum/Adam state across calls.
+        sample_weight : array-like, shape (n_samples,), optional
+            Per-sample weights (finite, ``>= 0``): the step follows the
+            gradient of the weighted mean loss ``sum_i w_i E_i / sum_i w_i``.
+            Weights that sum to 0 take no step (nothing changes, the
+            optimizer's step count included) and 0.0 is returned.
         """
         X, y = self._xy(X, y, sparse=True)
+        sw = check_sample_weight(sample_weight, X.shape[0])
         opt = self._step_optimizer(optimizer, lr, opt_kwargs)
-        n = X.shape[0]
+        n = X.shape[0] if sw is None else float(sw.sum())
+        if n == 0.0:
+            return 0.0
         with self._lock:
-            ws = self._workspace(n)
+            ws = self._workspace(X.shape[0])
             snap = ws.snapshot(self, opt)
             total = train_batch(self._model, ws.work, self._loss_code, X, y,
-                                opt.code, opt.hyper, opt.state, opt.step)
+                                opt.code, opt.hyper, opt.state, opt.step, sw)
             loss = total / n
             if not np.isfinite(loss):
                 snap.restore()
@@ -493,7 +514,7 @@ class MLP:
             optimizer="sgd", verbose=False, callbacks=(), on_divergence="raise",
             validation_data=None, validation_fraction=0.0, early_stopping=None,
             n_iter_no_change=10, tol=1e-4, lr_schedule=None, record_grad_norms=False,
-            chunk_size=None, **opt_kwargs):
+            chunk_size=None, sample_weight=None, **opt_kwargs):
         """Train by mini-batch backpropagation; each epoch is one compiled call.
 
         Parameters
@@ -545,13 +566,30 @@ class MLP:
             has not improved by ``tol`` for ``n_iter_no_change`` epochs and
             restore the best parameters.  Default: on when validation is given.
         lr_schedule : str, callable or schedule object, optional
-            Per-epoch learning rate (see :mod:`fastbp.schedules`).
+            Learning rate per epoch, or per optimizer step for schedules with
+            ``per == "step"`` (``"warmup_cosine"``, ``"onecycle"``,
+            ``Cosine(..., per="step")``, ``fastbp.schedules.PerStep(f)``, ...),
+            evaluated inside the compiled epoch; see :mod:`fastbp.schedules`.
+            Schedules scale ``lr0``, the optimizer's rate when ``fit`` starts;
+            a per-step schedule's step count is the optimizer's (it continues
+            when an optimizer instance is reused -- pass ``lr`` again then, as
+            the optimizer holds the last scheduled rate).
         record_grad_norms : bool
             Record each layer's weight-gradient norm after every epoch
             (``history.grad_norms``), to make vanishing gradients visible.
         chunk_size : int, optional
             Rows per chunk when streaming an array (rounded down to a
             multiple of ``batch_size``); default about 64 MB of ``X``.
+        sample_weight : array-like, shape (n_samples,), optional
+            Per-sample weights (finite, ``>= 0``, not all zero).  Each batch
+            minimises its weighted mean loss ``sum_i w_i E_i / sum_i w_i``
+            (PyTorch's and scikit-learn's convention); weights travel with
+            their samples through shuffling and the validation split; a batch
+            whose weights sum to 0 takes no step.  A weight of 0 equals
+            leaving the sample out, except for batch-norm batch statistics
+            (unweighted) and the batch composition.  ``history.loss`` is the
+            weighted epoch mean.  ``validation_data`` may be a triple
+            ``(X_val, y_val, w_val)``.  Not with streamed data.
 
         Returns
         -------
@@ -564,7 +602,7 @@ class MLP:
                    validation_fraction=validation_fraction, early_stopping=early_stopping,
                    n_iter_no_change=n_iter_no_change, tol=tol, lr_schedule=lr_schedule,
                    record_grad_norms=record_grad_norms, opt_kwargs=opt_kwargs,
-                   chunk_size=chunk_size)
+                   chunk_size=chunk_size, sample_weight=sample_weight)
 
     def state(self, batch_size=32, optimizer="sgd", lr=None, **opt_kwargs):
         """A :class:`fastbp.jit.NetState` for training from your own ``@njit`` code.

@@ -156,6 +156,9 @@ class Population:
             With its keywords (momentum, nesterov, weight_decay, betas, eps,
             l1, clip_norm, ...); each network gets its own state.
         """
+        if "sample_weight" in opt_kwargs:
+            raise TypeError("Population.fit does not support sample_weight; train weighted "
+                            "networks one by one with MLP.fit(..., sample_weight=w)")
         X3, Y3 = self._data(X, y)
         shuffle = bool(shuffle)
         epochs = check_int(epochs, "epochs", 0)

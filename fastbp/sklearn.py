@@ -68,6 +68,21 @@ Parameter mapping (scikit-learn name -> fastbp)
 ``shuffle``, ``random_state``, ``verbose``, ``warm_start``
     As in scikit-learn.  ``random_state`` seeds the network (initial
     weights, shuffling, dropout masks) and the validation split.
+``sample_weight`` (``fit``, ``partial_fit``), ``class_weight`` (classifier)
+    As in scikit-learn: each batch minimises the weighted mean loss
+    ``sum_i w_i E_i / sum_i w_i`` (fastbp's ``sample_weight``) and the L2
+    penalty is divided by the weight sum instead of the sample count
+    (exactly ``sum(w)`` for full-batch training -- lbfgs, rprop, and the
+    ``"auto"`` batch size on fewer than 200 samples -- and the expected
+    batch weight ``batch_size * mean(w)`` for mini-batches); the
+    early-stopping split keeps each sample's weight, and the validation
+    score is weighted.  ``class_weight`` (a dict ``{class: weight}`` or
+    ``"balanced"``) multiplies the sample weights by
+    :func:`sklearn.utils.class_weight.compute_sample_weight`;
+    ``partial_fit`` accepts a dict only (``"balanced"`` would depend on
+    each call's batch).  A weight of 0 is the same as leaving the sample
+    out, except that it still takes part in dropout masks, batch-norm batch
+    statistics and the batch composition.
 ``dropout``, ``batch_norm``, ``clip_norm`` (fastbp extras)
     Hidden-layer inverted dropout rate(s), batch normalisation of the
     hidden layers, and global gradient-norm clipping; see :class:`fastbp.MLP`.
@@ -139,11 +154,13 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (_check_partial_fit_first_call,
                                       check_classification_targets, type_of_target,
                                       unique_labels)
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, column_or_1d,
+                                      validate_data)
 
 from ._kernels import update as _update
 from .network import MLP
@@ -318,9 +335,30 @@ class _BaseMLP(BaseEstimator):
                 self.validation_scores_ = None
                 self.best_validation_score_ = None
 
-    def _fit(self, X, y, incremental=False):
+    def _sample_weight(self, X, y, sample_weight, incremental):
+        """Validated float64 weights (``None`` when unweighted); class weights applied."""
+        class_weight = getattr(self, "class_weight", None)
+        if sample_weight is None and class_weight is None:
+            return None
+        sw = (np.ones(X.shape[0]) if sample_weight is None else
+              _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True,
+                                   copy=True))
+        if class_weight is not None:
+            if incremental and isinstance(class_weight, str):
+                raise ValueError("class_weight='balanced' is not supported for partial_fit "
+                                 "(it would depend on each call's batch); pass a dict, e.g. "
+                                 "from sklearn.utils.class_weight.compute_class_weight")
+            labels = self.classes_[y] if y.ndim == 1 else y
+            sw = sw * compute_sample_weight(class_weight, labels)
+        if not np.any(sw > 0):
+            raise ValueError("Sample weights must contain at least one non-zero number "
+                             "(every weight is zero)")
+        return sw
+
+    def _fit(self, X, y, incremental=False, sample_weight=None):
         first_pass = not hasattr(self, "net_") or (not self.warm_start and not incremental)
         X, T = self._validate_input(X, y, incremental, reset=first_pass)
+        sw = self._sample_weight(X, T, sample_weight, incremental)
         rs = check_random_state(self.random_state)
         if first_pass:
             self._initialize(X, T, rs)
@@ -333,23 +371,24 @@ class _BaseMLP(BaseEstimator):
             if T.dtype.kind == "f":
                 T = T.astype(dt, copy=False)
         if self.solver == "lbfgs":
-            self._fit_lbfgs(X, T)
+            self._fit_lbfgs(X, T, sw)
         else:
-            self._fit_stochastic(X, T, rs, incremental)
+            self._fit_stochastic(X, T, rs, incremental, sw)
         return self
 
-    def _fit_lbfgs(self, X, T):
+    def _fit_lbfgs(self, X, T, sw=None):
         n = X.shape[0]
+        wn = n if sw is None else float(sw.sum())  # scikit-learn divides the penalty by sum(w)
         hist = self.net_.fit(X, T, epochs=self.max_iter, optimizer="lbfgs", tol=self.tol,
-                             weight_decay=self.alpha / n)
+                             weight_decay=self.alpha / wn, sample_weight=sw)
         scale = self._loss_scale()
         # scikit-learn keeps no curve for lbfgs: here the data loss per iteration
         self.loss_curve_.extend(loss * scale for loss in hist.loss)
         self.n_iter_ = hist.epochs
         self.t_ += n * hist.epochs
         # the final objective, penalty included (scikit-learn's loss_)
-        self.loss_ = (self.net_.evaluate(X, T) * scale
-                      + 0.5 * self.alpha * self._sq_weights() / n)
+        self.loss_ = (self.net_.evaluate(X, T, sample_weight=sw) * scale
+                      + 0.5 * self.alpha * self._sq_weights() / wn)
         if hist.stop_reason is None:
             warnings.warn(f"lbfgs failed to converge after {self.max_iter} iteration(s) "
                           "(max_iter reached); increase max_iter or scale the data",
@@ -370,15 +409,27 @@ class _BaseMLP(BaseEstimator):
                          weight_decay=self.alpha, clip_norm=clip)
         return RPROP(lr, weight_decay=self.alpha / n, clip_norm=clip)
 
-    def _fit_stochastic(self, X, T, rs, incremental):
+    def _fit_stochastic(self, X, T, rs, incremental, sw=None):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
+        sw_val = None
         if early_stopping:
             stratify = T if T.ndim == 1 and self._is_single_label() else None
-            X, X_val, T, T_val = train_test_split(X, T, random_state=rs,
-                                                  test_size=self.validation_fraction,
-                                                  stratify=stratify)
+            if sw is None:
+                X, X_val, T, T_val = train_test_split(X, T, random_state=rs,
+                                                      test_size=self.validation_fraction,
+                                                      stratify=stratify)
+            else:
+                X, X_val, T, T_val, sw, sw_val = train_test_split(
+                    X, T, sw, random_state=rs, test_size=self.validation_fraction,
+                    stratify=stratify)
+                if not np.any(sw > 0):
+                    raise ValueError("the sample weights of the training part of the "
+                                     "early-stopping split are all zero; change "
+                                     "random_state or validation_fraction")
+                if not np.any(sw_val > 0):
+                    sw_val = None
             if X_val.shape[0] < 2:
                 raise ValueError("The validation set is too small. Increase "
                                  "'validation_fraction' or the size of your dataset.")
@@ -393,18 +444,20 @@ class _BaseMLP(BaseEstimator):
         if self.solver == "rprop":
             batch_size = n
         n_batches = -(-n // batch_size)
+        # the L2 penalty is divided by the (expected) batch weight, as scikit-learn does
+        wscale = 1.0 if sw is None else float(sw.mean())
         best = [None]  # parameters and running statistics of the best validation epoch
         net = self.net_
         opt = net.optimizer if incremental else None
         if opt is None:
-            opt = self._make_optimizer(batch_size, n)
+            opt = self._make_optimizer(batch_size * wscale, n * wscale)
         elif self.solver != "adamw":  # continue; the L2 scaling follows this call's batches
-            _set_weight_decay(opt, self.alpha / batch_size)
+            _set_weight_decay(opt, self.alpha / (batch_size * wscale))
         schedule_sgd = self.solver == "sgd"
         lr_box = [opt.lr]
         scale = self._loss_scale()
         stopped = [False]
-        penalty = 0.5 * self.alpha * n_batches / n
+        penalty = 0.5 * self.alpha * n_batches / (n * wscale)
         sq_start = [self._sq_weights()]
 
         def schedule(epoch, lr0, metric):
@@ -421,7 +474,7 @@ class _BaseMLP(BaseEstimator):
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {loss:.8f}")
             if early_stopping:
-                val = self._score_targets(X_val, T_val)
+                val = self._score_targets(X_val, T_val, sw_val)
                 self.validation_scores_.append(val)
                 if self.verbose:
                     print(f"Validation score: {val:f}")
@@ -463,7 +516,7 @@ class _BaseMLP(BaseEstimator):
         epochs = 1 if incremental else self.max_iter
         net.fit(X, T, epochs=epochs, batch_size=batch_size, shuffle=self.shuffle,
                 optimizer=opt, early_stopping=False, lr_schedule=schedule,
-                callbacks=(after_epoch,))
+                callbacks=(after_epoch,), sample_weight=sw)
         if early_stopping and best[0] is not None:
             params, means, variances = best[0]
             net.params = params
@@ -490,7 +543,7 @@ class _BaseMLP(BaseEstimator):
 
     # ------------------------------------------------------------ public API
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the model to data matrix X and target(s) y.
 
         Parameters
@@ -499,12 +552,15 @@ class _BaseMLP(BaseEstimator):
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
             Class labels (classification; a 2-D 0/1 indicator matrix for
             multi-label) or real targets (regression).
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-sample weights (``>= 0``): the weighted mean loss, as in
+            scikit-learn (see :mod:`fastbp.sklearn`).
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     @property
     def coefs_(self):
@@ -530,7 +586,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     A drop-in for :class:`sklearn.neural_network.MLPClassifier` (same
     parameter names and defaults) with fastbp's extras ``dropout``,
-    ``batch_norm``, ``clip_norm`` and solvers ``adamw`` / ``rprop``.  See
+    ``batch_norm``, ``clip_norm``, ``class_weight`` (a dict ``{class: weight}``
+    or ``"balanced"``, scikit-learn's semantics) and solvers ``adamw`` /
+    ``rprop``.  See
     :mod:`fastbp.sklearn` for how each parameter maps onto fastbp.
 
     Single-label problems (binary included) use softmax outputs with
@@ -548,6 +606,27 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     n_features_in_, feature_names_in_
         As in scikit-learn (see :mod:`fastbp.sklearn`).
     """
+
+    _parameter_constraints: dict = {**_BaseMLP._parameter_constraints,
+                                    "class_weight": [dict, StrOptions({"balanced"}), None]}
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dropout=0.0,
+                 batch_norm=False, clip_norm=None, class_weight=None):
+        super().__init__(
+            hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+            learning_rate=learning_rate, learning_rate_init=learning_rate_init,
+            power_t=power_t, max_iter=max_iter, shuffle=shuffle, random_state=random_state,
+            tol=tol, verbose=verbose, warm_start=warm_start, momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+            epsilon=epsilon, n_iter_no_change=n_iter_no_change, dropout=dropout,
+            batch_norm=batch_norm, clip_norm=clip_norm)
+        self.class_weight = class_weight
 
     @property
     def _out_activation(self):
@@ -594,14 +673,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             T = self._label_binarizer.transform(y).astype(X.dtype)
         return X, T
 
-    def _score_targets(self, X, T):
+    def _score_targets(self, X, T, sw=None):
         proba = self.net_.predict(X)
         if T.ndim == 1:
-            return accuracy_score(T, proba.argmax(axis=1))
-        return accuracy_score(T.astype(int), (proba > 0.5).astype(int))
+            return accuracy_score(T, proba.argmax(axis=1), sample_weight=sw)
+        return accuracy_score(T.astype(int), (proba > 0.5).astype(int), sample_weight=sw)
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Fit the model to ``X`` and class labels ``y``.
 
         Parameters
@@ -609,16 +688,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
             Class labels, or a 0/1 indicator matrix for multi-label problems.
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-sample weights (``>= 0``), multiplied by ``class_weight``'s.
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, incremental=False)
+        return self._fit(X, y, incremental=False, sample_weight=sample_weight)
 
     @available_if(_is_stochastic)
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None):
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
         """One epoch over ``(X, y)``, continuing the current network.
 
         Parameters
@@ -629,6 +710,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             Every class across all calls; required on the first call,
             except for a multi-label (indicator) ``y``, whose columns are
             the labels.
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-sample weights (``>= 0``), multiplied by ``class_weight``'s
+            (a dict here; ``"balanced"`` is refused).
 
         Returns
         -------
@@ -642,7 +726,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         elif _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y if multilabel else classes)
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict_proba(self, X):
         """Class probabilities, shape ``(n_samples, n_classes)`` (multi-label:
@@ -760,24 +844,26 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         T = np.asarray(y, dtype=X.dtype).reshape(X.shape[0], -1)
         return X, T
 
-    def _score_targets(self, X, T):
-        return r2_score(T, self.net_.predict(X))
+    def _score_targets(self, X, T, sw=None):
+        return r2_score(T, self.net_.predict(X), sample_weight=sw)
 
     @available_if(_is_stochastic)
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y):
+    def partial_fit(self, X, y, sample_weight=None):
         """One epoch over ``(X, y)``, continuing the current network.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-sample weights (``>= 0``).
 
         Returns
         -------
         self
         """
-        return self._fit(X, y, incremental=True)
+        return self._fit(X, y, incremental=True, sample_weight=sample_weight)
 
     def predict(self, X):
         """Predictions, ``(n_samples,)`` for a single output, else

@@ -13,23 +13,25 @@ import numpy as np
 from ._kernels.sparse_train import fused_sgd, sparse_epoch
 from ._kernels.train import batch_epoch, flat_epoch, flat_ok
 from ._sparse import is_sparse, take_rows
-from ._validate import check_float, check_int
+from ._validate import check_float, check_int, check_sample_weight, check_weight_sum
 from .history import History
-from .schedules import make_schedule
+from .schedules import make_schedule, step_rates
 from .spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY
 from .workspace import Snapshot
 
 
 def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt, hyper,
-                state, step, out):
+                state, step, out, sw=None, wbuf=None, lrs=None):
     """One epoch's kernel call, as ``_kernels.train.train_epoch`` but with the path
     (flat or general) chosen here in Python, so a network compiles only the path it
-    takes rather than both inside one kernel."""
-    if flat_ok(opt, hyper, model.layout, model.lparams, batch_size):
+    takes rather than both inside one kernel.  Weighted and per-step-scheduled
+    epochs take the general path."""
+    if sw is None and lrs is None and flat_ok(opt, hyper, model.layout, model.lparams,
+                                              batch_size):
         flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out)
     else:
         batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt,
-                    hyper, state, step, out)
+                    hyper, state, step, out, sw, wbuf, lrs)
 
 
 def score(net, X, y):
@@ -60,21 +62,27 @@ def _n_val(n, fraction):
     return n_val
 
 
-def _split(net, X, y, fraction):
+def _split(net, X, y, fraction, sw=None):
     n = X.shape[0]
     n_val = _n_val(n, fraction)
     perm = net.rng.permutation(n)
     tr, va = np.sort(perm[n_val:]), np.sort(perm[:n_val])
-    return take_rows(X, tr), y[tr], take_rows(X, va), y[va]
+    Xt, Xva = take_rows(X, tr), take_rows(X, va)
+    if sw is None:
+        return Xt, y[tr], Xva, y[va], None, None
+    return Xt, y[tr], Xva, y[va], sw[tr], sw[va]
 
 
-def train_rows(net, ws, X, y, order, identity, batch_size, shuffle, opt, out):
+def train_rows(net, ws, X, y, order, identity, batch_size, shuffle, opt, out, sw=None,
+               wbuf=None, lrs=None):
     """One compiled pass over validated ``(X, y)``; returns (mean loss, rows trained).
 
     ``order`` and ``identity`` are int64 scratch of length >= ``len(X)``
     (``identity`` holding ``0, 1, ...``); with ``shuffle`` the rows are
     visited in a fresh permutation drawn from ``net.rng``.  Fewer rows than
     ``len(X)`` trained means a batch loss was not finite (divergence).
+    Optional sample weights ``sw`` (with a ``(batch_size,)`` float64 ``wbuf``)
+    and per-step rates ``lrs`` as in ``_kernels.train.train_epoch``.
     """
     n = X.shape[0]
     order = order[:n]
@@ -84,10 +92,12 @@ def train_rows(net, ws, X, y, order, identity, batch_size, shuffle, opt, out):
     if is_sparse(X):  # the batches' matrix rows are gathered, never their values
         bufs = ws.sparse_buffers(net.weights[0].size if fused_sgd(opt.code, opt.hyper) else 0)
         sparse_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size, shuffle,
-                     bufs, ws.ybuf(y), opt.code, opt.hyper, opt.state, opt.step, out)
+                     bufs, ws.ybuf(y), opt.code, opt.hyper, opt.state, opt.step, out, sw, wbuf,
+                     lrs)
     else:
         train_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size, shuffle,
-                    ws.xbuf, ws.ybuf(y), opt.code, opt.hyper, opt.state, opt.step, out)
+                    ws.xbuf, ws.ybuf(y), opt.code, opt.hyper, opt.state, opt.step, out, sw,
+                    wbuf, lrs)
     return float(out[0]), int(out[1])
 
 
@@ -103,7 +113,7 @@ def _progress(verbose, epochs):
 
 def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose, callbacks,
         on_divergence, validation_data, validation_fraction, early_stopping, n_iter_no_change,
-        tol, lr_schedule, record_grad_norms, opt_kwargs, chunk_size=None):
+        tol, lr_schedule, record_grad_norms, opt_kwargs, chunk_size=None, sample_weight=None):
     """Implementation of :meth:`fastbp.MLP.fit` (see there)."""
     from . import stream
     source = None
@@ -111,6 +121,13 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
         source = stream.open_source(net, X, y, chunk_size, batch_size, epochs)
     else:
         X, y = net._xy(X, y, sparse=True)
+    sw = None
+    if source is not None and sample_weight is not None:
+        raise ValueError("sample_weight is not supported with streamed data (chunk_size or "
+                         "an iterable of chunks); pass in-memory arrays")
+    if source is None:
+        sw = check_sample_weight(sample_weight, X.shape[0])
+        check_weight_sum(sw)
     epochs = check_int(epochs, "epochs", 0)
     batch_size = check_int(batch_size, "batch_size", 1)
     n_iter_no_change = check_int(n_iter_no_change, "n_iter_no_change", 1)
@@ -124,30 +141,57 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
         if not callable(cb):
             raise TypeError(f"callbacks must be callables f(net, epoch, history), got {cb!r}")
     shuffle = bool(shuffle)
-    schedule = None if lr_schedule is None else make_schedule(lr_schedule)
-    Xv = yv = None
+    Xv = yv = swv = None
     if validation_data is not None:
         try:
-            Xv, yv = validation_data
+            Xv, yv, *rest = validation_data
+            if len(rest) > 1:
+                raise ValueError
         except (TypeError, ValueError):
-            raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+            raise TypeError("validation_data must be a pair (X_val, y_val) or a triple "
+                            "(X_val, y_val, sample_weight_val)") from None
         Xv, yv = net._xy(Xv, yv, sparse=True)
+        if rest:
+            swv = check_sample_weight(rest[0], Xv.shape[0], "validation sample_weight")
+            check_weight_sum(swv, "validation sample_weight")
     lbfgs = isinstance(optimizer, str) and optimizer.lower() == "lbfgs"
     if source is not None:
         stream.check_settings(validation_data, validation_fraction, optimizer, lbfgs)
     elif validation_data is None and validation_fraction > 0:
         _n_val(X.shape[0], validation_fraction)
     opt = None if lbfgs else net._optimizer(optimizer, lr, opt_kwargs)
+    rates = None
+    if source is None:
+        n_train = X.shape[0]
+        if validation_data is None and validation_fraction > 0:
+            n_train -= _n_val(n_train, validation_fraction)
+        n_batches = 1 if opt is not None and opt.full_batch else -(-n_train // batch_size)
+        schedule = (None if lr_schedule is None else
+                    make_schedule(lr_schedule, total_steps=epochs * n_batches))
+        if getattr(schedule, "per", "epoch") == "step" and not lbfgs:
+            t_start = int(opt.step[0])
+            rates = step_rates(schedule, t_start, epochs * n_batches, opt.lr)
+    else:
+        schedule = None if lr_schedule is None else make_schedule(lr_schedule)
+        if getattr(schedule, "per", "epoch") == "step":
+            raise ValueError("per-step learning-rate schedules are not supported with streamed "
+                             "data (the number of steps is not known in advance); use a "
+                             "per-epoch schedule or in-memory arrays")
     # everything is valid: from here on the call may change the network
     if seed is not None:
         net.rng = np.random.default_rng(seed)
     if validation_data is None and validation_fraction > 0:
-        X, y, Xv, yv = _split(net, X, y, validation_fraction)
+        X, y, Xv, yv, sw, swv = _split(net, X, y, validation_fraction, sw)
+        if sw is not None and sw.sum() == 0.0:
+            raise ValueError("the training part of the validation split has sample weights "
+                             "summing to zero; change the seed or the weights")
+        if swv is not None and swv.sum() == 0.0:
+            swv = None  # every validation weight is 0: score it unweighted
     if early_stopping is None:
         early_stopping = Xv is not None
     if lbfgs:
         from .lbfgs import fit_lbfgs
-        return fit_lbfgs(net, X, y, epochs, lr, tol, opt_kwargs, Xv, yv)
+        return fit_lbfgs(net, X, y, epochs, lr, tol, opt_kwargs, Xv, yv, sw, swv)
     net.optimizer = opt
     lr0 = opt.lr
     out = np.zeros(2, dtype=np.float64)
@@ -157,10 +201,11 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
             batch_size = n
         identity = np.arange(n, dtype=np.int64)
         order = identity.copy()
+        wbuf = None if sw is None else np.zeros(min(batch_size, n), dtype=np.float64)
 
         def run_epoch():
             loss, done = train_rows(net, ws, X, y, order, identity, batch_size, shuffle, opt,
-                                    out)
+                                    out, sw, wbuf, lrs)
             return loss, done, done == n
 
         def probe():
@@ -173,6 +218,7 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
 
         probe = source.probe
     hist = History()
+    lrs = None
     snap = Snapshot(net, opt)
     best = np.inf
     best_snap = Snapshot(net, opt) if early_stopping else None
@@ -185,7 +231,10 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
             for epoch in range(epochs):
                 metric = (hist.val_loss[-1] if hist.val_loss else
                           hist.loss[-1] if hist.loss else None)
-                if schedule is not None:
+                if rates is not None:
+                    k = int(opt.step[0]) - t_start
+                    lrs = rates[k:k + n_batches]
+                elif schedule is not None:
                     opt.lr = schedule(epoch, lr0, metric)
                 snap.take()
                 pending = True
@@ -205,12 +254,12 @@ def fit(net, X, y, *, epochs, batch_size, lr, shuffle, seed, optimizer, verbose,
                     warnings.warn(msg, RuntimeWarning, stacklevel=3)
                     break
                 hist.loss.append(loss)
-                hist.lr.append(opt.lr)
+                hist.lr.append(opt.lr if lrs is None else float(lrs[0]))
                 hist.epoch_time.append(dt)
                 hist.samples += done
                 pending = False
                 if Xv is not None:
-                    hist.val_loss.append(net.evaluate(Xv, yv))
+                    hist.val_loss.append(net.evaluate(Xv, yv, sample_weight=swv))
                     hist.val_score.append(score(net, Xv, yv))
                 if record_grad_norms:
                     hist.grad_norms.append(grad_norms(net, *probe()))

@@ -80,8 +80,24 @@ CHECKED = [
 ]
 
 
+def _expected_failed_checks(estimator):
+    if np.any(estimator.dropout) or np.any(estimator.batch_norm):
+        # a weight-2 sample is not two samples for dropout masks (drawn per row)
+        # or batch-norm batch statistics (unweighted): weighted training is
+        # still right, but not equivalent to repeating rows
+        return {"check_sample_weight_equivalence_on_dense_data":
+                "dropout / batch norm act per row, not per unit of weight"}
+    if estimator.solver == "lbfgs" and isinstance(estimator, MLPClassifier):
+        # weighted and repeated fits agree to 1e-14 for 20 L-BFGS iterations
+        # (test_sample_weight.py); the check's 50 iterations overfit 15 samples
+        # to a loss of 1e-4, where summation-order rounding grows to 1e-3
+        return {"check_sample_weight_equivalence_on_dense_data":
+                "rounding amplified by L-BFGS on an overfit, flat objective"}
+    return {}
+
+
 @no_convergence_warning
-@parametrize_with_checks(CHECKED)
+@parametrize_with_checks(CHECKED, expected_failed_checks=_expected_failed_checks)
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
@@ -343,7 +359,7 @@ def test_sklearn_parameter_names():
     ours = set(MLPClassifier().get_params())
     theirs = set(sk_nn.MLPClassifier().get_params()) - {"max_fun"}
     assert theirs <= ours
-    assert ours - theirs == {"dropout", "batch_norm", "clip_norm"}
+    assert ours - theirs == {"dropout", "batch_norm", "clip_norm", "class_weight"}
     assert set(sk_nn.MLPRegressor().get_params()) - {"max_fun", "loss"} <= set(
         MLPRegressor().get_params())
     for name, value in sk_nn.MLPClassifier().get_params().items():

@@ -20,7 +20,8 @@ from .._config import JIT
 from .forward import layer_params
 from .sparse import with_rows
 from .train import train_batch
-from .update import H_CLIP, H_L1, SGD
+from .update import H_CLIP, H_L1, H_LR, SGD
+from .weights import gather_weights, weight_total
 
 
 @njit(**JIT)
@@ -44,14 +45,15 @@ def fused_sgd(opt, hyper):
 
 @njit(**JIT)
 def sparse_epoch(model, work, loss, X, y, order, batch_size, shuffle, bufs, ybuf,
-                 opt, hyper, state, step, out):
+                 opt, hyper, state, step, out, sw=None, wbuf=None, lrs=None):
     """One epoch of mini-batch training on :data:`SparseRows` ``X``; as ``train.train_epoch``.
 
     ``bufs`` is ``(rowbuf, scratch)``: int64 room for ``batch_size`` row
     numbers, and room for one copy of layer 0's weights (or empty: then the
     transposed copy is not used).  Each batch's matrix rows (through
     ``order`` when ``shuffle``) are gathered into ``rowbuf`` and its targets
-    into ``ybuf``; then ``train_batch`` runs on them.
+    into ``ybuf``; then ``train_batch`` runs on them.  Sample weights ``sw``
+    and per-step rates ``lrs`` work as in ``train.batch_epoch``.
     """
     rowbuf, scratch = bufs
     transposed = (fused_sgd(opt, hyper)
@@ -62,21 +64,30 @@ def sparse_epoch(model, work, loss, X, y, order, batch_size, shuffle, bufs, ybuf
         _transpose(W, wt.reshape((W.shape[1], W.shape[0])))
     N = X.shape[0]
     total = 0.0
+    wdone = 0.0
     done = 0
+    t0 = step[0]
     for start in range(0, N, batch_size):
         n = min(batch_size, N - start)
+        if lrs is not None:
+            hyper[H_LR] = lrs[step[0] - t0]
+        bw = gather_weights(sw, wbuf, order, start, n, shuffle)
         for r in range(n):
             j = order[start + r] if shuffle else start + r
             rowbuf[r] = X.rows[j]
             ybuf[r] = y[j]
         s = train_batch(model, work, loss, with_rows(X, rowbuf[:n], wt), ybuf[:n],
-                        opt, hyper, state, step)
+                        opt, hyper, state, step, bw)
         if not math.isfinite(s):
             total = s
             break
         total += s
+        wdone += weight_total(bw, n)
         done += n
     if transposed:
         _transpose(wt.reshape((W.shape[1], W.shape[0])), W)
-    out[0] = total / max(done, 1) if math.isfinite(total) else total
+    if not math.isfinite(total):
+        out[0] = total
+    else:
+        out[0] = total / wdone if wdone > 0.0 else 0.0
     out[1] = done

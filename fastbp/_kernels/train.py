@@ -13,54 +13,67 @@ from .._config import JIT
 from ..spec import L_ACT, L_OUT, P_LOSS
 from .backward import backward
 from .forward import block, commit_batch_stats, forward
-from .losses import loss_delta
 from .runtime import runtime
 from .small import eligible, small_epoch
 from .update import H_CLIP, H_L1, H_LR, H_WD, SGD, apply_update
 from .views import copy_row
+from .weights import gather_weights, weight_total, weighted_loss_delta
 
 
 @njit(**JIT)
-def _forward_loss(model, work, loss, X, y, training, update_stats, scale, want_delta):
-    """Forward pass and loss sum (and output delta when want_delta)."""
+def _forward_loss(model, work, loss, X, y, training, update_stats, scale, want_delta,
+                  sw=None):
+    """Forward pass and (``sw``-weighted) loss sum (and output delta when want_delta)."""
     n = X.shape[0]
     L = model.layout.shape[0]
     m = model.layout[L - 1, L_OUT]
     off = forward(model, work, X, training, update_stats)
-    return loss_delta(block(work.acts, off, n, m), block(work.pre, off, n, m), y, loss,
-                      model.layout[L - 1, L_ACT], scale, block(work.deltas, off, n, m),
-                      want_delta, model.lparams[L - 1, P_LOSS])
+    return weighted_loss_delta(block(work.acts, off, n, m), block(work.pre, off, n, m), y, sw,
+                               loss, model.layout[L - 1, L_ACT], scale,
+                               block(work.deltas, off, n, m), want_delta,
+                               model.lparams[L - 1, P_LOSS])
 
 
 @njit(**JIT)
-def loss_grad(model, work, loss, X, y, training):
+def loss_grad(model, work, loss, X, y, training, sw=None):
     """Batch-mean loss of ``(X, y)``; ``work.grad <- d(mean loss)/d(params)``.
 
-    Nothing else changes (running statistics and the step counter stay).
+    With sample weights ``sw`` the weighted mean (``weights.py``); weights
+    summing to 0 give loss 0 and a zero gradient.  Nothing else changes
+    (running statistics and the step counter stay).
     """
-    n = X.shape[0]
-    total = _forward_loss(model, work, loss, X, y, training, runtime(False), 1.0 / n,
-                          runtime(True))
+    wsum = weight_total(sw, X.shape[0])
+    if wsum == 0.0:
+        work.grad[:] = 0.0
+        return 0.0
+    total = _forward_loss(model, work, loss, X, y, training, runtime(False), 1.0 / wsum,
+                          runtime(True), sw)
     backward(model, work, X, 0.0, 1.0, runtime(False), training)
-    return total / n
+    return total / wsum
 
 
 @njit(**JIT)
-def loss_sum(model, work, loss, X, y, training):
-    """Sum of per-sample losses of ``(X, y)`` (forward only, nothing changes)."""
-    return _forward_loss(model, work, loss, X, y, training, runtime(False), 1.0, runtime(False))
+def loss_sum(model, work, loss, X, y, training, sw=None):
+    """Sum of per-sample losses of ``(X, y)``, weighted by ``sw`` if given (forward only)."""
+    return _forward_loss(model, work, loss, X, y, training, runtime(False), 1.0,
+                         runtime(False), sw)
 
 
 @njit(**JIT)
-def train_batch(model, work, loss, X, y, opt, hyper, state, step):
+def train_batch(model, work, loss, X, y, opt, hyper, state, step, sw=None):
     """Forward, backward and one optimizer update on ``(X, y)``.
 
-    Returns the batch's summed loss, evaluated before the update.  A non-finite
-    loss leaves the network untouched (parameters and batch-norm statistics).
+    Returns the batch's summed loss (``sum_i sw_i E_i`` with sample weights
+    ``sw``), evaluated before the update.  A non-finite loss leaves the
+    network untouched (parameters and batch-norm statistics); so do weights
+    summing to 0 (no step is taken, 0 is returned).
     """
     n = X.shape[0]
-    total = _forward_loss(model, work, loss, X, y, runtime(True), runtime(False), 1.0 / n,
-                          runtime(True))
+    wsum = weight_total(sw, n)
+    if wsum == 0.0:
+        return 0.0
+    total = _forward_loss(model, work, loss, X, y, runtime(True), runtime(False), 1.0 / wsum,
+                          runtime(True), sw)
     if not math.isfinite(total):
         return total
     commit_batch_stats(model, work, n)
@@ -95,48 +108,61 @@ def flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step,
 
 @njit(**JIT)
 def batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
-                opt, hyper, state, step, out):
-    """One epoch on the general path: every batch through ``train_batch``."""
+                opt, hyper, state, step, out, sw=None, wbuf=None, lrs=None):
+    """One epoch on the general path: every batch through ``train_batch``.
+
+    Sample weights ``sw`` (float64 ``(N,)``, optional) travel with their rows
+    through ``order`` (gathered into ``wbuf``, ``(cap,)``).  ``lrs`` (optional)
+    holds per-step learning rates: before the ``k``-th update of this epoch
+    ``hyper[H_LR] <- lrs[k]`` (batches whose weights sum to 0 take no step).
+    """
     N = X.shape[0]
     total = 0.0
+    wdone = 0.0
     done = 0
+    t0 = step[0]
     for start in range(0, N, batch_size):
         n = min(batch_size, N - start)
+        if lrs is not None:
+            hyper[H_LR] = lrs[step[0] - t0]
+        bw = gather_weights(sw, wbuf, order, start, n, shuffle)
         if shuffle:
             for r in range(n):
                 j = order[start + r]
                 copy_row(xbuf, r, X, j)
                 copy_row(ybuf, r, y, j)
-            s = train_batch(model, work, loss, xbuf[:n], ybuf[:n], opt, hyper, state, step)
+            s = train_batch(model, work, loss, xbuf[:n], ybuf[:n], opt, hyper, state, step, bw)
         else:
             s = train_batch(model, work, loss, X[start:start + n], y[start:start + n],
-                            opt, hyper, state, step)
+                            opt, hyper, state, step, bw)
         if not math.isfinite(s):
             out[0] = s
             out[1] = done
             return
         total += s
+        wdone += weight_total(bw, n)
         done += n
-    out[0] = total / max(done, 1)
+    out[0] = total / wdone if wdone > 0.0 else 0.0
     out[1] = done
 
 
 @njit(**JIT)
 def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
-                opt, hyper, state, step, out):
+                opt, hyper, state, step, out, sw=None, wbuf=None, lrs=None):
     """One epoch of mini-batch training in one call.
 
-    Small networks under plain SGD take the flat path (``small.py``).
-
+    Small networks under plain SGD take the flat path (``small.py``), unless
+    the epoch is weighted or scheduled per step (those take ``batch_epoch``).
     Batches follow ``order`` (a permutation) when ``shuffle`` is true, else
-    the row order.  ``out[0]`` receives the mean training loss and ``out[1]``
-    the number of samples trained; training stops at the first batch whose
-    loss is not finite (``out[1]`` then falls short of ``X.shape[0]``).
+    the row order.  ``out[0]`` receives the (weighted) mean training loss and
+    ``out[1]`` the number of samples trained; training stops at the first
+    batch whose loss is not finite (``out[1]`` then falls short of ``X.shape[0]``).
     ``fit`` calls ``flat_epoch`` / ``batch_epoch`` itself (after ``flat_ok``),
     so that a network compiles only the path it takes.
     """
-    if flat_ok(opt, hyper, model.layout, model.lparams, batch_size):
+    if sw is None and lrs is None and flat_ok(opt, hyper, model.layout, model.lparams,
+                                              batch_size):
         flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out)
     else:
         batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
-                    opt, hyper, state, step, out)
+                    opt, hyper, state, step, out, sw, wbuf, lrs)
