@@ -102,6 +102,20 @@ def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
 
 
+@no_convergence_warning
+@pytest.mark.parametrize("estimator", [
+    MLPClassifier(solver="lbfgs"),                               # scikit-learn runs its MLPs'
+    MLPRegressor(solver="sgd", tol=1e-2, random_state=42),       # check with these settings
+    MLPClassifier(random_state=0),
+    MLPRegressor(random_state=0),
+], ids=repr)
+def test_sample_weight_equivalence_with_scikit_learns_settings(estimator):
+    """No expected failure here: the settings scikit-learn's own test suite uses for
+    its MLPs, and the defaults, give weighted == repeated/removed samples."""
+    from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data
+    check_sample_weight_equivalence_on_dense_data(type(estimator).__name__, estimator)
+
+
 # ------------------------------------------ agreement with scikit-learn's MLP
 def _one_step_both(ours_cls, sk_cls, X, y):
     """One full-batch plain-SGD epoch from identical weights in both libraries."""
