@@ -164,6 +164,30 @@ def test_fit_matches_dense(dtype, opt, kw):
     assert a.steps == b.steps == 4 * 8
 
 
+@pytest.mark.parametrize("opt,kw", [("sgd", dict(lr=0.05, weight_decay=1e-3)),
+                                    ("adam", dict(lr=1e-2))])
+def test_weighted_and_per_step_scheduled_fit_matches_dense(opt, kw):
+    """Sample weights travel with their sparse rows; per-step rates apply per batch."""
+    from fastbp.schedules import WarmupCosine
+
+    X, y = _csr(), _targets("mse")
+    w = np.random.default_rng(5).uniform(0.0, 3.0, N)
+    w[[0, 7, 20]] = 0.0
+    a, b = _pair(activation="tanh")
+    sched = WarmupCosine(total_steps=4 * 8, warmup_steps=5)
+    ha = a.fit(X, y, epochs=4, batch_size=5, shuffle=True, optimizer=opt, sample_weight=w,
+               lr_schedule=sched, **kw)
+    hb = b.fit(X.toarray(), y, epochs=4, batch_size=5, shuffle=True, optimizer=opt,
+               sample_weight=w, lr_schedule=sched, **kw)
+    np.testing.assert_allclose(ha.loss, hb.loss, **_tol(np.float64))
+    np.testing.assert_allclose(a.params, b.params, **_tol(np.float64))
+    assert a.optimizer.lr == b.optimizer.lr
+    la, ga = a.gradient(X, y, sample_weight=w)
+    lb, gb = b.gradient(X.toarray(), y, sample_weight=w)
+    np.testing.assert_allclose(la, lb, **_tol(np.float64))
+    np.testing.assert_allclose(ga, gb, **_tol(np.float64))
+
+
 @pytest.mark.parametrize("extra", [dict(dropout=0.3), dict(batch_norm=True),
                                    dict(dropout=[0.2, 0.1], batch_norm=[True, False])])
 def test_fit_dropout_batch_norm_match_dense(extra):
