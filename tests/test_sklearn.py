@@ -80,19 +80,23 @@ CHECKED = [
 ]
 
 
+_EQUIVALENCE_CHECKS = ("check_sample_weight_equivalence_on_dense_data",
+                       "check_sample_weight_equivalence_on_sparse_data")
+
+
 def _expected_failed_checks(estimator):
     if np.any(estimator.dropout) or np.any(estimator.batch_norm):
         # a weight-2 sample is not two samples for dropout masks (drawn per row)
         # or batch-norm batch statistics (unweighted): weighted training is
         # still right, but not equivalent to repeating rows
-        return {"check_sample_weight_equivalence_on_dense_data":
-                "dropout / batch norm act per row, not per unit of weight"}
+        return {check: "dropout / batch norm act per row, not per unit of weight"
+                for check in _EQUIVALENCE_CHECKS}
     if estimator.solver == "lbfgs" and isinstance(estimator, MLPClassifier):
         # weighted and repeated fits agree to 1e-14 for 20 L-BFGS iterations
         # (test_sample_weight.py); the check's 50 iterations overfit 15 samples
         # to a loss of 1e-4, where summation-order rounding grows to 1e-3
-        return {"check_sample_weight_equivalence_on_dense_data":
-                "rounding amplified by L-BFGS on an overfit, flat objective"}
+        return {check: "rounding amplified by L-BFGS on an overfit, flat objective"
+                for check in _EQUIVALENCE_CHECKS}
     return {}
 
 
@@ -112,8 +116,9 @@ def test_sklearn_estimator_checks(estimator, check):
 def test_sample_weight_equivalence_with_scikit_learns_settings(estimator):
     """No expected failure here: the settings scikit-learn's own test suite uses for
     its MLPs, and the defaults, give weighted == repeated/removed samples."""
-    from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data
-    check_sample_weight_equivalence_on_dense_data(type(estimator).__name__, estimator)
+    from sklearn.utils import estimator_checks
+    for check in _EQUIVALENCE_CHECKS:  # dense and sparse (CSR) X
+        getattr(estimator_checks, check)(type(estimator).__name__, estimator)
 
 
 # ------------------------------------------ agreement with scikit-learn's MLP
