@@ -386,7 +386,7 @@ def sparse_predict(state, data, indices, indptr, out):
     for s in range(0, n, state.work.cap):
         e = min(s + state.work.cap, n)
         off = forward(state.model, state.work, _csr_rows(state, data, indices, indptr, s, e),
-                      False, False)
+                      runtime(False), runtime(False))
         A = block(state.work.acts, off, e - s, m)
         for i in range(e - s):
             for k in range(m):

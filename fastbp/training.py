@@ -10,8 +10,9 @@ import warnings
 
 import numpy as np
 
-from ._kernels.sparse_train import fused_sgd, sparse_epoch
+from ._kernels.sparse_train import sparse_epoch
 from ._kernels.train import batch_epoch, flat_epoch, flat_ok
+from ._kernels.update import fused_sgd
 from ._sparse import is_sparse, take_rows
 from ._validate import check_float, check_int, check_sample_weight, check_weight_sum
 from .history import History

@@ -18,9 +18,10 @@ from numba import njit
 
 from .._config import JIT
 from .forward import layer_params
+from .runtime import runtime
 from .sparse import with_rows
 from .train import train_batch
-from .update import H_CLIP, H_L1, H_LR, SGD
+from .update import H_LR, fused_sgd
 from .weights import gather_weights, weight_total
 
 
@@ -38,12 +39,6 @@ def _transpose(src, dst):
 
 
 @njit(**JIT)
-def fused_sgd(opt, hyper):
-    """Whether ``train_batch`` applies this optimizer fused into the weight-gradient product."""
-    return opt == SGD and hyper[H_L1] == 0.0 and hyper[H_CLIP] == 0.0
-
-
-@njit(**JIT)
 def sparse_epoch(model, work, loss, X, y, order, batch_size, shuffle, bufs, ybuf,
                  opt, hyper, state, step, out, sw=None, wbuf=None, lrs=None):
     """One epoch of mini-batch training on :data:`SparseRows` ``X``; as ``train.train_epoch``.
@@ -58,7 +53,7 @@ def sparse_epoch(model, work, loss, X, y, order, batch_size, shuffle, bufs, ybuf
     rowbuf, scratch = bufs
     transposed = (fused_sgd(opt, hyper)
                   and scratch.shape[0] >= model.layout[0, 0] * model.layout[0, 1])
-    W, _ = layer_params(model.params, model.layout, 0)
+    W, _ = layer_params(model.params, model.layout, runtime(0))
     wt = scratch[:W.size if transposed else 0]
     if transposed:
         _transpose(W, wt.reshape((W.shape[1], W.shape[0])))

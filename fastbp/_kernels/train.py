@@ -15,7 +15,7 @@ from .backward import backward
 from .forward import block, commit_batch_stats, forward
 from .runtime import runtime
 from .small import eligible, small_epoch
-from .update import H_CLIP, H_L1, H_LR, H_WD, SGD, apply_update
+from .update import H_LR, H_WD, apply_update, fused_sgd
 from .views import copy_row
 from .weights import gather_weights, weight_total, weighted_loss_delta
 
@@ -77,7 +77,7 @@ def train_batch(model, work, loss, X, y, opt, hyper, state, step, sw=None):
     if not math.isfinite(total):
         return total
     commit_batch_stats(model, work, n)
-    if opt == SGD and hyper[H_L1] == 0.0 and hyper[H_CLIP] == 0.0:
+    if fused_sgd(opt, hyper):
         lr = hyper[H_LR]
         step[0] += 1
         backward(model, work, X, lr, 1.0 - lr * hyper[H_WD], runtime(True), runtime(True))
@@ -91,8 +91,7 @@ def train_batch(model, work, loss, X, y, opt, hyper, state, step, sw=None):
 @njit(**JIT)
 def flat_ok(opt, hyper, layout, lparams, batch_size):
     """Whether an epoch takes the flat small-network path (plain SGD, ``small.eligible``)."""
-    return (opt == SGD and hyper[H_L1] == 0.0 and hyper[H_CLIP] == 0.0
-            and eligible(layout, lparams, batch_size))
+    return fused_sgd(opt, hyper) and eligible(layout, lparams, batch_size)
 
 
 @njit(**JIT)

@@ -165,3 +165,9 @@ def apply_update(params, grad, layout, opt, hyper, state, step):
             decay_weights(params, layout, 1.0 - lr * hyper[H_WD])
         adam_update(params, grad, state[0], state[1], lr, hyper[H_BETA1], hyper[H_BETA2],
                     hyper[H_EPS], step[0])
+
+
+@njit(**JIT)
+def fused_sgd(opt, hyper):
+    """Whether the step is plain SGD (no L1, no clipping): applied fused into the weight-gradient product."""
+    return opt == SGD and hyper[H_L1] == 0.0 and hyper[H_CLIP] == 0.0
