@@ -12,7 +12,7 @@ import math
 
 from numba import njit
 
-from .._config import JIT
+from .._config import JIT, JIT_INLINE
 from ..spec import ELU, EXP, GELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, SOFTPLUS, TANH
 from .approx import vexp, vsigmoid, vtanh
 
@@ -25,6 +25,53 @@ _GELU_K3 = 0.044715
 def _softplus(z):
     """Numerically stable log(1 + e^z)."""
     return max(z, type(z)(0.0)) + math.log1p(math.exp(-abs(z)))
+
+
+@njit(**JIT_INLINE)
+def act(z, code, alpha):
+    """Activation code applied to the scalar z."""
+    T = type(z)
+    if code == SIGMOID:
+        return vsigmoid(z)
+    if code == TANH:
+        return vtanh(z)
+    if code == RELU:
+        return max(z, T(0.0))
+    if code == LEAKY_RELU:
+        return z if z > T(0.0) else T(alpha) * z
+    if code == ELU:
+        return z if z > T(0.0) else T(alpha) * math.expm1(z)
+    if code == SOFTPLUS:
+        return _softplus(z)
+    if code == GELU:
+        return T(0.5) * z * (T(1.0) + vtanh(T(_GELU_C) * (z + T(_GELU_K3) * z * z * z)))
+    if code == EXP:
+        return vexp(z)
+    return z
+
+
+@njit(**JIT_INLINE)
+def dact(a, z, code, alpha):
+    """f'(z) from the output ``a`` (and ``z`` for GELU)."""
+    T = type(a)
+    if code == SIGMOID:
+        return a * (T(1.0) - a)
+    if code == TANH:
+        return T(1.0) - a * a
+    if code == RELU:
+        return T(1.0) if a > T(0.0) else T(0.0)
+    if code == LEAKY_RELU:
+        return T(1.0) if a > T(0.0) else T(alpha)
+    if code == ELU:
+        return T(1.0) if a > T(0.0) else a + T(alpha)
+    if code == SOFTPLUS:
+        return -math.expm1(-a)
+    if code == GELU:
+        c = T(_GELU_C)
+        k = T(_GELU_K3)
+        t = vtanh(c * (z + k * z * z * z))
+        return T(0.5) * (T(1.0) + t) + T(0.5) * z * (T(1.0) - t * t) * c * (T(1.0) + T(3.0) * k * z * z)
+    return T(1.0)
 
 
 @njit(**JIT)

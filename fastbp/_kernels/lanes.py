@@ -40,7 +40,7 @@ from .approx import vexp
 from .regularize import mix64
 from .simd import (sigmoid_rows, tanh_rows, vdot, vdot_drelu, vdot_dsigmoid, vdot_dtanh,
                    vger, vsgd)
-from .small import _act, _dact
+from .activations import act as _act, dact as _dact
 from .update import (ADAMW, H_BETA1, H_BETA2, H_CLIP, H_DELTA_MAX, H_DELTA_MIN, H_EPS,
                      H_ETA_MINUS, H_ETA_PLUS, H_L1, H_LR, H_MOMENTUM, H_NESTEROV, H_WD,
                      MOMENTUM, RPROP, SGD)

@@ -14,15 +14,12 @@ import math
 
 from numba import njit
 
-from .._config import JIT, JIT_INLINE, SMALL_NET_MACS
-from ..spec import (CROSS_ENTROPY, ELU, EXP, GELU, L_ACT, L_BN, L_IN,
-                    L_OUT, L_W, LEAKY_RELU, P_ALPHA, P_DROP, P_LOSS, POISSON, RELU, SIGMOID,
-                    SOFTMAX, SOFTPLUS, TANH)
-from .approx import vexp, vsigmoid, vtanh
+from .._config import JIT, SMALL_NET_MACS
+from ..spec import (CROSS_ENTROPY, L_ACT, L_BN, L_IN, L_OUT, L_W, P_ALPHA, P_DROP, P_LOSS,
+                    POISSON, SOFTMAX)
+from .activations import act as _act, dact as _dact
+from .approx import vexp
 from .losses import elem_grad, elem_loss, elementwise, poisson_loss
-
-_GELU_C = math.sqrt(2.0 / math.pi)
-
 
 @njit(**JIT)
 def eligible(layout, lparams, batch_size):
@@ -33,53 +30,6 @@ def eligible(layout, lparams, batch_size):
             return False
         macs += layout[l, L_IN] * layout[l, L_OUT]
     return macs * batch_size <= SMALL_NET_MACS
-
-
-@njit(**JIT_INLINE)
-def _act(z, code, alpha):
-    """Activation code applied to the scalar z."""
-    T = type(z)
-    if code == SIGMOID:
-        return vsigmoid(z)
-    if code == TANH:
-        return vtanh(z)
-    if code == RELU:
-        return max(z, T(0.0))
-    if code == LEAKY_RELU:
-        return z if z > T(0.0) else T(alpha) * z
-    if code == ELU:
-        return z if z > T(0.0) else T(alpha) * math.expm1(z)
-    if code == SOFTPLUS:
-        return max(z, T(0.0)) + math.log1p(math.exp(-abs(z)))
-    if code == GELU:
-        return T(0.5) * z * (T(1.0) + vtanh(T(_GELU_C) * (z + T(0.044715) * z * z * z)))
-    if code == EXP:
-        return vexp(z)
-    return z
-
-
-@njit(**JIT_INLINE)
-def _dact(a, z, code, alpha):
-    """f'(z) from the output ``a`` (and ``z`` for GELU)."""
-    T = type(a)
-    if code == SIGMOID:
-        return a * (T(1.0) - a)
-    if code == TANH:
-        return T(1.0) - a * a
-    if code == RELU:
-        return T(1.0) if a > T(0.0) else T(0.0)
-    if code == LEAKY_RELU:
-        return T(1.0) if a > T(0.0) else T(alpha)
-    if code == ELU:
-        return T(1.0) if a > T(0.0) else a + T(alpha)
-    if code == SOFTPLUS:
-        return -math.expm1(-a)
-    if code == GELU:
-        c = T(_GELU_C)
-        k = T(0.044715)
-        t = vtanh(c * (z + k * z * z * z))
-        return T(0.5) * (T(1.0) + t) + T(0.5) * z * (T(1.0) - t * t) * c * (T(1.0) + T(3.0) * k * z * z)
-    return T(1.0)
 
 
 @njit(**JIT)
