@@ -51,3 +51,9 @@ JIT_NO_NRT = dict(JIT, _nrt=False)
 #: each weight row is read (and each gradient row written) once per group
 #: rather than once per sample.
 GROUP = 8
+
+# Stamp fastbp's cached kernels with a hash over all kernel sources (not just
+# the defining file), so an edit or upgrade of a callee never loads stale code.
+from . import _cache  # noqa: E402
+
+_cache.install()
