@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from .common import Case, model_flops_per_sample
+from .common import CASES, Case, model_flops_per_sample, quick_case
 
 HIDDEN = ("relu", "tanh", "sigmoid")
 MIN_WIDTH, MAX_WIDTH = 2, 1024
@@ -91,6 +91,22 @@ def parse_random_name(name):
         return int(a), int(b)
     except ValueError:
         return None
+
+
+def case_by_name(name):
+    """A fixed case (``common.CASES``) or a random one by its name ``r<seed>-<i>``."""
+    if name in CASES:
+        return CASES[name]
+    sk = parse_random_name(name)
+    if sk is None:
+        raise KeyError("unknown case %r" % (name,))
+    return random_cases(sk[1] + 1, sk[0])[sk[1]]
+
+
+def case_list(names, quick):
+    """The cases named, divided by ``common.QUICK_DIV`` when ``quick``."""
+    cases = [case_by_name(n) for n in names]
+    return [quick_case(c) for c in cases] if quick else cases
 
 
 def arch_label(case):
