@@ -5,6 +5,15 @@ scikit-learn and a hand-written NumPy backprop.
     python bench/compare.py --quick               # N / 8, 3 repeats (smoke test)
     python bench/compare.py --cases mnist-b64,wide-b256 --peers fastbp,torch
     python bench/compare.py --check               # correctness sanity only
+    python bench/compare.py --random 24 --seed 1 --cases none   # 24 random architectures
+    python bench/compare.py --random 24 --seed 1 --json run.json # fixed cases + random set
+
+``--random N --seed S`` adds N architectures drawn from the seed
+(``peers/random_cases.py``: depth 1-5 hidden layers, widths 2-1024, batch
+1-256, relu/tanh/sigmoid hidden, softmax-CE or MSE, fp32), run by the peers in
+``--random-peers`` (default fastbp, jax, torch), 5 timed epochs each, and
+reports each ratio fastbp ÷ best peer, fastbp's engine for the case, the
+geometric mean and the minimum of the ratios.  ``--cases none`` runs only them.
 
 For fair numbers run it on an idle machine and without the OpenBLAS
 overrides that some environments set (they slow numpy's sgemm, hence the
@@ -53,6 +62,9 @@ Protocol
   cells are marked in the table and the prefix sizes listed under it;
   samples/s is what is compared.  Each measured epoch starts from the
   common initial weights in a fresh trainer (the probe's is discarded).
+* The run also measures the machine's float32 FMA peak (``fma_peak.py``: a C
+  program compiled with ``gcc -O3 -march=native``, independent vector FMA
+  accumulators on every thread), reported next to sgemm.
 * Model FLOPs per sample = 2*(forward MACs + weight-gradient MACs) +
   2*(input-gradient MACs of every layer except the first); model GFLOP/s
   is shown as a fraction of a numpy float32 2048^3 sgemm measured in the
@@ -89,23 +101,33 @@ if not __package__ and ROOT not in sys.path:  # run as a script: fastbp from the
 
 import numpy as np  # noqa: E402
 
+import random_report  # noqa: E402
+from fma_peak import fma_peak  # noqa: E402
 from peers import PEERS, load  # noqa: E402
 from peers.common import (CASES, SLOW_ENV_VARS, THREADS, data_digest,  # noqa: E402
                           init_params, make_data, model_flops_per_sample,
                           quick_case, reference_loss, probe_samples,
-                          epoch_samples,
+                          epoch_samples, si_format as _si,
                           sgemm_gflops, thread_limits, timed_epochs,
                           worker_env)
+from peers.random_cases import REPEATS as RANDOM_REPEATS  # noqa: E402
+from peers.random_cases import case_by_name, case_list as _case_list, random_cases  # noqa: E402
+from peer_check import CHECK_CASE, run_check, worker_check  # noqa: E402
 
 RESULT_TAG = "@@FASTBP-BENCH-RESULT@@"
-CHECK_CASE = "digits-b32"
-CHECK_N = 57_504  # 1797 batches of 32: one epoch of --check
+DEFAULT_REPEATS, DEFAULT_MAX_EPOCH_S = 7, 2.0
+RANDOM_PEERS = ("fastbp", "jax", "torch")
 
 
 # ====================================================================== worker
-def _case_list(names, quick):
-    cases = [CASES[n] for n in names]
-    return [quick_case(c) for c in cases] if quick else cases
+def case_repeats(case, repeats):
+    """Timed epochs: --repeats if given, else the case's own, else the default."""
+    return repeats or case.repeats or DEFAULT_REPEATS
+
+
+def case_max_epoch_s(case, max_epoch_s):
+    """Prefix-timing budget: --max-epoch-s if given, else the case's own, else 2 s."""
+    return max_epoch_s or case.max_epoch_s or DEFAULT_MAX_EPOCH_S
 
 
 def worker_bench(peer, case_names, repeats, quick, max_epoch_s):
@@ -120,6 +142,8 @@ def worker_bench(peer, case_names, repeats, quick, max_epoch_s):
             X, y = make_data(case)
             digest = data_digest(X, y)
             res = {"digest": digest}
+            reps = case_repeats(case, repeats)
+            budget = case_max_epoch_s(case, max_epoch_s)
             try:
                 # probe: a short prefix, one warm-up epoch (compiles), best of 2
                 n_p = probe_samples(case)
@@ -127,17 +151,20 @@ def worker_bench(peer, case_names, repeats, quick, max_epoch_s):
                 res["probe_s"] = min(timed_epochs(tr.epoch, 2, warmup=1))
                 del tr
                 rate = n_p / max(res["probe_s"], 1e-9)
-                n = epoch_samples(case, rate, max_epoch_s)
+                n = epoch_samples(case, rate, budget)
                 X, y = X[:n], y[:n]
                 res.update(samples=n, batches=n // case.batch, capped=n < case.n)
                 tr = mod.make_trainer(case, X, y, init_params(case))
                 t_first = time.perf_counter()
-                times = timed_epochs(tr.epoch, repeats, warmup=1)
+                times = timed_epochs(tr.epoch, reps, warmup=1)
                 res["wall_s"] = time.perf_counter() - t_first
                 res["times_s"] = times
                 res["median_s"] = float(np.median(times))
                 res["samples_per_s"] = n / res["median_s"]
                 res["note"] = getattr(tr, "note", "")
+                res["repeats"], res["max_epoch_s"] = reps, budget
+                if getattr(tr, "engine", None):
+                    res["engine"] = tr.engine
                 P = tr.params()
                 if P is not None:
                     B = case.batch
@@ -162,33 +189,6 @@ def _fmt_res(res):
         " ".join("%.3f" % t for t in res["times_s"]))
 
 
-def worker_check(peer, params_path):
-    mod = load(peer)
-    ok, why = mod.available()
-    if not ok:
-        return {"status": "skipped", "reason": why}
-    case = CASES[CHECK_CASE]
-    X, y = make_data(case)
-    X, y = X[:CHECK_N], y[:CHECK_N]
-    init = init_params(case)
-    B = case.batch
-    with thread_limits(use_numba=(peer == "fastbp")):
-        tr = mod.make_trainer(case, X, y, init)
-        tr.epoch()
-        P = tr.params()
-    out = {"status": "ok", "note": getattr(tr, "note", ""), "digest": data_digest(X, y)}
-    if P is None:
-        hist = getattr(tr, "history", None)
-        out["note"] += "; weights not readable, history=%r" % (hist,)
-        return out
-    out["first_batch_loss_init"] = reference_loss(case, init, X[:B], y[:B])
-    out["last_batch_loss_final"] = reference_loss(case, P, X[-B:], y[-B:])
-    out["epoch_loss_init"] = reference_loss(case, init, X, y)
-    out["epoch_loss_final"] = reference_loss(case, P, X, y)
-    np.savez(params_path, *[a for Wb in P for a in Wb])
-    return out
-
-
 def _threadpool_info():
     from threadpoolctl import threadpool_info
 
@@ -201,7 +201,7 @@ def _threadpool_info():
 def worker_main(args):
     try:
         if args.check:
-            res = worker_check(args.worker, args.params_path)
+            res = worker_check(args.worker, args.cases, args.params_path)
         else:
             res = worker_bench(args.worker, args.cases, args.repeats, args.quick,
                                args.max_epoch_s)
@@ -213,10 +213,13 @@ def worker_main(args):
 
 
 # ====================================================================== driver
-def spawn(peer, args, extra=()):
+def spawn(peer, args, case_names, extra=()):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", peer,
-           "--cases", ",".join(args.cases), "--repeats", str(args.repeats),
-           "--max-epoch-s", str(args.max_epoch_s)]
+           "--cases", ",".join(case_names) or "none"]
+    if args.repeats:
+        cmd += ["--repeats", str(args.repeats)]
+    if args.max_epoch_s:
+        cmd += ["--max-epoch-s", str(args.max_epoch_s)]
     if args.quick:
         cmd.append("--quick")
     cmd += list(extra)
@@ -308,44 +311,23 @@ def machine_info():
     return info
 
 
-def _si(x):
-    if x is None:
-        return "—"
-    if x >= 1e6:
-        return "%.2fM" % (x / 1e6)
-    if x >= 1e4:
-        return "%.0fk" % (x / 1e3)
-    if x >= 1e3:
-        return "%.1fk" % (x / 1e3)
-    return "%.0f" % x
+def _sps(results, p, c):
+    r = results.get(p, {})
+    if r.get("status") != "ok":
+        return None
+    return r["cases"].get(c.name, {}).get("samples_per_s")
 
 
-def report(results, cases, peers, sgemm, machine, args):
-    """Markdown text of the results."""
-    ref = max(sgemm["before"]["gflops"], sgemm["after"]["gflops"])
-    others = [p for p in peers if p != "fastbp"]
-    L = []
-    L.append("## fastbp vs peers: training samples/s (forward + backward + SGD update)")
-    L.append("")
-    L.append("fp32, %d threads, plain mini-batch SGD, median of %d epochs after "
-             "one warm-up epoch%s." % (THREADS, args.repeats,
-                                        "; **--quick** (N/8)" if args.quick else ""))
-    L.append("")
-    hdr = ["case", "sizes", "batch"] + peers + ["fastbp ÷ best peer"]
-    L.append("| " + " | ".join(hdr) + " |")
-    L.append("|" + "|".join(["---"] * 3 + ["---:"] * (len(peers) + 1)) + "|")
-
-    def sps(p, c):
-        r = results.get(p, {})
-        if r.get("status") != "ok":
-            return None
-        cr = r["cases"].get(c.name, {})
-        return cr.get("samples_per_s")
-
+def _fixed_tables(results, cases, peers, others, ref, peak):
+    """Markdown lines: samples/s per fixed case, then model GFLOP/s."""
+    hdr = ["case", "sizes", "batch", "fastbp engine"] + peers + ["fastbp ÷ best peer"]
+    L = ["| " + " | ".join(hdr) + " |",
+         "|" + "|".join(["---"] * 4 + ["---:"] * (len(peers) + 1)) + "|"]
     for c in cases:
-        row = [c.name, "-".join(map(str, c.sizes)), str(c.batch)]
+        eng = results.get("fastbp", {}).get("cases", {}).get(c.name, {}).get("engine")
+        row = [c.name, "-".join(map(str, c.sizes)), str(c.batch), eng or "—"]
         for p in peers:
-            v = sps(p, c)
+            v = _sps(results, p, c)
             cr = results.get(p, {}).get("cases", {}).get(c.name, {})
             cell = _si(v)
             if v is not None and cr.get("capped"):
@@ -355,56 +337,99 @@ def report(results, cases, peers, sgemm, machine, args):
             if "error" in cr:
                 cell = "error"
             row.append(cell)
-        best = max((v for v in (sps(p, c) for p in others) if v), default=None)
-        fb = sps("fastbp", c)
+        best = max((v for v in (_sps(results, p, c) for p in others) if v), default=None)
+        fb = _sps(results, "fastbp", c)
         row.append("%.2f×" % (fb / best) if fb and best else "—")
         L.append("| " + " | ".join(row) + " |")
-    L.append("")
-    L.append("sgemm reference: numpy float32 %d×%d @ %d×%d, %d threads: **%.1f GFLOP/s** "
-             "(median of %d; %.1f before the peers, %.1f after)." % (
-                 sgemm["before"]["n"], sgemm["before"]["n"], sgemm["before"]["n"],
-                 sgemm["before"]["n"], THREADS, ref, len(sgemm["before"]["seconds"]),
-                 sgemm["before"]["gflops"], sgemm["after"]["gflops"]))
-    L.append("")
-    L.append("### Model GFLOP/s (fraction of sgemm)")
-    L.append("")
+    L += ["", "### Model GFLOP/s (% of sgemm, % of FMA peak)", ""]
     L.append("| case | MFLOP/sample | " + " | ".join(peers) + " |")
     L.append("|---|---:|" + "|".join(["---:"] * len(peers)) + "|")
     for c in cases:
         f = model_flops_per_sample(c.sizes)
         row = [c.name, "%.4g" % (f / 1e6)]
         for p in peers:
-            v = sps(p, c)
-            row.append("—" if v is None else "%.3g (%.2g%%)" % (v * f / 1e9, 100 * v * f / 1e9 / ref))
+            v = _sps(results, p, c)
+            g = None if v is None else v * f / 1e9
+            row.append("—" if g is None else "%.3g (%s, %s)" % (g, _pct(g, ref), _pct(g, peak)))
         L.append("| " + " | ".join(row) + " |")
     L.append("")
-    if "fastbp" in peers and results.get("fastbp", {}).get("status") == "ok":
+    return L
+
+
+def _case_n(name, quick):
+    c = case_by_name(name)
+    return quick_case(c).n if quick else c.n
+
+
+def _pct(gflops, ref):
+    return "—" if not ref else "%.2g%%" % (100 * gflops / ref)
+
+
+def report(results, cases, peers, sgemm, machine, args, fma=None, extra=()):
+    """Markdown text of the results: the fixed cases' tables (if any), then
+    ``extra`` lines (the random architectures), notes and the machine."""
+    ref = max(sgemm["before"]["gflops"], sgemm["after"]["gflops"])
+    peak = (fma or {}).get("gflops")
+    others = [p for p in peers if p != "fastbp"]
+    L = []
+    L.append("## fastbp vs peers: training samples/s (forward + backward + SGD update)")
+    L.append("")
+    L.append("fp32, %d threads, plain mini-batch SGD, median of %s epochs after "
+             "one warm-up epoch%s." % (
+                 THREADS, args.repeats or "%d (random architectures %d)" % (
+                     DEFAULT_REPEATS, RANDOM_REPEATS),
+                 "; **--quick** (N/8)" if args.quick else ""))
+    L.append("")
+    if cases:
+        L += _fixed_tables(results, cases, peers, others, ref, peak)
+    L.append("sgemm reference: numpy float32 %d×%d @ %d×%d, %d threads: **%.1f GFLOP/s** "
+             "(median of %d; %.1f before the peers, %.1f after)." % (
+                 sgemm["before"]["n"], sgemm["before"]["n"], sgemm["before"]["n"],
+                 sgemm["before"]["n"], THREADS, ref, len(sgemm["before"]["seconds"]),
+                 sgemm["before"]["gflops"], sgemm["after"]["gflops"]))
+    if peak:
+        L.append("FMA peak: **%.1f GFLOP/s** (1 thread %.1f) — %s." % (
+            peak, fma["gflops_1thread"], fma["method"]))
+    else:
+        L.append("FMA peak: not measured (%s)." % (fma or {}).get("reason", "not run"))
+    L.append("")
+    if "fastbp" in peers and results.get("fastbp", {}).get("status") == "ok" and cases:
         parts = []
         for c in cases:
-            v = sps("fastbp", c)
+            v = _sps(results, "fastbp", c)
             if v:
-                parts.append("%s %.1f%%" % (c.name, 100 * v * model_flops_per_sample(c.sizes) / 1e9 / ref))
-        L.append("fastbp fraction of sgemm: " + ", ".join(parts) + ".")
+                g = v * model_flops_per_sample(c.sizes) / 1e9
+                parts.append("%s %.3g GFLOP/s = %s of sgemm, %s of FMA peak" % (
+                    c.name, g, _pct(g, ref), _pct(g, peak)))
+                if c.name == "wide-b256":
+                    L.append("**wide-b256: fastbp %.3g GFLOP/s = %s of sgemm, %s of the "
+                             "FMA peak.**" % (g, _pct(g, ref), _pct(g, peak)))
+                    L.append("")
+        L.append("fastbp: " + "; ".join(parts) + ".")
         L.append("")
+    L += list(extra)
+
     # notes
     L.append("Notes:")
     capped = []
-    for c in cases:
-        for p in peers:
-            cr = results.get(p, {}).get("cases", {}).get(c.name, {})
+    all_peers = list(peers) + [p for p in results if p not in peers]
+    for p in all_peers:
+        for cname, cr in results.get(p, {}).get("cases", {}).items():
             if cr.get("capped"):
-                capped.append("%s/%s %d of %d" % (p, c.name, cr["samples"], c.n))
+                capped.append("%s/%s %d of %d in %g s" % (
+                    p, cname, cr["samples"], _case_n(cname, args.quick), cr["max_epoch_s"]))
     if capped:
-        L.append("- ¹ too slow for all N in %g s: timed epoch is a prefix of the same data "
-                 "(power-of-two batches, sized from a short probe): " % args.max_epoch_s
+        L.append("- ¹ too slow for all N in the budget: timed epoch is a prefix of the same "
+                 "data (power-of-two batches, sized from a short probe): "
                  + "; ".join(capped) + ".")
-    L.append("- N per case (samples/epoch): " + ", ".join(
-        "%s %d" % (c.name, c.n) for c in cases) + ".")
-    L.append("- xor-online: 2-8-1 with sigmoid hidden and identity output, MSE "
-             "(the one output every peer, sklearn included, has natively).")
-    L.append("- digits-b32: sklearn load_digits/16 tiled and shuffled; the mnist and "
-             "wide cases use N(0,1) inputs and random labels.")
-    for p in peers:
+    if cases:
+        L.append("- N per case (samples/epoch): " + ", ".join(
+            "%s %d" % (c.name, c.n) for c in cases) + ".")
+        L.append("- xor-online: 2-8-1 with sigmoid hidden and identity output, MSE "
+                 "(the one output every peer, sklearn included, has natively).")
+        L.append("- digits-b32: sklearn load_digits/16 tiled and shuffled; the mnist and "
+                 "wide cases use N(0,1) inputs and random labels.")
+    for p in all_peers:
         r = results.get(p, {})
         if r.get("status") != "ok":
             L.append("- %s: %s — %s" % (p, r.get("status", "not run"), r.get("reason", "")))
@@ -413,7 +438,7 @@ def report(results, cases, peers, sgemm, machine, args):
             errs = ["%s: %s" % (k, cr["error"]) for k, cr in r["cases"].items() if "error" in cr]
             for n_ in notes + errs:
                 L.append("- %s: %s" % (p, n_))
-    fl = ["%s %.2f" % (p, results[p]["foreign_load"]) for p in peers
+    fl = ["%s %.2f" % (p, results[p]["foreign_load"]) for p in all_peers
           if "foreign_load" in results.get(p, {})]
     if fl:
         L.append("- Cores kept busy by other programs while each peer ran (should be ~0): "
@@ -423,7 +448,7 @@ def report(results, cases, peers, sgemm, machine, args):
         machine.get("cpu", "?"), machine.get("cpu_count"), machine.get("affinity", "?"),
         machine.get("mem_gb", "?"), machine.get("platform"), machine.get("python")))
     vers = dict(machine.get("versions", {}))
-    for p in peers:
+    for p in all_peers:
         vers.update(results.get(p, {}).get("versions", {}))
     vers.pop("XLA_FLAGS", None)
     L.append("Versions: " + ", ".join("%s %s" % kv for kv in sorted(vers.items())) + ".")
@@ -471,98 +496,120 @@ def chart(results, cases, peers, path):
     plt.close(fig)
 
 
-def run_check(args, peers):
-    import tempfile
+def _names(text):
+    return [t.strip() for t in text.split(",") if t.strip() and t.strip() != "none"]
 
-    case = CASES[CHECK_CASE]
-    print("check: one epoch of %s (%s, batch %d, lr %g, N %d) from the common "
-          "initial weights" % (case.name, "-".join(map(str, case.sizes)), case.batch,
-                               case.lr, CHECK_N))
-    tmp = tempfile.mkdtemp(prefix="fastbp-check-")
-    res, params = {}, {}
-    for p in peers:
-        path = os.path.join(tmp, p + ".npz")
-        res[p] = spawn(p, args, ["--check", "--params-path", path])
-        if res[p].get("status") == "ok" and os.path.exists(path):
-            with np.load(path) as z:
-                params[p] = [z["arr_%d" % i] for i in range(len(z.files))]
-    ref = params.get("numpy")
-    bad = []
-    digests = {r.get("digest") for r in res.values() if r.get("digest")}
-    print("%-8s %14s %14s %12s %12s %12s  %s" % ("peer", "batch0 loss@0", "last batch@end",
-                                                "epoch@0", "epoch@end", "max|dW| vs np", "note"))
-    for p in peers:
-        r = res[p]
-        if r.get("status") != "ok":
-            print("%-8s %s: %s" % (p, r.get("status"), r.get("reason")))
-            if r.get("status") != "skipped":
-                bad.append(p)
-            continue
-        if "first_batch_loss_init" not in r:
-            print("%-8s weights not readable: %s" % (p, r.get("note")))
-            bad.append(p)
-            continue
-        d = "—"
-        if ref is not None and p in params:
-            d = "%.2e" % max(float(np.abs(a - b).max()) for a, b in zip(params[p], ref))
-        ok = r["last_batch_loss_final"] < r["first_batch_loss_init"] and \
-            r["epoch_loss_final"] < r["epoch_loss_init"]
-        if not ok:
-            bad.append(p)
-        print("%-8s %14.6f %14.6f %12.6f %12.6f %12s  %s%s" % (
-            p, r["first_batch_loss_init"], r["last_batch_loss_final"], r["epoch_loss_init"],
-            r["epoch_loss_final"], d, "" if ok else "LOSS DID NOT DECREASE ", r.get("note", "")))
-    if len(digests) > 1:
-        print("DATA DIGESTS DIFFER between peers: %s" % digests)
-        bad.append("data")
-    print("check: %s" % ("FAILED for " + ", ".join(bad) if bad else "ok, every peer decreased the loss"))
-    return 1 if bad else 0
+
+def _run_peer(p, args, case_names, machine):
+    """Spawn one peer, note the foreign load meanwhile; its result dict."""
+    print("peer %s (%d cases) ..." % (p, len(case_names)), flush=True)
+    t0 = time.perf_counter()
+    busy0, own0 = _busy_cpu_s()
+    r = spawn(p, args, case_names)
+    busy1, own1 = _busy_cpu_s()
+    r["process_wall_s"] = wall = time.perf_counter() - t0
+    if busy0 is not None:
+        # average number of cores other programs kept busy meanwhile
+        r["foreign_load"] = max(0.0, (busy1 - busy0) - (own1 - own0)) / wall
+        if r["foreign_load"] > 0.1:
+            w = ("other programs used %.2f cores on average while %s ran: "
+                 "its numbers may read low" % (r["foreign_load"], p))
+            print("WARNING: " + w, file=sys.stderr)
+            machine["warnings"].append(w)
+    return r
+
+
+def _case_info(c):
+    return {"sizes": c.sizes, "hidden": c.hidden, "output": c.output, "loss": c.loss,
+            "batch": c.batch, "lr": c.lr, "n": c.n, "data": c.data,
+            "description": c.description,
+            "model_flops_per_sample": model_flops_per_sample(c.sizes)}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default=",".join(CASES),
-                    help="comma-separated subset of: " + ", ".join(CASES))
+                    help="comma-separated subset of: " + ", ".join(CASES)
+                    + "; 'none' for none (with --random: only the random set)")
     ap.add_argument("--peers", default=",".join(PEERS),
-                    help="comma-separated subset of: " + ", ".join(PEERS))
+                    help="peers of the fixed cases, comma-separated subset of: "
+                    + ", ".join(PEERS))
+    ap.add_argument("--random", type=int, default=0, metavar="N",
+                    help="also run N random architectures drawn from --seed")
+    ap.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
+    ap.add_argument("--random-peers", default=",".join(RANDOM_PEERS),
+                    help="peers of the random architectures (default %s)"
+                    % ",".join(RANDOM_PEERS))
     ap.add_argument("--repeats", type=int, default=None,
-                    help="timed epochs, median reported (default 7; 3 with --quick)")
+                    help="timed epochs, median reported (default 7, random cases 5; "
+                         "3 with --quick)")
     ap.add_argument("--quick", action="store_true", help="N/8 and 3 repeats: a smoke test")
-    ap.add_argument("--max-epoch-s", type=float, default=2.0,
+    ap.add_argument("--max-epoch-s", type=float, default=None,
                     help="a peer slower than N samples in this many seconds is timed on "
-                         "a prefix of the data (default 2)")
+                         "a prefix of the data (default 2; random cases 0.6)")
     ap.add_argument("--check", action="store_true",
-                    help="only the correctness sanity check (digits, one epoch per peer)")
+                    help="only the correctness check: one epoch per peer on digits "
+                         "(and on each random architecture, against the NumPy peer)")
     ap.add_argument("--out", default=os.path.join(HERE, "results"), help="output folder")
+    ap.add_argument("--json", metavar="FILE", help="also write the raw results to FILE")
+    ap.add_argument("--no-fma", action="store_true", help="skip the FMA-peak measurement")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per peer process")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--params-path", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    args.cases = [c.strip() for c in args.cases.split(",") if c.strip()]
-    peers = [p.strip() for p in args.peers.split(",") if p.strip()]
-    for c in args.cases:
-        if c not in CASES:
-            ap.error("unknown case %r (choose from %s)" % (c, ", ".join(CASES)))
-    for p in peers:
-        if p not in PEERS:
-            ap.error("unknown peer %r (choose from %s)" % (p, ", ".join(PEERS)))
-    if args.repeats is None:
-        args.repeats = 3 if args.quick else 7
-
-    if args.worker:
+    args.cases = _names(args.cases)
+    if args.worker:  # the driver passes fixed and random case names alike
+        for c in args.cases:
+            try:
+                case_by_name(c)
+            except KeyError as e:
+                ap.error(str(e))
+        if args.quick and not args.repeats:
+            args.repeats = 3
         worker_main(args)
         return 0
+    peers, rpeers = _names(args.peers), _names(args.random_peers)
+    for c in args.cases:
+        if c not in CASES:
+            ap.error("unknown case %r (choose from %s, or none)" % (c, ", ".join(CASES)))
+    for p in peers + rpeers:
+        if p not in PEERS:
+            ap.error("unknown peer %r (choose from %s)" % (p, ", ".join(PEERS)))
+    if args.random < 0:
+        ap.error("--random must be >= 0")
+    if args.seed < 0:
+        ap.error("--seed must be >= 0")
+    if args.random and "fastbp" not in rpeers:
+        ap.error("--random-peers must include fastbp")
+    if not args.cases and not args.random:
+        ap.error("nothing to run: --cases none and no --random")
+    if args.quick and not args.repeats:
+        args.repeats = 3
+    rcases = random_cases(args.random, args.seed) if args.random else []
+    rnames = [c.name for c in rcases]
+    all_peers = peers + [p for p in rpeers if p not in peers] if rcases else list(peers)
+    fixed_names = args.cases
+    if args.check:
+        fixed_names = [CHECK_CASE] if args.cases else []
+
+    def plan_for(p, check=False):
+        names = list(fixed_names) if p in peers else []
+        if p in rpeers or (check and p == "numpy"):
+            names += rnames
+        return names
 
     warnings_ = environment_warnings()
     for w in warnings_:
         print("WARNING: " + w, file=sys.stderr)
     if args.check:
-        return run_check(args, peers)
-    if args.repeats < 5 and not args.quick:
+        ps = all_peers + (["numpy"] if rcases and "numpy" not in all_peers else [])
+        return run_check(args, {p: plan_for(p, True) for p in ps if plan_for(p, True)}, spawn)
+    if args.repeats is not None and args.repeats < 5 and not args.quick:
         print("WARNING: fewer than 5 repeats", file=sys.stderr)
 
     cases = _case_list(args.cases, args.quick)
+    rcases = [quick_case(c) for c in rcases] if args.quick else rcases
     machine = machine_info()
     machine["warnings"] = warnings_
     with thread_limits():
@@ -570,25 +617,20 @@ def main(argv=None):
         print("sgemm (numpy float32 2048^3, %d threads) ..." % THREADS, flush=True)
         sg_before = sgemm_gflops()
     print("  %.1f GFLOP/s" % sg_before["gflops"], flush=True)
+    fma = {"gflops": None, "reason": "--no-fma"}
+    if not args.no_fma:
+        print("FMA peak (%d threads) ..." % THREADS, flush=True)
+        fma = fma_peak(THREADS)
+        print("  " + ("%.1f GFLOP/s (%s)" % (fma["gflops"], fma["method"]) if fma["gflops"]
+                      else "not measured: " + fma["reason"]), flush=True)
+        if not fma["gflops"]:
+            machine["warnings"].append("FMA peak not measured: " + fma["reason"])
 
     results = {}
     digests = {}
-    for p in peers:
-        print("peer %s ..." % p, flush=True)
-        t0 = time.perf_counter()
-        busy0, own0 = _busy_cpu_s()
-        r = spawn(p, args)
-        busy1, own1 = _busy_cpu_s()
-        r["process_wall_s"] = wall = time.perf_counter() - t0
-        if busy0 is not None:
-            # average number of cores other programs kept busy meanwhile
-            r["foreign_load"] = max(0.0, (busy1 - busy0) - (own1 - own0)) / wall
-            if r["foreign_load"] > 0.1:
-                w = ("other programs used %.2f cores on average while %s ran: "
-                     "its numbers may read low" % (r["foreign_load"], p))
-                print("WARNING: " + w, file=sys.stderr)
-                machine["warnings"].append(w)
-        results[p] = r
+    all_peers = [p for p in all_peers if plan_for(p)]
+    for p in all_peers:
+        r = results[p] = _run_peer(p, args, plan_for(p), machine)
         if r.get("status") != "ok":
             print("  %s %s: %s" % (p, r.get("status"), r.get("reason")), flush=True)
             if r.get("traceback"):
@@ -613,7 +655,11 @@ def main(argv=None):
                                    % (sg_before["gflops"], sg_after["gflops"]))
     machine["loadavg_end"] = os.getloadavg()
 
-    text = report(results, cases, peers, sgemm, machine, args)
+    extra, summary = [], None
+    if rcases:
+        extra, summary = random_report.section(results, rcases, rpeers, args.random, args.seed)
+    text = report(results, cases, [p for p in peers if p in results], sgemm, machine, args,
+                  fma, extra)
     print()
     print(text)
     os.makedirs(args.out, exist_ok=True)
@@ -621,24 +667,30 @@ def main(argv=None):
         f.write(text)
     blob = {
         "args": {"cases": args.cases, "peers": peers, "repeats": args.repeats,
-                 "quick": args.quick, "max_epoch_s": args.max_epoch_s},
+                 "quick": args.quick, "max_epoch_s": args.max_epoch_s,
+                 "random": args.random, "seed": args.seed, "random_peers": rpeers},
         "machine": machine,
         "sgemm": sgemm,
-        "cases": {c.name: {"sizes": c.sizes, "hidden": c.hidden, "output": c.output,
-                           "loss": c.loss, "batch": c.batch, "lr": c.lr, "n": c.n,
-                           "data": c.data, "description": c.description,
-                           "model_flops_per_sample": model_flops_per_sample(c.sizes)}
-                  for c in cases},
+        "fma_peak": fma,
+        "cases": {c.name: _case_info(c) for c in cases + rcases},
+        "random": {"n": args.random, "seed": args.seed, "peers": rpeers,
+                   "cases": rnames, "summary": summary,
+                   "ratios": {c.name: r for c, r, _ in random_report.ratios(
+                       results, rcases, rpeers)}} if rcases else None,
         "results": results,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump(blob, f, indent=1, default=str)
-    try:
-        chart(results, cases, peers, os.path.join(args.out, "results.png"))
-    except Exception as e:  # the numbers matter more than the picture
-        print("chart failed: %s" % e, file=sys.stderr)
-    print("wrote %s/results.{md,json,png}" % args.out)
+    paths = [os.path.join(args.out, "results.json")] + ([args.json] if args.json else [])
+    for path in paths:
+        with open(path, "w") as f:
+            json.dump(blob, f, indent=1, default=str)
+    if cases:
+        try:
+            chart(results, cases, peers, os.path.join(args.out, "results.png"))
+        except Exception as e:  # the numbers matter more than the picture
+            print("chart failed: %s" % e, file=sys.stderr)
+    print("wrote %s/results.{md,json%s}%s" % (args.out, ",png" if cases else "",
+                                             " and " + args.json if args.json else ""))
     return 0
 
 

@@ -5,6 +5,7 @@
     python bench/population_compare.py --quick         # K=100, 3 repeats (smoke test)
     python bench/population_compare.py --sizes 8,32,32,4   # another architecture
     python bench/population_compare.py --only torch    # a subset (Population.fit always runs)
+    python bench/population_compare.py --only jax,torch --no-bounds   # fastbp vs the peers
 
 Problem: K = 1000 independent networks 2-16-1 (tanh hidden layer, identity
 output, MSE = 1/2 * sum over outputs, mean over the batch), float32, each with
@@ -28,6 +29,18 @@ Implementations
   stack (``functional_call`` of a meta-device copy of the module) and an SGD
   update of the stacked tensors (``torch._foreach_add_``, what
   ``torch.optim.SGD`` uses); ``torch.set_num_threads(2)``; eager mode.
+* peer ``jax.jit(jax.vmap(epoch))``: one network's epoch is a ``lax.scan`` over
+  its batches (a last short batch, if ``n`` is not a multiple of the batch,
+  takes one more step with its own mean, as the torch peer's slicing does);
+  a step is ``jax.grad`` of the same loss and ``p - lr * g`` on every
+  parameter; ``jax.vmap`` over the K networks' stacked parameters and data,
+  ``jax.jit`` of the whole, data on the device before timing,
+  ``block_until_ready`` after each epoch.  XLA sizes its CPU pool to the cores
+  it may use: with ``--threads`` below the core count the worker's CPU
+  affinity is cut to that many cores before jax is imported.
+
+A peer that is not installed is skipped with a note.  The last lines give
+fastbp ``Population.fit`` ÷ the best peer.
 
 Timing: each implementation runs in its own process (so torch's and Numba's
 OpenMP thread pools cannot compete for the cores), with
@@ -221,6 +234,64 @@ class TorchVmap:
                               axis=1)
 
 
+class JaxVmap:
+    name = "jax.jit(jax.vmap(epoch)), lax.scan over batches"
+
+    def __init__(self, init, X, y, batch):
+        import jax
+        import jax.numpy as jnp
+        from jax import lax
+
+        self.jax = jax
+        k, n = X.shape[0], X.shape[1]
+        shapes = list(zip(SIZES[:-1], SIZES[1:]))
+        L = len(shapes)
+        # fastbp's flat layout per network: W_l (n_out, n_in) then b_l, layer by layer
+        params, off = [], 0
+        for n_in, n_out in shapes:
+            W = init[:, off:off + n_in * n_out].reshape(k, n_out, n_in)
+            b = init[:, off + n_in * n_out:off + (n_in + 1) * n_out]
+            off += (n_in + 1) * n_out
+            params.append((jnp.asarray(W), jnp.asarray(b)))
+        nb, tail = divmod(n, batch)
+        lr = jnp.float32(LR)
+
+        def loss(p, xb, yb):
+            a = xb
+            for l, (W, b) in enumerate(p):
+                a = a @ W.T + b
+                if l < L - 1:
+                    a = jnp.tanh(a)
+            return 0.5 * jnp.mean(jnp.sum((a - yb) ** 2, axis=1))
+
+        grad = jax.grad(loss)
+
+        def step(p, xy):
+            g = grad(p, *xy)
+            return jax.tree_util.tree_map(lambda v, gv: v - lr * gv, p, g), None
+
+        def epoch(p, Xn, Yn):  # one network: (n, n_in), (n, n_out)
+            xs = (Xn[:nb * batch].reshape(nb, batch, -1), Yn[:nb * batch].reshape(nb, batch, -1))
+            p, _ = lax.scan(step, p, xs)
+            if tail:
+                p, _ = step(p, (Xn[nb * batch:], Yn[nb * batch:]))
+            return p
+
+        self.fn = jax.jit(jax.vmap(epoch))
+        self.params_ = params
+        self.X = jax.device_put(X)
+        self.y = jax.device_put(y)
+
+    def epoch(self):
+        self.params_ = self.fn(self.params_, self.X, self.y)
+        self.jax.block_until_ready(self.params_)
+
+    def params(self):
+        k = self.X.shape[0]
+        return np.concatenate([np.asarray(v).reshape(k, -1) for Wb in self.params_ for v in Wb],
+                              axis=1)
+
+
 def run_epochs(impl, repeats):
     impl.epoch()  # warm-up (compile, allocator); training continues from here
     times = []
@@ -292,8 +363,9 @@ def bounds_check_cost(calls=20000, repeats=7):
 
 # ------------------------------------------------------------------------ main
 IMPLS = {"population": FastbpPopulation, "kernel": FastbpKernel, "loop": MLPLoop,
-         "torch": TorchVmap}
-PEERS = ("loop", "torch")
+         "torch": TorchVmap, "jax": JaxVmap}
+PEERS = ("loop", "torch", "jax")
+OPTIONAL = {"torch": "torch", "jax": "jax"}  # implementation -> module it needs
 
 
 def _thread_env(threads):
@@ -303,6 +375,14 @@ def _thread_env(threads):
     return env
 
 
+def _limit_cpus(threads):
+    """Cut this process's CPU affinity to ``threads`` cores (where the OS allows)."""
+    if hasattr(os, "sched_getaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        if threads < len(cpus):
+            os.sched_setaffinity(0, cpus[:threads])
+
+
 def worker(a):
     """One implementation in this process: check epoch (saved), warm-up, timed epochs."""
     numba.set_num_threads(min(a.threads, numba.config.NUMBA_NUM_THREADS))
@@ -310,14 +390,27 @@ def worker(a):
     if a.worker == "bounds":
         print("RESULT" + json.dumps({"bounds": bounds_check_cost()}))
         return
+    cls = IMPLS[a.worker]
+    if a.worker in OPTIONAL:
+        if a.worker == "jax":
+            _limit_cpus(a.threads)  # before jax sizes its thread pool
+        try:
+            __import__(OPTIONAL[a.worker])
+        except Exception as e:
+            print("RESULT" + json.dumps(dict(name=cls.name, skipped="%s not importable (%s: %s)"
+                                             % (OPTIONAL[a.worker], type(e).__name__, e))))
+            return
     X, y = make_data(a.k, a.n)
     init = make_population(a.k).params.copy()
-    cls = IMPLS[a.worker]
     impl = cls(init, X, y, a.batch, a.threads) if cls is TorchVmap else cls(init, X, y, a.batch)
     extra = {}
     if cls is TorchVmap:
         import torch
         extra["version"] = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    if cls is JaxVmap:
+        import jax
+        extra["version"] = (f"jax {jax.__version__} ({jax.default_backend()}, "
+                            f"{len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores)")
     impl.epoch()  # the check epoch from the common initial weights (also a warm-up)
     np.save(os.path.join(a.out, a.worker + ".npy"), impl.params())
     med, times = run_epochs(impl, a.repeats)
@@ -347,6 +440,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=7, help="timed epochs (default 7)")
     ap.add_argument("--threads", type=int, default=2, help="Numba and torch threads (default 2)")
     ap.add_argument("--no-torch", action="store_true", help="skip the torch peer")
+    ap.add_argument("--no-jax", action="store_true", help="skip the jax peer")
     ap.add_argument("--no-bounds", action="store_true", help="skip the bounds-check timing")
     ap.add_argument("--quick", action="store_true", help="K=100, 3 repeats")
     ap.add_argument("--only", help="comma-separated subset of: " + ",".join(IMPLS))
@@ -370,7 +464,8 @@ def main(argv=None):
         print(f"# WARNING: load average {load:.2f} > 1: something else is running; "
               "timings are unreliable", file=sys.stderr)
 
-    names = [nm for nm in IMPLS if not (nm == "torch" and a.no_torch)]
+    names = [nm for nm in IMPLS if not (nm == "torch" and a.no_torch)
+             and not (nm == "jax" and a.no_jax)]
     if a.only:
         names = [nm for nm in names if nm in a.only.split(",")]
         names = names if "population" in names else ["population"] + names  # the reference
@@ -378,7 +473,9 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as out:
         for nm in names:
             r = _run_worker(nm, a, out)
-            if r is not None:
+            if r is not None and "skipped" in r:
+                print(f"# {r['name']}: skipped, {r['skipped']}")
+            elif r is not None:
                 results[nm] = r
                 if "version" in r:
                     print(f"# {r['version']}")
@@ -411,6 +508,11 @@ def main(argv=None):
     print(f"\nmedian of {a.repeats} epochs after one warm-up epoch, each implementation in "
           f"its own process; samples/s = K*n / epoch time; load average at the end "
           f"{end_load:.2f}")
+    if best_peer and "population" in results:
+        who = min((nm for nm in PEERS if nm in results), key=lambda nm: results[nm]["median"])
+        print(f"\n**fastbp Population.fit ÷ best peer ({results[who]['name']}): "
+              f"{best_peer / results['population']['median']:.2f}x** "
+              f"(K={a.k}, {'-'.join(map(str, SIZES))}, batch {a.batch})")
 
     if not a.no_bounds:
         r = _run_worker("bounds", a, "")

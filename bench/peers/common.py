@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,7 +41,7 @@ THREADS = 2
 class Case:
     name: str
     sizes: tuple            # layer widths, input first, output last
-    hidden: str             # "relu" | "sigmoid"
+    hidden: str             # "relu" | "sigmoid" | "tanh"
     output: str             # "identity" | "softmax"
     loss: str               # "mse" | "cross_entropy"
     batch: int
@@ -49,6 +49,9 @@ class Case:
     n: int                  # samples in the data set (= one full epoch)
     data: str = "random"    # "random" | "xor" | "digits"
     description: str = ""
+    key: tuple = ()         # data seed (random cases); () = seeded by the name
+    repeats: int = 0        # timed epochs for this case; 0 = --repeats
+    max_epoch_s: float = 0.0  # prefix-timing budget for this case; 0 = --max-epoch-s
 
     @property
     def n_classes(self):
@@ -95,8 +98,7 @@ QUICK_DIV = 8   # --quick divides N by this (rounded to the batch)
 
 def quick_case(case: Case) -> Case:
     n = max(case.batch, (case.n // QUICK_DIV) // case.batch * case.batch)
-    return Case(case.name, case.sizes, case.hidden, case.output, case.loss,
-                case.batch, case.lr, n, case.data, case.description)
+    return replace(case, n=n)
 
 
 def probe_samples(case: Case) -> int:
@@ -132,11 +134,28 @@ def model_flops_per_sample(sizes) -> int:
     return 2 * (2 * sum(macs)) + 2 * sum(macs[1:])
 
 
+def si_format(x):
+    """A rate for a table: 1.23M, 456k, 7.8k, 90; "—" for None."""
+    if x is None:
+        return "—"
+    if x >= 1e6:
+        return "%.2fM" % (x / 1e6)
+    if x >= 1e4:
+        return "%.0fk" % (x / 1e3)
+    if x >= 1e3:
+        return "%.1fk" % (x / 1e3)
+    return "%.0f" % x
+
+
 # ---------------------------------------------------------------- data
 def make_data(case: Case):
-    """(X float32 (n, d), y) — int64 labels for CE, float32 (n, 1) for MSE.
+    """(X float32 (n, d), y) — int64 labels for CE, float32 (n, n_out) for MSE
+    (uniform [-1, 1] targets for random data).
     Deterministic in SEED and the case, so every process gets the same."""
-    rng = np.random.default_rng([SEED, sum(map(ord, case.name))])
+    if case.key:
+        rng = np.random.default_rng([SEED, 99, *case.key])
+    else:
+        rng = np.random.default_rng([SEED, sum(map(ord, case.name))])
     n, d = case.n, case.sizes[0]
     if case.data == "xor":
         base = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
@@ -154,6 +173,8 @@ def make_data(case: Case):
         X = (Xd[idx] / 16.0).astype(np.float32)
         return np.ascontiguousarray(X), yd[idx].astype(np.int64)
     X = rng.standard_normal((n, d), dtype=np.float32)
+    if case.loss == "mse":
+        return X, rng.uniform(-1, 1, size=(n, case.sizes[-1])).astype(np.float32)
     y = rng.integers(0, case.n_classes, size=n).astype(np.int64)
     return X, y
 
@@ -177,6 +198,17 @@ def init_params(case: Case):
 
 
 # ---------------------------------------------------------------- reference loss
+def hidden_np(name, a):
+    """The hidden activation ``name`` of ``a`` (numpy, any float dtype)."""
+    if name == "relu":
+        return np.maximum(a, 0)
+    if name == "tanh":
+        return np.tanh(a)
+    if name == "sigmoid":
+        return 1 / (1 + np.exp(-a))
+    raise ValueError("unknown hidden activation %r" % (name,))
+
+
 def reference_loss(case: Case, params, X, y) -> float:
     """Mean loss in float64 numpy: MSE = 1/2 sum over outputs, mean over
     samples; CE = mean of -log softmax."""
@@ -185,7 +217,7 @@ def reference_loss(case: Case, params, X, y) -> float:
     for i, (W, b) in enumerate(params):
         a = a @ np.asarray(W, np.float64) + np.asarray(b, np.float64)
         if i < L - 1:
-            a = np.maximum(a, 0) if case.hidden == "relu" else 1 / (1 + np.exp(-a))
+            a = hidden_np(case.hidden, a)
     if case.loss == "mse":
         return float(0.5 * ((a - y) ** 2).sum(1).mean())
     a = a - a.max(1, keepdims=True)

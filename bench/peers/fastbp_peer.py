@@ -1,7 +1,10 @@
 """fastbp through its public API: ``fastbp.MLP(sizes, activation=...,
 output=..., loss=..., dtype="float32", seed=0)`` and one
 ``net.fit(X, y, epochs=1, batch_size=B, lr=lr, shuffle=False)`` per epoch;
-only ``fit`` is timed (the first call, which JIT-compiles, is the warm-up)."""
+only ``fit`` is timed (the first call, which JIT-compiles, is the warm-up).
+
+``Trainer.engine`` names the code path fastbp takes for the case (see
+``engine_of``), reported per row by ``compare.py``."""
 
 import numpy as np
 
@@ -37,8 +40,30 @@ def _flat_layout(net):
     return None, None
 
 
+def engine_of(net, batch, lr, history=None):
+    """Name of the engine fastbp trains ``net`` with at this batch size under
+    plain SGD: a name fastbp reports itself (``history.engine`` or
+    ``net.engine_``, a string, if a version has them), else fastbp's own test
+    ``fastbp._kernels.train.flat_ok`` ("small" when it passes, else
+    "general"), else "?" and why -- never an exception (the API may move)."""
+    for obj, attr in ((history, "engine"), (net, "engine_")):
+        v = getattr(obj, attr, None) if obj is not None else None
+        if isinstance(v, str) and v:
+            return v
+    try:
+        from fastbp._kernels.train import flat_ok
+        from fastbp.optim import make_optimizer
+
+        opt = make_optimizer("sgd", lr).bind(net.n_params, net.dtype)
+        flat = flat_ok(opt.code, opt.hyper, net._layout, net._lparams, batch)
+        return "small" if flat else "general"
+    except Exception as e:  # the internals moved: say so, keep benchmarking
+        return "? (%s)" % type(e).__name__
+
+
 class Trainer:
     note = ""
+    engine = "?"
 
     def __init__(self, case, X, y, init):
         import fastbp
@@ -67,6 +92,8 @@ class Trainer:
         self.history = self.net.fit(self.X, self.y, epochs=1,
                                     batch_size=self.case.batch,
                                     lr=self.case.lr, shuffle=False)
+        if self.engine == "?":
+            self.engine = engine_of(self.net, self.case.batch, self.case.lr, self.history)
 
     def params(self):
         flat, lay = _flat_layout(self.net)

@@ -34,7 +34,7 @@ class Trainer:
         B = case.batch
         nb = len(X) // B
         L = len(case.sizes) - 1
-        act = jax.nn.relu if case.hidden == "relu" else jax.nn.sigmoid
+        act = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid}[case.hidden]
         lr = jnp.float32(case.lr)
 
         def forward(params, x):

@@ -52,7 +52,7 @@ class Trainer:
         X, Y = self.X, self.Y
         W, b, A, D, gW, gb = self.W, self.b, self.A, self.D, self.gW, self.gb
         mask, tmp = self.mask, self.tmp
-        relu = case.hidden == "relu"
+        hidden = case.hidden
         softmax = case.output == "softmax"
         step = self.step
         matmul, add, sub, mult = np.matmul, np.add, np.subtract, np.multiply
@@ -64,8 +64,10 @@ class Trainer:
                 matmul(A[l - 1], W[l - 1], out=a)
                 add(a, b[l - 1], out=a)
                 if l < L:
-                    if relu:
+                    if hidden == "relu":
                         np.maximum(a, 0, out=a)
+                    elif hidden == "tanh":
+                        np.tanh(a, out=a)
                     else:  # sigmoid, in place
                         np.negative(a, out=a)
                         np.exp(a, out=a)
@@ -88,10 +90,15 @@ class Trainer:
                 if l > 1:  # input gradient with the old weights
                     dp = D[l - 1]
                     matmul(d, W[l - 1].T, out=dp)
-                    if relu:
+                    if hidden == "relu":
                         np.greater(A[l - 1], 0, out=mask[l - 1])
                         mult(dp, mask[l - 1], out=dp)
-                    else:
+                    elif hidden == "tanh":  # 1 - a^2
+                        t = tmp[l - 1]
+                        mult(A[l - 1], A[l - 1], out=t)
+                        sub(1, t, out=t)
+                        mult(dp, t, out=dp)
+                    else:  # sigmoid: a (1 - a)
                         t = tmp[l - 1]
                         sub(1, A[l - 1], out=t)
                         mult(t, A[l - 1], out=t)

@@ -36,7 +36,7 @@ class Trainer:
 
         kw = dict(
             hidden_layer_sizes=tuple(case.sizes[1:-1]),
-            activation="relu" if case.hidden == "relu" else "logistic",
+            activation={"relu": "relu", "tanh": "tanh", "sigmoid": "logistic"}[case.hidden],
             solver="sgd", learning_rate="constant",
             learning_rate_init=case.lr, momentum=0.0, nesterovs_momentum=False,
             alpha=0.0, batch_size=case.batch, shuffle=False, max_iter=1,
@@ -50,7 +50,10 @@ class Trainer:
             self.y = y.reshape(len(y), -1)[:, 0].copy()
             self.fit_kw = {}
         else:
-            assert case.output == "softmax" and case.n_classes > 2
+            assert case.output == "softmax"
+            if case.n_classes < 3:
+                raise ValueError("sklearn trains 2 classes with one logistic output, "
+                                 "not a 2-way softmax: not the same model")
             self.model = MLPClassifier(**kw)
             self.y = y
             self.fit_kw = {"classes": np.arange(case.n_classes)}

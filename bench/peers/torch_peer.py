@@ -41,7 +41,8 @@ class Trainer:
                 lin.bias.copy_(torch.from_numpy(init[i][1]))
             layers.append(lin)
             if i < L - 1:
-                layers.append(nn.ReLU() if case.hidden == "relu" else nn.Sigmoid())
+                layers.append({"relu": nn.ReLU, "tanh": nn.Tanh,
+                               "sigmoid": nn.Sigmoid}[case.hidden]())
         self.model = nn.Sequential(*layers).float()
         self.opt = torch.optim.SGD(self.model.parameters(), lr=case.lr,
                                    momentum=0.0)
