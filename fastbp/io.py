@@ -142,8 +142,6 @@ _LOSS_KEYS = {"huber": "huber_delta", "quantile": "quantile"}
 _OPT_KEYS = {"class", "attributes", "bound"}
 _HIST_KEYS = {"samples", "stop_reason", "best_epoch"}
 _HIST_ARRAYS = ("loss", "lr", "epoch_time", "val_loss", "val_score", "grad_norms")
-
-
 _COMMON = ("weight_decay", "l1", "clip_norm")
 #: Format version 1 stores, for each optimizer class, these entries of its
 #: ``get_config()`` as ``meta["optimizer"]["attributes"]``; the rest of its

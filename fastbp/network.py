@@ -12,14 +12,11 @@ from ._kernels.checks import all_finite
 from ._sparse import take_rows
 from ._validate import (check_float, check_int, check_sample_weight, check_weight_sum, check_X,
                         check_y)
-from .optim import Optimizer, make_optimizer
+from .optim import DEFAULT_LR, Optimizer, make_optimizer
 from .workspace import Workspace
 
 #: Rows processed per kernel call by predict / evaluate / gradient (inference mode).
 CHUNK = 2048
-
-#: Learning rate used when ``lr`` is not given.
-DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001, "rprop": 1.0}
 
 
 class DivergenceError(FloatingPointError):

@@ -307,6 +307,9 @@ class RPROP(Optimizer):
 #: Optimizer names (as ``fit(optimizer=...)`` takes them) -> classes.
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rprop": RPROP}
 _CLASSES = {cls.__name__: cls for cls in OPTIMIZERS.values()}
+#: Each optimizer's default learning rate (its constructor's ``lr`` default).
+DEFAULT_LR = {name: inspect.signature(cls).parameters["lr"].default
+              for name, cls in OPTIMIZERS.items()}
 
 
 def make_optimizer(optimizer, lr, **kwargs):
