@@ -43,6 +43,7 @@ import time
 
 import numpy as np
 
+from ._npz import write_atomic
 from ._validate import check_float, check_int
 from .io import load, save
 
@@ -303,10 +304,8 @@ class CSVLogger(_EpochCounter):
             if len(keep) == len(lines):
                 self._opened = True
                 return
-        tmp = f"{self.path}.{os.getpid()}.csv.tmp"
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            fh.writelines(keep)
-        os.replace(tmp, self.path)
+        text = "".join(keep).encode("utf-8")
+        write_atomic(self.path, lambda fh: fh.write(text))
         self._opened = True
 
     @staticmethod

@@ -69,10 +69,14 @@ The ``optimizer.*`` members exist only when ``net.optimizer`` was set, the
       "extra": ["name", ...]               # names of the extra.<name> members
     }
 
-The other optimizer settings (betas, eps, RPROP's eta/delta bounds) live in
-``optimizer.hyper``; on load the optimizer is rebuilt from its class and
-attributes and its hyper-parameter array must come out bit for bit equal to
-the stored one (so a file cannot describe an inconsistent optimizer).
+The ``attributes`` are those entries of the optimizer's
+:meth:`~fastbp.optim.Optimizer.get_config`; its other settings (betas, eps,
+RPROP's eta/delta bounds, lr) are read back, by slot name, from
+``optimizer.hyper`` (:func:`fastbp.optim.from_hyper`), and the rebuilt
+optimizer's hyper-parameter array must come out bit for bit equal to the
+stored one (so a file cannot describe an inconsistent optimizer).  Its state
+goes through :meth:`~fastbp.optim.Optimizer.get_state` /
+:meth:`~fastbp.optim.Optimizer.set_state`.
 
 Floats in ``meta`` are written with Python's shortest round-trip repr, and
 everything numeric that inference or training depends on (parameters,
@@ -93,26 +97,19 @@ arrays, which every reader since version 1 accepts and returns untouched
 
 Robustness
 ----------
-:func:`save` writes to a temporary file in the target's folder, flushes and
-fsyncs it, then atomically replaces the target with :func:`os.replace` (and
-fsyncs the folder where the platform allows): a failure at any point leaves an
-existing file untouched and no temporary file behind.  The exact path given is
-used (no ``.npz`` is appended).  A symbolic link at ``path`` is replaced by
-the file, not followed.
-
-A writer killed mid-save (SIGKILL, power loss) cannot clean up after itself
-and leaves its temporary ``.<name>.<16 hex digits>.tmp`` beside the target.
-Writers hold an exclusive ``flock`` on their temporary until it is renamed,
-and the kernel drops that lock when a process dies, so the next
-:func:`save` to, or :func:`load` from, the same path removes the temporaries
-of that path whose lock it can take at once -- those of dead writers --
-and never a live writer's, nor any other file.  (Where ``fcntl`` is missing,
-on Windows, nothing is removed.)
+:func:`save` writes through :func:`fastbp._npz.save_npz`: a temporary file in
+the target's folder, fsynced, then atomically renamed over the target, so a
+failure at any point leaves an existing file untouched and no temporary file
+behind.  The exact path given is used (no ``.npz`` is appended); a symbolic
+link at ``path`` is replaced by the file, not followed.  Temporaries left by
+writers killed mid-save (``.<name>.<16 hex digits>.tmp``) are removed by the
+next :func:`save` to, or :func:`load` from, the same path -- never a live
+writer's (see :mod:`fastbp._npz`).
 
 :func:`load` validates everything -- the ZIP structure and CRCs, member names,
 dtypes, shapes and sizes (against the file's size, before anything is
-allocated), the JSON schema, names against the allowed sets, finiteness -- and
-raises :class:`FormatError` (a :class:`ValueError`) for a truncated, corrupted,
+allocated; :class:`fastbp._npz.NpzReader`), the JSON schema, names against
+the allowed sets, finiteness -- and raises :class:`FormatError` (a :class:`ValueError`) for a truncated, corrupted,
 crafted, wrong-format or newer-version file.  A missing file raises
 :class:`FileNotFoundError`.
 """
@@ -121,21 +118,12 @@ import json
 import math
 import os
 import re
-import secrets
-import stat
-import zipfile
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: stale temporaries are left alone
-    fcntl = None
 
 import numpy as np
 
-from . import spec
+from . import optim, spec
+from ._npz import NpzReader, remove_stale_temporaries, save_npz
 from .history import History
-from .optim import SGD, Adam, AdamW, RPROP
-from ._kernels import update as _u
 
 __all__ = ["save", "load", "FormatError", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -154,25 +142,12 @@ _LOSS_KEYS = {"huber": "huber_delta", "quantile": "quantile"}
 _OPT_KEYS = {"class", "attributes", "bound"}
 _HIST_KEYS = {"samples", "stop_reason", "best_epoch"}
 _HIST_ARRAYS = ("loss", "lr", "epoch_time", "val_loss", "val_score", "grad_norms")
-
-
-def _adam_kwargs(h):
-    return {"betas": (float(h[_u.H_BETA1]), float(h[_u.H_BETA2])), "eps": float(h[_u.H_EPS])}
-
-
-def _rprop_kwargs(h):
-    return {"eta_plus": float(h[_u.H_ETA_PLUS]), "eta_minus": float(h[_u.H_ETA_MINUS]),
-            "delta_min": float(h[_u.H_DELTA_MIN]), "delta_max": float(h[_u.H_DELTA_MAX])}
-
-
 _COMMON = ("weight_decay", "l1", "clip_norm")
-#: class name -> (class, attributes stored in meta, constructor kwargs read from hyper)
-_OPTIMIZERS = {
-    "SGD": (SGD, ("momentum", "nesterov") + _COMMON, lambda h: {}),
-    "Adam": (Adam, _COMMON, _adam_kwargs),
-    "AdamW": (AdamW, _COMMON, _adam_kwargs),
-    "RPROP": (RPROP, ("delta0",) + _COMMON, _rprop_kwargs),
-}
+#: Format version 1 stores, for each optimizer class, these entries of its
+#: ``get_config()`` as ``meta["optimizer"]["attributes"]``; the rest of its
+#: settings are read back from the ``optimizer.hyper`` array (by slot name).
+_ATTRIBUTES = {"SGD": ("momentum", "nesterov") + _COMMON, "Adam": _COMMON, "AdamW": _COMMON,
+               "RPROP": ("delta0",) + _COMMON}
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _EXTRA_NAME = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
 _EXTRA_KINDS = "biuf"
@@ -188,28 +163,16 @@ def _fail(msg):
 
 
 # ------------------------------------------------------------------ optimizer
-def _rebuild_optimizer(name, attrs, hyper):
-    """An optimizer of class ``name`` from its attributes and hyper array (ValueError/TypeError)."""
-    cls, keys, from_hyper = _OPTIMIZERS[name]
-    kwargs = {k: attrs[k] for k in keys}
-    kwargs.update(from_hyper(hyper))
-    opt = cls(lr=float(hyper[_u.H_LR]), **kwargs)
-    if opt.hyper.tobytes() != np.asarray(hyper, dtype=np.float64).tobytes():
-        raise ValueError("the optimizer's hyper-parameter array disagrees with its attributes")
-    return opt
-
-
 def _optimizer_meta(opt):
+    """``meta["optimizer"]`` for ``opt`` (checked to load back as an equal optimizer)."""
     name = type(opt).__name__
-    if name not in _OPTIMIZERS or _OPTIMIZERS[name][0] is not type(opt):
+    if name not in _ATTRIBUTES or type(opt) not in optim.OPTIMIZERS.values():
         raise TypeError(f"cannot save an optimizer of type {type(opt).__qualname__}; "
-                        f"supported: {', '.join(_OPTIMIZERS)}")
-    attrs = {}
-    for key in _OPTIMIZERS[name][1]:
-        v = getattr(opt, key)
-        attrs[key] = (None if v is None else bool(v) if key == "nesterov" else float(v))
+                        f"supported: {', '.join(_ATTRIBUTES)}")
     try:  # never write a file that load() would reject
-        _rebuild_optimizer(name, attrs, opt.hyper)
+        config = opt.get_config()
+        attrs = {key: config[key] for key in _ATTRIBUTES[name]}
+        optim.from_hyper(name, opt.hyper, **attrs)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"cannot save {name}: {exc}") from None
     return {"class": name, "attributes": attrs, "bound": opt.state is not None}
@@ -275,9 +238,8 @@ def _collect(net, extra):
     if opt is not None:
         meta["optimizer"] = _optimizer_meta(opt)
         arrays["optimizer.hyper"] = np.ascontiguousarray(opt.hyper, dtype=np.float64)
-        arrays["optimizer.step"] = np.ascontiguousarray(opt.step, dtype=np.int64)
-        if opt.state is not None:
-            arrays["optimizer.state"] = np.ascontiguousarray(opt.state)
+        for key, value in opt.get_state().items():  # step, and state once bound
+            arrays["optimizer." + key] = value
     hist = getattr(net, "history_", None)
     if hist is not None:
         best = getattr(hist, "best_epoch", None)
@@ -314,124 +276,6 @@ def _fastbp_version():
     return __version__
 
 
-def _fsync_dir(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _temp_pattern(base):
-    """The names :func:`_write_atomic` gives its temporaries for a target named ``base``."""
-    return re.compile(r"\." + re.escape(base) + r"\.[0-9a-f]{16}\.tmp\Z")
-
-
-def _same_file(a, b):
-    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
-def _create_locked_temp(directory, base):
-    """A new temporary ``(name, fd)`` beside the target, exclusively flock-ed while written.
-
-    The lock tells :func:`_remove_stale_temporaries` that a live writer owns
-    the file; the kernel drops it when the writer dies, even by SIGKILL.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = os.path.join(directory, f".{base}.{secrets.token_hex(8)}.tmp")
-        try:
-            fd = os.open(tmp, flags, 0o666)  # the umask applies, as for a plain open()
-        except FileExistsError:  # pragma: no cover
-            continue
-        if fcntl is None:
-            return tmp, fd
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # waits at most for a cleaner's look at it
-        except OSError:  # pragma: no cover - no locks on this file system: write unprotected
-            return tmp, fd
-        try:  # a cleaner may have taken it between creation and locking
-            if _same_file(os.lstat(tmp), os.fstat(fd)):
-                return tmp, fd
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # pragma: no cover - that race needs a cleaner in a microsecond window
-    raise FileExistsError(f"could not create a temporary file in {directory!r}")  # pragma: no cover
-
-
-def _remove_stale_temporaries(path):
-    """Delete the temporaries of ``path`` left by writers that died (killed mid-save).
-
-    Only regular files named like :func:`_write_atomic`'s temporaries for this
-    exact ``path`` are considered, and only those whose lock can be taken at
-    once: a live writer (in any process or thread) holds its lock, so its file
-    survives.  Without ``fcntl`` (Windows) nothing is removed.  Errors are
-    ignored: cleaning never makes a save or load fail.
-    """
-    if fcntl is None:  # pragma: no cover
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    pattern = _temp_pattern(os.path.basename(path))
-    try:
-        names = [n for n in os.listdir(directory) if pattern.match(n)]
-    except OSError:
-        return
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    for name in names:
-        tmp = os.path.join(directory, name)
-        try:
-            fd = os.open(tmp, flags)
-        except OSError:
-            continue  # gone already (its writer finished), or not ours to open
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue  # a live writer holds it (or locks are unsupported): leave it
-            if _same_file(os.lstat(tmp), st):
-                os.unlink(tmp)
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-
-
-def _write_atomic(path, write):
-    """Create ``path`` with what ``write(fh)`` writes (binary) through a locked
-    temporary and a rename.
-
-    Stale temporaries of ``path`` (from writers killed mid-save) are removed
-    first.  The temporary stays locked until it has been renamed over ``path``.
-    ``fastbp.export`` writes its files through this too.
-    """
-    _remove_stale_temporaries(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp, fd = _create_locked_temp(directory, os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb", closefd=False) as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    finally:
-        os.close(fd)  # releases the lock
-    _fsync_dir(directory)
-
-
 def save(net, path, *, extra=None):
     """Write ``net`` (parameters, settings, RNG, optimizer, history) to ``path``.
 
@@ -462,7 +306,7 @@ def save(net, path, *, extra=None):
     with net._lock:  # a consistent snapshot if another thread is training
         arrays = _collect(net, extra)
         arrays = {k: np.array(v, copy=True) for k, v in arrays.items()}
-    _write_atomic(path, lambda fh: np.savez(fh, allow_pickle=False, **arrays))
+    save_npz(path, arrays)
 
 
 # ------------------------------------------------------------------------ load
@@ -516,75 +360,18 @@ def _restore_rng(state):
     return np.random.Generator(bg)
 
 
-class _Reader:
-    """Validated access to the members of an open ``.npz``."""
-
-    def __init__(self, npz, file_size):
-        self.npz = npz
-        infos = npz.zip.infolist()
-        names = [i.filename for i in infos]
-        if len(set(names)) != len(names):
-            _fail("the archive holds duplicate member names")
-        for info in infos:
-            if not info.filename.endswith(".npy") or info.is_dir():
-                _fail(f"unexpected archive member {info.filename!r}")
-            if info.compress_type != zipfile.ZIP_STORED:
-                _fail(f"archive member {info.filename!r} is compressed; fastbp files store "
-                      "arrays uncompressed")
-            if info.file_size > file_size or info.compress_size > file_size:
-                _fail(f"archive member {info.filename!r} claims {info.file_size} bytes, more "
-                      f"than the whole file ({file_size} bytes)")
-        self.infos = {i.filename[:-4]: i for i in infos}
-        self.names = set(self.infos)
-
-    def array(self, name, dtype=None, ndim=None, shape=None):
-        """The member ``name``, checked (header first, then data) before it is read."""
-        if name not in self.infos:
-            _fail(f"missing array {name!r}")
-        info = self.infos[name]
-        with self.npz.zip.open(info) as fh:
-            version = np.lib.format.read_magic(fh)
-            if version == (1, 0):
-                hshape, fortran, hdtype = np.lib.format.read_array_header_1_0(fh)
-            elif version == (2, 0):
-                hshape, fortran, hdtype = np.lib.format.read_array_header_2_0(fh)
-            else:
-                _fail(f"array {name!r} uses unsupported .npy version {version}")
-            header_len = fh.tell()
-        if hdtype.hasobject or hdtype.kind not in "biuf" or hdtype.fields is not None \
-                or hdtype.subdtype is not None:
-            _fail(f"array {name!r} has disallowed dtype {hdtype}")
-        if dtype is not None and hdtype != np.dtype(dtype):
-            _fail(f"array {name!r} must have dtype {np.dtype(dtype).name}, got {hdtype.str}")
-        if ndim is not None and len(hshape) != ndim:
-            _fail(f"array {name!r} must be {ndim}-D, got shape {hshape}")
-        if shape is not None and tuple(hshape) != tuple(shape):
-            _fail(f"array {name!r} must have shape {tuple(shape)}, got {hshape}")
-        nbytes = math.prod(hshape) * hdtype.itemsize
-        if header_len + nbytes != info.file_size:
-            _fail(f"array {name!r} declares shape {hshape} ({nbytes} bytes) but its member "
-                  f"holds {info.file_size - header_len} bytes")
-        arr = self.npz[name]  # numpy.load's reader, allow_pickle=False; checks the CRC
-        if arr.dtype != hdtype or arr.shape != tuple(hshape):  # pragma: no cover
-            _fail(f"array {name!r} changed while being read")
-        return np.ascontiguousarray(arr)
-
-
-def _finite_array(arr, name):
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
-        _fail(f"array {name!r} contains NaN or infinite values")
-    return arr
-
-
 def _architecture(arch):
     """Validated architecture, the parameter count and the statistics count."""
     loss = arch.get("loss") if isinstance(arch, dict) else None
     loss_key = _LOSS_KEYS.get(loss) if isinstance(loss, str) else None
     _check_keys(arch, _ARCH_KEYS | ({loss_key} if loss_key else set()), "meta['architecture']")
     sizes = arch["sizes"]
-    if not isinstance(sizes, list) or len(sizes) < 2 or \
-            not all(_is_int(s) and s > 0 for s in sizes):
-        _fail(f"sizes must be a list of at least two positive integers, got {sizes!r}")
+    try:
+        if not isinstance(sizes, list):
+            raise TypeError(f"a list of layer widths is needed, got {sizes!r}")
+        spec.check_sizes(sizes)
+    except (TypeError, ValueError) as exc:
+        _fail(f"invalid sizes: {exc}")
     n_hidden = len(sizes) - 2
     acts = arch["activations"]
     if not isinstance(acts, list) or len(acts) != n_hidden + 1 or \
@@ -596,7 +383,7 @@ def _architecture(arch):
         _fail(f"output activation must be among {spec.OUTPUT_ACTIVATIONS}, got {acts[-1]!r}")
     if arch["loss"] not in spec.LOSS_NAMES.values():
         _fail(f"unknown loss {arch['loss']!r}")
-    if arch["dtype"] not in ("float32", "float64"):
+    if arch["dtype"] not in {dt.name for dt in spec.DTYPES}:
         _fail(f"dtype must be 'float32' or 'float64', got {arch['dtype']!r}")
     init = arch["init"]
     if not isinstance(init, str) or (init != "auto" and init not in set(spec.INITS.values())):
@@ -609,19 +396,21 @@ def _architecture(arch):
         _fail(f"dropout must list one rate per hidden layer ({n_hidden}), got {drop!r}")
     if not isinstance(bn, list) or len(bn) != n_hidden or not all(isinstance(b, bool) for b in bn):
         _fail(f"batch_norm must list one flag per hidden layer ({n_hidden}), got {bn!r}")
-    flags = bn + [False]
-    n_params = sum(a * b + b + (2 * b if f else 0) for a, b, f in zip(sizes[:-1], sizes[1:], flags))
-    n_stats = sum(2 * b for b, f in zip(sizes[1:], flags) if f)
+    try:
+        _, n_params, n_stats = spec.build_layout(sizes, [spec.ACTIVATIONS[a] for a in acts],
+                                                 bn + [False])
+    except OverflowError:
+        _fail(f"sizes {sizes!r} describe more parameters than an array can hold")
     return arch, n_params, n_stats
 
 
 def _build_optimizer(info, reader, n_params, dtype):
     _check_keys(info, _OPT_KEYS, "meta['optimizer']")
     name = info["class"]
-    if not isinstance(name, str) or name not in _OPTIMIZERS:
-        _fail(f"unknown optimizer class {name!r}; expected one of {list(_OPTIMIZERS)}")
+    if not isinstance(name, str) or name not in _ATTRIBUTES:
+        _fail(f"unknown optimizer class {name!r}; expected one of {list(_ATTRIBUTES)}")
     attrs = info["attributes"]
-    _check_keys(attrs, set(_OPTIMIZERS[name][1]), f"the {name} attributes")
+    _check_keys(attrs, set(_ATTRIBUTES[name]), f"the {name} attributes")
     for key, v in attrs.items():
         ok = (isinstance(v, bool) if key == "nesterov" else
               v is None or _is_real(v) if key == "clip_norm" else _is_real(v))
@@ -629,20 +418,19 @@ def _build_optimizer(info, reader, n_params, dtype):
             _fail(f"optimizer attribute {key} has invalid value {v!r}")
     if not isinstance(info["bound"], bool):
         _fail("meta['optimizer']['bound'] must be true or false")
-    hyper = _finite_array(reader.array("optimizer.hyper", np.float64, shape=(_u.N_HYPER,)),
-                          "optimizer.hyper")
+    hyper = reader.array("optimizer.hyper", np.float64, shape=(optim.N_HYPER,), finite=True)
     step = reader.array("optimizer.step", np.int64, shape=(1,))
     if step[0] < 0:
         _fail(f"optimizer step count must be >= 0, got {step[0]}")
     try:
-        opt = _rebuild_optimizer(name, attrs, hyper)
+        opt = optim.from_hyper(name, hyper, **attrs)
     except (ValueError, TypeError) as exc:
         _fail(f"invalid optimizer settings: {exc}")
-    opt.step[:] = step
+    state = None
     if info["bound"]:
-        shape = (max(opt.n_state, 1), n_params if opt.n_state else 0)
-        opt.state = _finite_array(reader.array("optimizer.state", dtype, shape=shape),
-                                  "optimizer.state").copy()
+        state = reader.array("optimizer.state", dtype, shape=opt.state_shape(n_params),
+                             finite=True)
+    opt.set_state(step, state)
     return opt
 
 
@@ -677,11 +465,7 @@ def _build_history(info, reader, n_layers):
 def _load(fh, file_size, return_extra):
     from .network import MLP
 
-    obj = np.load(fh, allow_pickle=False)
-    if not isinstance(obj, np.lib.npyio.NpzFile):
-        _fail("not a fastbp network file (a plain .npy array, not an .npz archive)")
-    with obj as npz:
-        reader = _Reader(npz, file_size)
+    with NpzReader(fh, file_size, FormatError) as reader:
         if "meta" not in reader.names:
             _fail("not a fastbp network file (no 'meta' member)")
         raw = reader.array("meta", np.uint8, ndim=1)
@@ -730,8 +514,8 @@ def _load(fh, file_size, return_extra):
                   f"unexpected arrays {sorted(reader.names - expected)}")
 
         dtype = np.dtype(arch["dtype"])
-        params = _finite_array(reader.array("params", dtype, shape=(n_params,)), "params")
-        stats = _finite_array(reader.array("stats", dtype, shape=(n_stats,)), "stats")
+        params = reader.array("params", dtype, shape=(n_params,), finite=True)
+        stats = reader.array("stats", dtype, shape=(n_stats,), finite=True)
         rng = _restore_rng(meta["rng"])
         try:
             net = MLP(arch["sizes"], activation=arch["activations"][:-1],
@@ -743,8 +527,6 @@ def _load(fh, file_size, return_extra):
                       **{k: arch[k] for k in _LOSS_KEYS.values() if k in arch})
         except (ValueError, TypeError) as exc:
             _fail(f"invalid architecture: {exc}")
-        if net.n_params != n_params or net._stats.size != n_stats:  # pragma: no cover
-            _fail("the architecture does not match the parameter layout")
         net._params[:] = params
         net._stats[:] = stats
         if any(v is not None and np.any(v < 0) for v in net.running_var):
@@ -786,7 +568,7 @@ def load(path, *, return_extra=False):
         corrupted, crafted, or of a newer format version.
     """
     path = os.fspath(path)
-    _remove_stale_temporaries(os.fsdecode(path))
+    remove_stale_temporaries(os.fsdecode(path))
     with open(path, "rb") as fh:
         file_size = os.fstat(fh.fileno()).st_size
         try:

@@ -72,7 +72,7 @@ from ._kernels.sparse import SparseRows, csr_valid
 from ._kernels.train import loss_grad, loss_sum, train_batch
 from ._kernels.update import H_LR
 from ._kernels.weights import weight_total
-from .spec import CROSS_ENTROPY, POISSON
+from .spec import CROSS_ENTROPY, L_IN, L_OUT, POISSON
 
 NetState = namedtuple("NetState", [
     "model",      # fastbp._kernels.state.Model: params (shared with the MLP), layout, ...
@@ -117,7 +117,7 @@ def _same_dtype_impl(state, X):
 def _check_X(state, X):
     """Raise unless X is a non-empty (n, n_in) array of the state's dtype."""
     _same_dtype(state, X)
-    if X.ndim != 2 or X.shape[1] != state.model.layout[0, 0]:
+    if X.ndim != 2 or X.shape[1] != state.model.layout[0, L_IN]:
         raise ValueError("fastbp.jit: X must be 2-D with n_in columns (the network's input width)")
     if X.shape[0] == 0:
         raise ValueError("fastbp.jit: X has no rows")
@@ -152,7 +152,7 @@ def _check_y(state, X, y):
     """Raise unless y matches X's rows and the network's targets."""
     if y.shape[0] != X.shape[0]:
         raise ValueError("fastbp.jit: X and y have different numbers of rows")
-    m = state.model.layout[state.model.layout.shape[0] - 1, 1]
+    m = state.model.layout[state.model.layout.shape[0] - 1, L_OUT]
     if not _targets_ok(y, state.loss, m):
         raise ValueError("fastbp.jit: y must be (n, n_out) floats, (n,) integer labels in "
                          "[0, n_out) for a cross-entropy network, or (n,) floats for one output "
@@ -189,7 +189,7 @@ def predict(state, X, out):
     """``out <- network(X)`` for ``X`` of shape ``(n, n_in)``, ``out`` ``(n, n_out)``."""
     _check_X(state, X)
     L = state.model.layout.shape[0]
-    m = state.model.layout[L - 1, 1]
+    m = state.model.layout[L - 1, L_OUT]
     n = X.shape[0]
     if out.ndim != 2 or out.shape[0] != n or out.shape[1] != m:
         raise ValueError("fastbp.jit: out must have shape (n, n_out)")
@@ -205,10 +205,10 @@ def predict(state, X, out):
 @njit(**JIT)
 def predict_one(state, x, out):
     """``out <- network(x)`` for one sample ``x`` of shape ``(n_in,)``."""
-    if x.ndim != 1 or x.shape[0] != state.model.layout[0, 0]:
+    if x.ndim != 1 or x.shape[0] != state.model.layout[0, L_IN]:
         raise ValueError("fastbp.jit: x must be 1-D with n_in entries")
     L = state.model.layout.shape[0]
-    m = state.model.layout[L - 1, 1]
+    m = state.model.layout[L - 1, L_OUT]
     if out.shape[0] != m:
         raise ValueError("fastbp.jit: out must have n_out entries")
     for j in range(x.shape[0]):
@@ -276,8 +276,8 @@ def get_lr(state):
 def train_step_one(state, x, y):
     """One optimizer step on one sample ``x`` (n_in,) with targets ``y`` (n_out,)."""
     L = state.model.layout.shape[0]
-    m = state.model.layout[L - 1, 1]
-    if x.ndim != 1 or x.shape[0] != state.model.layout[0, 0]:
+    m = state.model.layout[L - 1, L_OUT]
+    if x.ndim != 1 or x.shape[0] != state.model.layout[0, L_IN]:
         raise ValueError("fastbp.jit: x must be 1-D with n_in entries")
     if y.ndim != 1 or y.shape[0] != m:
         raise ValueError("fastbp.jit: y must be 1-D with n_out entries")
@@ -317,7 +317,7 @@ def jacobian(state, X, out):
     _same_dtype(state, out)
     L = state.model.layout.shape[0]
     n = X.shape[0]
-    if (out.ndim != 3 or out.shape[0] != n or out.shape[1] != state.model.layout[L - 1, 1]
+    if (out.ndim != 3 or out.shape[0] != n or out.shape[1] != state.model.layout[L - 1, L_OUT]
             or out.shape[2] != X.shape[1]):
         raise ValueError("fastbp.jit: out must have shape (n, n_out, n_in)")
     for s in range(0, n, state.work.cap):
@@ -329,9 +329,9 @@ def jacobian(state, X, out):
 def jacobian_one(state, x, out):
     """``out[k, j] <- d output_k / d x[j]`` for one sample ``x`` (n_in,); ``out`` (n_out, n_in)."""
     L = state.model.layout.shape[0]
-    if x.ndim != 1 or x.shape[0] != state.model.layout[0, 0]:
+    if x.ndim != 1 or x.shape[0] != state.model.layout[0, L_IN]:
         raise ValueError("fastbp.jit: x must be 1-D with n_in entries")
-    if out.ndim != 2 or out.shape[0] != state.model.layout[L - 1, 1] or out.shape[1] != x.shape[0]:
+    if out.ndim != 2 or out.shape[0] != state.model.layout[L - 1, L_OUT] or out.shape[1] != x.shape[0]:
         raise ValueError("fastbp.jit: out must have shape (n_out, n_in)")
     _same_dtype(state, out)
     for j in range(x.shape[0]):
@@ -361,7 +361,7 @@ def _check_csr(state, data, indices, indptr):
     if n < 1:
         raise ValueError("fastbp.jit: X has no rows (indptr needs n_rows + 1 entries)")
     if data.shape[0] != indices.shape[0] or not csr_valid(indptr, indices, n,
-                                                          state.model.layout[0, 0]):
+                                                          state.model.layout[0, L_IN]):
         raise ValueError("fastbp.jit: data, indices, indptr are not a CSR matrix with n_in "
                          "columns (indptr must rise from 0 to len(data), indices lie in "
                          "[0, n_in))")
@@ -372,7 +372,7 @@ def _check_csr(state, data, indices, indptr):
 def _csr_rows(state, data, indices, indptr, s, e):
     """``SparseRows`` of CSR rows ``s:e`` (``e - s <= cap``)."""
     return SparseRows(data, indices, indptr[s:e + 1], state.rows[:e - s],
-                      (e - s, state.model.layout[0, 0]), state.xbuf[0, :0])
+                      (e - s, state.model.layout[0, L_IN]), state.xbuf[0, :0])
 
 
 @njit(**JIT)
@@ -380,7 +380,7 @@ def sparse_predict(state, data, indices, indptr, out):
     """``out <- network(X)`` for CSR ``X`` (``data``, ``indices``, ``indptr``)."""
     n = _check_csr(state, data, indices, indptr)
     L = state.model.layout.shape[0]
-    m = state.model.layout[L - 1, 1]
+    m = state.model.layout[L - 1, L_OUT]
     if out.ndim != 2 or out.shape[0] != n or out.shape[1] != m:
         raise ValueError("fastbp.jit: out must have shape (n, n_out)")
     for s in range(0, n, state.work.cap):

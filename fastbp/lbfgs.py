@@ -12,6 +12,7 @@ from scipy.optimize import minimize
 
 from ._validate import check_float
 from .history import History
+from .spec import layers
 
 
 def fit_lbfgs(net, X, y, max_iter, lr, tol, opt_kwargs, Xv=None, yv=None, sw=None, swv=None):
@@ -30,8 +31,8 @@ def fit_lbfgs(net, X, y, max_iter, lr, tol, opt_kwargs, Xv=None, yv=None, sw=Non
     if opt_kwargs:
         raise TypeError(f"optimizer='lbfgs' takes only weight_decay, got {sorted(opt_kwargs)}")
     mask = np.zeros(net.n_params, dtype=bool)
-    for n_in, n_out, off, *_ in net._layout:
-        mask[off:off + n_in * n_out] = True
+    for layer in layers(net._layout):
+        mask[layer.weights] = True
     hist = History()
 
     def fun(p):

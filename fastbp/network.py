@@ -12,14 +12,11 @@ from ._kernels.checks import all_finite
 from ._sparse import take_rows
 from ._validate import (check_float, check_int, check_sample_weight, check_weight_sum, check_X,
                         check_y)
-from .optim import Optimizer, make_optimizer
+from .optim import DEFAULT_LR, Optimizer, make_optimizer
 from .workspace import Workspace
 
 #: Rows processed per kernel call by predict / evaluate / gradient (inference mode).
 CHUNK = 2048
-
-#: Learning rate used when ``lr`` is not given.
-DEFAULT_LR = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001, "rprop": 1.0}
 
 
 class DivergenceError(FloatingPointError):
@@ -165,13 +162,13 @@ class MLP:
     def _make_views(self):
         ws, bs, gs, bes, rms, rvs = [], [], [], [], [], []
         p, st = self._params, self._stats
-        for n_in, n_out, off, _, bn, so in self._layout:
-            ws.append(p[off:off + n_out * n_in].reshape(n_out, n_in))
-            bs.append(p[off + n_out * n_in:off + n_out * n_in + n_out])
-            gs.append(p[bn:bn + n_out] if bn >= 0 else None)
-            bes.append(p[bn + n_out:bn + 2 * n_out] if bn >= 0 else None)
-            rms.append(st[so:so + n_out] if so >= 0 else None)
-            rvs.append(st[so + n_out:so + 2 * n_out] if so >= 0 else None)
+        for L in spec.layers(self._layout):
+            ws.append(p[L.weights].reshape(L.n_out, L.n_in))
+            bs.append(p[L.bias])
+            gs.append(p[L.gamma] if L.gamma else None)
+            bes.append(p[L.beta] if L.beta else None)
+            rms.append(st[L.mean] if L.mean else None)
+            rvs.append(st[L.var] if L.var else None)
         self.weights, self.biases = tuple(ws), tuple(bs)
         self.bn_gamma, self.bn_beta = tuple(gs), tuple(bes)
         self.running_mean, self.running_var = tuple(rms), tuple(rvs)
@@ -185,7 +182,8 @@ class MLP:
             init = "he_normal" if relu_like and len(self.sizes) > 2 else "xavier_uniform"
         self.init_used = init
         p = self._params
-        for n_in, n_out, off, _, bn, so in self._layout:
+        for L in spec.layers(self._layout):
+            n_in, n_out = L.n_in, L.n_out
             shape = (n_out, n_in)
             if init == "xavier_uniform":
                 lim = np.sqrt(6.0 / (n_in + n_out))
@@ -197,13 +195,13 @@ class MLP:
                 w = self.rng.uniform(-lim, lim, shape)
             else:
                 w = self.rng.normal(0.0, np.sqrt(2.0 / n_in), shape)
-            p[off:off + n_out * n_in] = w.ravel()
-            p[off + n_out * n_in:off + n_out * n_in + n_out] = 0.0
-            if bn >= 0:
-                p[bn:bn + n_out] = 1.0
-                p[bn + n_out:bn + 2 * n_out] = 0.0
-                self._stats[so:so + n_out] = 0.0
-                self._stats[so + n_out:so + 2 * n_out] = 1.0
+            p[L.weights] = w.ravel()
+            p[L.bias] = 0.0
+            if L.gamma:
+                p[L.gamma] = 1.0
+                p[L.beta] = 0.0
+                self._stats[L.mean] = 0.0
+                self._stats[L.var] = 1.0
 
     @property
     def params(self):

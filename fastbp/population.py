@@ -21,11 +21,11 @@ from ._config import GROUP, LANES
 from ._kernels.lanes import (N_LANE_SCALARS, lanes_eligible, lanes_epoch, lanes_loss,
                              lanes_predict, permutations)
 from ._kernels.population import population_epoch, population_predict
-from ._kernels.update import N_HYPER
 from ._validate import check_int, check_X, check_y
 from .network import MLP
-from .optim import make_optimizer
-from .workspace import aligned_zeros
+from .optim import HYPER_SLOTS, N_HYPER, make_optimizer
+from .spec import L_BN, total_width
+from .workspace import aligned_zeros, work_buffers
 
 
 #: The lane kernel's per-thread workspaces, in ``lanes_epoch``'s argument order.
@@ -122,14 +122,11 @@ class Population:
         chunks = min(numba.get_num_threads(), self.k)
         key = (chunks, cap, y_like.dtype.str, y_like.shape[2:])
         if key not in self._bufs:
-            width = int(t._layout[:, 1].sum())
-            z = lambda *s, dt=t.dtype: np.zeros(s, dtype=dt)  # noqa: E731
-            self._bufs[key] = (z(chunks, cap, t.sizes[0]),
+            work = work_buffers(t._layout, t.dtype, cap,
+                                aligned_zeros((chunks, t.n_params), t.dtype), lead=(chunks,))
+            self._bufs[key] = (aligned_zeros((chunks, cap, t.sizes[0]), t.dtype),
                                np.zeros((chunks, cap) + y_like.shape[2:], dtype=y_like.dtype),
-                               z(chunks, cap * width), z(chunks, cap * width),
-                               z(chunks, cap * width), z(chunks, t.n_params),
-                               z(chunks, cap * width), z(chunks, cap * width), z(chunks, width),
-                               z(chunks, 2 * width))
+                               *work[:-1])  # Work without ``cap``, in the kernels' order
         return self._bufs[key]
 
     def _model_arrays(self):
@@ -173,7 +170,7 @@ class Population:
         for v in np.unique(lrs):
             proto.lr = float(v)  # validates each rate
         hyper = np.tile(proto.hyper, (self.k, 1))
-        hyper[:, 0] = lrs
+        hyper[:, HYPER_SLOTS["lr"]] = lrs
         state = np.tile(proto.state, (self.k, 1, 1))
         step = np.zeros((self.k, 1), dtype=np.int64)
         n = X3.shape[1]
@@ -219,7 +216,7 @@ class Population:
                 return bufs
             n_order, n_state = max(orders, n_order), max(states, n_state)
         P = t.n_params
-        rows = t.sizes[0] + int(t._layout[:, 1].sum())
+        rows = t.sizes[0] + total_width(t._layout)
         z = lambda *s, dt=t.dtype: aligned_zeros((chunks,) + s + (LANES,), dt)  # noqa: E731
         bufs = LaneWork(
             z(P), z(P), z(max(n_state, 1), P), z(N_HYPER, dt=np.float64),
@@ -241,7 +238,7 @@ class Population:
         t = self.template
         n = X3.shape[1]
         out = np.empty((self.k, n, t.sizes[-1]), dtype=t.dtype)
-        if (t._layout[:, 4] < 0).all():  # no batch norm: the lane kernel
+        if (t._layout[:, L_BN] < 0).all():  # no batch norm: the lane kernel
             w = self._lane_buffers(0, 0)
             lanes_predict(self.params, t._layout, t._lparams, X3, w.PB, w.A, w.Z, w.S, out)
             return out

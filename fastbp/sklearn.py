@@ -162,23 +162,19 @@ from sklearn.utils.multiclass import (_check_partial_fit_first_call,
 from sklearn.utils.validation import (_check_sample_weight, check_is_fitted, column_or_1d,
                                       validate_data)
 
-from ._kernels import update as _update
 from .network import MLP
-from .optim import RPROP, SGD, Adam, AdamW
+from .optim import OPTIMIZERS, RPROP, SGD, Adam, AdamW
+from .spec import HIDDEN_ACTIVATIONS
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-_HIDDEN_ACTIVATIONS = {"identity", "logistic", "sigmoid", "tanh", "relu", "leaky_relu", "elu",
-                       "softplus", "gelu"}
-_SOLVERS = {"sgd", "adam", "adamw", "rprop", "lbfgs"}
+#: fastbp's hidden activations, plus scikit-learn's name "logistic" for "sigmoid".
+_HIDDEN_ACTIVATIONS = set(HIDDEN_ACTIVATIONS) | {"logistic"}
+#: fastbp's optimizers, plus the full-batch L-BFGS-B of ``fastbp.lbfgs``.
+_SOLVERS = set(OPTIMIZERS) | {"lbfgs"}
 
 #: Sparse X of any format reaches the network as CSR (never densified).
 _SPARSE = "csr"
-
-
-def _set_weight_decay(opt, value):
-    opt.weight_decay = float(value)
-    opt.hyper[_update.H_WD] = float(value)
 
 
 def _glorot_init(sizes, activation, rs, binary_softmax=False):
@@ -452,7 +448,7 @@ class _BaseMLP(BaseEstimator):
         if opt is None:
             opt = self._make_optimizer(batch_size * wscale, n * wscale)
         elif self.solver != "adamw":  # continue; the L2 scaling follows this call's batches
-            _set_weight_decay(opt, self.alpha / (batch_size * wscale))
+            opt.weight_decay = self.alpha / (batch_size * wscale)
         schedule_sgd = self.solver == "sgd"
         lr_box = [opt.lr]
         scale = self._loss_scale()

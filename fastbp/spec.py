@@ -27,6 +27,8 @@ batch-norm momentum, batch-norm epsilon, and the loss parameter (Huber
 Parameters of layer ``l`` occupy ``W_l, b_l[, gamma_l, beta_l]`` in order.
 """
 
+from collections import namedtuple
+
 import numpy as np
 
 # Activation codes.  SOFTMAX is for the output layer only.
@@ -129,8 +131,63 @@ def check_sizes(sizes):
 
 
 L_IN, L_OUT, L_W, L_ACT, L_BN, L_STAT = range(6)
+N_LAYOUT = 6
 P_ALPHA, P_DROP, P_BN_MOMENTUM, P_BN_EPS, P_LOSS = range(5)
 N_LPARAMS = 5
+
+
+class Layer(namedtuple("Layer", ["n_in", "n_out", "w_off", "act", "bn_off", "stat_off"])):
+    """One row of the layout table, by name, with the ranges it implies.
+
+    ``weights``/``bias``/``gamma``/``beta`` are slices of the flat parameter
+    buffer, ``mean``/``var`` of the statistics buffer (``None`` without batch
+    norm).  The Python side's one copy of the kernels' layout arithmetic.
+    """
+
+    __slots__ = ()
+
+    @property
+    def weights(self):
+        """Slice of ``W`` (``n_out x n_in``, C order) in the parameters."""
+        return slice(self.w_off, self.w_off + self.n_out * self.n_in)
+
+    @property
+    def bias(self):
+        """Slice of ``b`` in the parameters."""
+        return slice(self.weights.stop, self.weights.stop + self.n_out)
+
+    @property
+    def gamma(self):
+        """Slice of batch-norm ``gamma`` in the parameters, or None."""
+        return slice(self.bn_off, self.bn_off + self.n_out) if self.bn_off >= 0 else None
+
+    @property
+    def beta(self):
+        """Slice of batch-norm ``beta`` in the parameters, or None."""
+        return (slice(self.bn_off + self.n_out, self.bn_off + 2 * self.n_out)
+                if self.bn_off >= 0 else None)
+
+    @property
+    def mean(self):
+        """Slice of the running mean in the statistics, or None."""
+        return slice(self.stat_off, self.stat_off + self.n_out) if self.stat_off >= 0 else None
+
+    @property
+    def var(self):
+        """Slice of the running variance in the statistics, or None."""
+        return (slice(self.stat_off + self.n_out, self.stat_off + 2 * self.n_out)
+                if self.stat_off >= 0 else None)
+
+
+def layers(layout):
+    """The rows of a layout table as :class:`Layer` tuples (read by column name)."""
+    return [Layer(*(int(row[c]) for c in (L_IN, L_OUT, L_W, L_ACT, L_BN, L_STAT)))
+            for row in layout]
+
+
+def total_width(layout):
+    """Sum of every layer's output width (activations per sample)."""
+    return int(layout[:, L_OUT].sum())
 
 
 def build_layout(sizes, act_codes, batch_norm=None):
@@ -140,13 +197,15 @@ def build_layout(sizes, act_codes, batch_norm=None):
     """
     n_layers = len(sizes) - 1
     bn = [False] * n_layers if batch_norm is None else list(batch_norm)
-    layout = np.empty((n_layers, 6), dtype=np.int64)
+    layout = np.empty((n_layers, N_LAYOUT), dtype=np.int64)
     off = 0
     stat = 0
     for l in range(n_layers):
         n_in, n_out = sizes[l], sizes[l + 1]
-        bn_off = off + n_out * n_in + n_out if bn[l] else -1
-        layout[l] = (n_in, n_out, off, act_codes[l], bn_off, stat if bn[l] else -1)
+        row = layout[l]
+        row[L_IN], row[L_OUT], row[L_W], row[L_ACT] = n_in, n_out, off, act_codes[l]
+        row[L_BN] = off + n_out * n_in + n_out if bn[l] else -1
+        row[L_STAT] = stat if bn[l] else -1
         off += n_out * n_in + n_out + (2 * n_out if bn[l] else 0)
         stat += 2 * n_out if bn[l] else 0
     return layout, off, stat

@@ -17,7 +17,7 @@ from ._sparse import is_sparse, take_rows
 from ._validate import check_float, check_int, check_sample_weight, check_weight_sum
 from .history import History
 from .schedules import make_schedule, step_rates
-from .spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY
+from .spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, layers
 from .workspace import Snapshot
 
 
@@ -50,8 +50,8 @@ def grad_norms(net, X, y):
     """Euclidean norm of each layer's weight gradient on ``(X, y)``."""
     _, g = net.gradient(X, y)
     norms = []
-    for n_in, n_out, off, *_ in net._layout:
-        norms.append(float(np.linalg.norm(g[off:off + n_in * n_out].astype(np.float64))))
+    for layer in layers(net._layout):
+        norms.append(float(np.linalg.norm(g[layer.weights].astype(np.float64))))
     return norms
 
 

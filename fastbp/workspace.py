@@ -8,6 +8,7 @@ It grows (reallocates) only when a larger batch arrives.
 import numpy as np
 
 from ._kernels.state import Work
+from .spec import L_IN, L_OUT, total_width
 
 
 def aligned_zeros(shape, dtype, align=64):
@@ -21,6 +22,18 @@ def aligned_zeros(shape, dtype, align=64):
     raw = np.zeros(nbytes + align, dtype=np.uint8)
     start = -raw.ctypes.data % align
     return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def work_buffers(layout, dtype, cap, grad, lead=()):
+    """The :class:`Work` bundle for batches of ``cap`` rows, 64-byte aligned.
+
+    ``grad`` (the gradient buffer) is passed in; ``lead``: leading axes of
+    every other buffer (the population's per-thread copies).
+    """
+    width = total_width(layout)
+    z = lambda size: aligned_zeros(tuple(lead) + (size,), dtype)  # noqa: E731
+    return Work(z(cap * width), z(cap * width), z(cap * width), grad, z(cap * width),
+                z(cap * width), z(width), z(2 * width), cap)
 
 
 class Workspace:
@@ -52,19 +65,16 @@ class Workspace:
         cap = max(int(cap), 1)
         if cap <= self.cap:
             return
-        width = int(self.layout[:, 1].sum())
-        z = lambda size: aligned_zeros(size, self.dtype)  # noqa: E731
         self._ybufs = {}
         self.cap = cap
-        self.work = Work(z(cap * width), z(cap * width), z(cap * width), self.grad,
-                         z(cap * width), z(cap * width), z(width), z(2 * width), cap)
+        self.work = work_buffers(self.layout, self.dtype, cap, self.grad)
 
     @property
     def xbuf(self):
         """A ``cap``-row input buffer, allocated on first use (sparse input never needs
         one, and for it a dense ``cap x n_features`` buffer could be huge)."""
         if self._xbuf is None or self._xbuf.shape[0] < self.cap:
-            self._xbuf = aligned_zeros((self.cap, int(self.layout[0, 0])), self.dtype)
+            self._xbuf = aligned_zeros((self.cap, int(self.layout[0, L_IN])), self.dtype)
         return self._xbuf
 
     def sparse_buffers(self, n_weights):
@@ -87,8 +97,8 @@ class Workspace:
 
     def output(self, n):
         """View of the output layer's activations for the last ``n``-row batch."""
-        m = int(self.layout[-1, 1])
-        off = self.cap * int(self.layout[:-1, 1].sum())
+        m = int(self.layout[-1, L_OUT])
+        off = self.cap * total_width(self.layout[:-1])
         return self.work.acts[off:off + n * m].reshape(n, m)
 
     def snapshot(self, net, opt):

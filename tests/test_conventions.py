@@ -53,3 +53,33 @@ def test_planted_violations_are_each_reported(tmp_path):
     # cache=, fastmath= (as an option), fastmath= (as a keyword), the docstring, and the inner
     # njit(lambda) twice (inside a body; a positional argument)
     assert len(errors) == 6
+
+
+def test_layout_and_hyper_read_by_name_outside_kernels(tmp_path):
+    source = '''
+        from .spec import L_IN, L_OUT
+        from .optim import HYPER_SLOTS
+
+        def ok(net, opt, layout):
+            opt.hyper[HYPER_SLOTS["lr"]] = 0.1
+            return layout[0, L_IN], net._layout[-1, L_OUT], layout[:, L_OUT].sum(), layout[2]
+
+        def bad(net, opt, hyper):
+            width = net._layout[:, 1].sum()
+            n_in = net.model.layout[0, 0]
+            last = layout[-1, -1]
+            for n_in, n_out, off, *_ in net._layout:
+                pass
+            rows = [a for a, b, *_ in layout]
+            opt.hyper[2] = 0.5
+            hyper[:, 0] = 1.0
+    '''
+    errors = _violations(tmp_path, source)
+    assert sum("layout column read by number" in e for e in errors) == 3
+    assert sum("unpacked by position" in e for e in errors) == 2
+    assert sum("hyper-parameter slot indexed by number" in e for e in errors) == 2
+    assert len(errors) == 7
+    kernels = tmp_path / "pkg" / "_kernels"
+    kernels.mkdir()
+    (kernels / "k.py").write_text(textwrap.dedent(source))  # kernels index by number freely
+    assert len(check_conventions.check_package(tmp_path / "pkg")) == 7

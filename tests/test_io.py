@@ -22,7 +22,7 @@ import pytest
 
 import fastbp
 from fastbp.io import FORMAT_NAME, FORMAT_VERSION, FormatError, load, save
-from fastbp.optim import RPROP
+from fastbp.optim import HYPER_SLOTS, RPROP
 
 
 def _data(n=37, d=5, k=3, seed=7):
@@ -243,7 +243,7 @@ def test_unsupported_optimizer_is_refused(tmp_path):
     with pytest.raises(TypeError, match="MySGD"):
         save(net, tmp_path / "m")
     net.optimizer = fastbp.SGD(0.1)
-    net.optimizer.hyper[2] = 0.5  # tampered: disagrees with .momentum
+    net.optimizer.hyper[HYPER_SLOTS["momentum"]] = 0.5  # tampered: disagrees with the code
     with pytest.raises(ValueError, match="disagrees"):
         save(net, tmp_path / "m")
     assert os.listdir(tmp_path) == []
@@ -525,11 +525,12 @@ def _mutations():
         ("opt-class", lambda m, a: (dict(m, optimizer=dict(m["optimizer"], **{"class": "eval"})), a),
          r"optimizer class"),
         ("opt-momentum-mismatch", opt("momentum", 0.25), r"disagrees"),
-        ("opt-hyper-mismatch", arr("optimizer.hyper", lambda h: np.where(np.arange(h.size) == 4,
-                                                                          0.5, h)), r"disagrees"),
+        ("opt-hyper-mismatch", arr("optimizer.hyper", lambda h: np.where(
+            np.arange(h.size) == HYPER_SLOTS["beta1"], 0.5, h)), r"disagrees"),
         ("opt-bad-momentum", lambda m, a: (opt("momentum", 2.0)(m, a)[0],
                                            dict(a, **{"optimizer.hyper": np.where(
-                                               np.arange(a["optimizer.hyper"].size) == 2, 2.0,
+                                               np.arange(a["optimizer.hyper"].size)
+                                               == HYPER_SLOTS["momentum"], 2.0,
                                                a["optimizer.hyper"])})),
          r"optimizer settings.*momentum"),
         ("opt-nesterov-int", opt("nesterov", 0), r"nesterov"),
@@ -538,8 +539,8 @@ def _mutations():
         ("opt-missing-attr", drop_opt_attr("l1"), r"missing keys"),
         ("opt-hyper-nan", arr("optimizer.hyper", lambda h: h * np.nan), r"NaN|infinite"),
         ("opt-hyper-short", arr("optimizer.hyper", lambda h: h[:-1]), r"hyper.*shape"),
-        ("opt-negative-lr", arr("optimizer.hyper", lambda h: np.where(np.arange(h.size) == 0,
-                                                                       -1.0, h)),
+        ("opt-negative-lr", arr("optimizer.hyper", lambda h: np.where(
+            np.arange(h.size) == HYPER_SLOTS["lr"], -1.0, h)),
          r"optimizer settings.*lr|learning"),
         ("opt-state-shape", arr("optimizer.state", lambda s: s[:, :-1]), r"optimizer.state.*shape"),
         ("opt-state-dtype", arr("optimizer.state", lambda s: s.astype(np.float32)),

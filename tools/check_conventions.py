@@ -5,6 +5,11 @@
   passes ``jit_options=NAME``, and no ``fastmath=`` appears outside it.
 * No ``njit(...)`` inside a function body (it would defeat ``cache=True``).
 * Every ``@njit`` function has a docstring whose first line says what it does.
+* Outside ``fastbp/_kernels``, the layout table is read by named column only
+  (``layout[l, L_OUT]``, ``spec.layers(layout)``): no numeric column index on
+  a name ending in ``layout`` and no positional unpacking of its rows; the
+  optimizer hyper-parameter array by slot name (``optim.HYPER_SLOTS``, the
+  ``H_*`` constants): no numeric index on a name ending in ``hyper``.
 
 Usage: ``python tools/check_conventions.py [package_dir]``; exit status 1 and
 one line per violation when something is wrong.
@@ -48,11 +53,46 @@ def _check_call(call, where, errors):
                               "from fastbp/_config.py")
 
 
-def check_file(path, rel):
-    """Return the convention violations of one source file."""
+def _is_layout(node, suffix="layout"):
+    """Whether ``node`` is a name or attribute ending in ``suffix`` (a layout table)."""
+    name = node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
+    return isinstance(name, str) and name.lower().endswith(suffix)
+
+
+def _is_number(node):
+    """An integer literal, possibly negated."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        node = node.operand
+    return isinstance(node, ast.Constant) and isinstance(node.value, int)
+
+
+def _check_layout(node, rel, errors):
+    """The layout table is read by named column (``L_IN`` ...), never by number."""
+    where = f"{rel}:{getattr(node, 'lineno', None) or getattr(node.iter, 'lineno', '?')}" \
+        if isinstance(node, (ast.Subscript, ast.For, ast.comprehension)) else rel
+    if isinstance(node, ast.Subscript) and _is_layout(node.value):
+        index = node.slice
+        if isinstance(index, ast.Tuple) and len(index.elts) >= 2 and _is_number(index.elts[1]):
+            errors.append(f"{where}: layout column read by number; use the named columns "
+                          "L_IN, L_OUT, L_W, L_ACT, L_BN, L_STAT from fastbp/spec.py")
+    if isinstance(node, ast.Subscript) and _is_layout(node.value, "hyper"):
+        index = node.slice
+        if _is_number(index.elts[-1] if isinstance(index, ast.Tuple) and index.elts else index):
+            errors.append(f"{where}: hyper-parameter slot indexed by number; use "
+                          "optim.HYPER_SLOTS[name] or the optimizer's attribute")
+    if isinstance(node, (ast.For, ast.comprehension)) and _is_layout(node.iter) \
+            and isinstance(node.target, (ast.Tuple, ast.List)):
+        errors.append(f"{where}: layout rows unpacked by position; use spec.layers(layout) "
+                      "or the named columns from fastbp/spec.py")
+
+
+def check_file(path, rel, kernels=False):
+    """Return the convention violations of one source file (``kernels``: under ``_kernels/``)."""
     errors = []
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in ast.walk(tree):
+        if not kernels:
+            _check_layout(node, rel, errors)
         if isinstance(node, ast.keyword) and node.arg == "fastmath":
             errors.append(f"{rel}:{node.value.lineno}: fastmath= outside fastbp/_config.py")
         if isinstance(node, ast.Call):
@@ -80,7 +120,7 @@ def check_package(root):
         rel = path.relative_to(root.parent).as_posix()
         if rel == f"{root.name}/_config.py":
             continue
-        errors.extend(check_file(path, rel))
+        errors.extend(check_file(path, rel, kernels=rel.startswith(f"{root.name}/_kernels/")))
     return errors
 
 

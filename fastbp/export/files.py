@@ -7,7 +7,7 @@ is untouched and no partial file is left behind.
 
 import os
 
-from ..io import _write_atomic
+from .._npz import write_atomic
 
 
 def check_path(path):
@@ -37,4 +37,4 @@ def check_path(path):
 
 def write_file(path, data):
     """Create or replace ``path`` (checked by :func:`check_path`) with the bytes ``data``."""
-    _write_atomic(path, lambda fh: fh.write(data))
+    write_atomic(path, lambda fh: fh.write(data))
