@@ -51,3 +51,18 @@ JIT_NO_NRT = dict(JIT, _nrt=False)
 #: each weight row is read (and each gradient row written) once per group
 #: rather than once per sample.
 GROUP = 8
+
+#: Networks whose multiply-adds per batch (sum of n_in * n_out over layers,
+#: times the batch size) stay at or below this train on a generated,
+#: shape-specialised epoch kernel (``fastbp/_gen``) when the epoch is one it
+#: covers.  Set from the A/B measurements in ``bench/gen_ab.py``.
+GEN_NET_MACS = 10 ** 9
+
+#: Deepest network (weight layers) given a generated kernel.
+GEN_MAX_LAYERS = 6
+
+#: Networks with at most this many parameters, trained one sample at a time
+#: with an elementwise loss, get a generated kernel that keeps every value in
+#: registers (``fastbp/_gen/registers.py``); its code (and compile time)
+#: grows with the parameter count.
+GEN_REG_PARAMS = 96

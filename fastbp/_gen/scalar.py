@@ -1,0 +1,39 @@
+"""The per-element formulas the generated kernels call, as ordinary compiled functions.
+
+``activations.act``/``dact`` and ``losses.elem_loss``/``elem_grad`` are
+inlined into their callers' Numba IR (``inline="always"``), which re-types
+them at every call site: a generated kernel with a dozen call sites spent
+seconds in type inference.  These wrappers are compiled once per dtype (and
+cached on disk with the rest of fastbp); a kernel calls them with run-time
+codes (``runtime(A0)``), and LLVM inlines them at each call site with the
+code folded to a constant, so the loop bodies end up the same.
+"""
+
+from numba import njit
+
+from .._config import JIT
+from .._kernels.activations import act, dact
+from .._kernels.losses import elem_grad, elem_loss
+
+
+@njit(**JIT)
+def act_of(z, code, alpha):
+    """``activations.act(z, code, alpha)``."""
+    return act(z, code, alpha)
+
+
+@njit(**JIT)
+def dact_of(a, z, code, alpha):
+    """``activations.dact(a, z, code, alpha)``."""
+    return dact(a, z, code, alpha)
+
+
+@njit(**JIT)
+def elem_delta(a, z, t, loss, code, lp, inv):
+    """``(rho(r), inv * rho'(r) f'(z))`` of output ``a = f(z)`` with target ``t``, as in
+    ``losses.loss_delta`` for an elementwise loss and a non-softmax output."""
+    T = type(a)
+    r = a - t
+    g = T(elem_grad(loss, r, lp))
+    g *= dact(a, z, code, 0.0)
+    return elem_loss(loss, r, lp), inv * g
