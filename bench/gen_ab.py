@@ -34,6 +34,11 @@ CASES = [
     ("relu-ce-b16", (16, 32, 32, 5), "relu", "softmax", "cross_entropy", 16),
     ("narrow-b128", (10, 24, 16, 3), "relu", "softmax", "cross_entropy", 128),
     ("narrow-b200", (6, 16, 8, 1), "tanh", "identity", "mse", 200),
+    ("mid-b1", (100, 200, 100, 10), "tanh", "identity", "mse", 1),
+    ("mnist-b1", (784, 256, 128, 10), "relu", "softmax", "cross_entropy", 1),
+    ("digits-b4", (64, 128, 10), "relu", "softmax", "cross_entropy", 4),
+    ("digits-b32", (64, 128, 10), "relu", "softmax", "cross_entropy", 32),
+    ("narrow-b64", (10, 24, 16, 3), "relu", "softmax", "cross_entropy", 64),
 ]
 
 

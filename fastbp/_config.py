@@ -55,8 +55,12 @@ GROUP = 8
 #: Networks whose multiply-adds per batch (sum of n_in * n_out over layers,
 #: times the batch size) stay at or below this train on a generated,
 #: shape-specialised epoch kernel (``fastbp/_gen``) when the epoch is one it
-#: covers.  Set from the A/B measurements in ``bench/gen_ab.py``.
-GEN_NET_MACS = 10 ** 9
+#: covers.  Measured with ``bench/gen_ab.py``: at or below it the generated
+#: kernel ran 1.2-2.7x the generic engine (which takes its flat path there);
+#: above it the generic engine's vectorised products won (0.1-0.8x), since
+#: the generated loop kernel's dot products are serial chains like the
+#: flat path's (fast-math has no ``reassoc``: see FASTMATH).
+GEN_NET_MACS = 32768
 
 #: Deepest network (weight layers) given a generated kernel.
 GEN_MAX_LAYERS = 6
