@@ -77,12 +77,12 @@ def register_kernel(sizes):
         body.append(f"{ind2}if decaying:")
         for j in range(no):
             for k in range(ni):
-                body.append(f"{ind3}{_w(l, j, k)} *= dec")
+                body.append(f"{ind3}{_w(l, j, k)} = decayed_of({_w(l, j, k)}, dec)")
         for j in range(no):
+            body.append(f"{ind2}b{l}_{j} = sgd_of(b{l}_{j}, d{l}_{j}, step)")
             body.append(f"{ind2}g = step * d{l}_{j}")
-            body.append(f"{ind2}b{l}_{j} -= g")
-            for k in range(ni):
-                body.append(f"{ind2}{_w(l, j, k)} -= g * {_in(l, k)}")
+            for k in range(ni):  # the rank-1 term (step d_j) a_k, as in the loop kernel
+                body.append(f"{ind2}{_w(l, j, k)} = sgd_of({_w(l, j, k)}, {_in(l, k)}, g)")
     body += [f"{ind2}epoch_total += total", f"{ind2}done += 1", f"{ind2}steps += 1"]
     return f'''
 

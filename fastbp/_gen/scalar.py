@@ -1,6 +1,6 @@
 """The per-element formulas the generated kernels call, as ordinary compiled functions.
 
-``activations.act``/``dact`` and ``losses.elem_loss``/``elem_grad`` are
+``activations.act``/``dact`` and ``losses.elem_loss``/``elem_grad`` (and ``update``'s steps) are
 inlined into their callers' Numba IR (``inline="always"``), which re-types
 them at every call site: a generated kernel with a dozen call sites spent
 seconds in type inference.  These wrappers are compiled once per dtype (and
@@ -14,6 +14,7 @@ from numba import njit
 from .._config import JIT
 from .._kernels.activations import act, dact
 from .._kernels.losses import elem_grad, elem_loss
+from .._kernels.update import decayed, sgd_step
 
 
 @njit(**JIT)
@@ -37,3 +38,15 @@ def elem_delta(a, z, t, loss, code, lp, inv):
     g = T(elem_grad(loss, r, lp))
     g *= dact(a, z, code, 0.0)
     return elem_loss(loss, r, lp), inv * g
+
+
+@njit(**JIT)
+def sgd_of(x, g, lr):
+    """``update.sgd_step(x, g, lr)``: ``x - lr * g``."""
+    return sgd_step(x, g, lr)
+
+
+@njit(**JIT)
+def decayed_of(x, decay):
+    """``update.decayed(x, decay)``: ``x * decay``."""
+    return decayed(x, decay)

@@ -22,7 +22,7 @@ from .registers import register_kernel
 from ..spec import HUBER, MAE, MSE, P_ALPHA, P_LOSS, QUANTILE, SOFTMAX
 
 #: Version of this template; part of every generated file's name.
-TEMPLATE = 1
+TEMPLATE = 2
 
 _ELEMENTWISE = (MSE, HUBER, MAE, QUANTILE)
 
@@ -36,7 +36,7 @@ import math
 from numba import njit
 
 from fastbp._config import JIT
-from fastbp._gen.scalar import act_of, dact_of, elem_delta
+from fastbp._gen.scalar import act_of, dact_of, decayed_of, elem_delta, sgd_of
 from fastbp._kernels.activations import bias_act
 from fastbp._kernels.forward import block
 from fastbp._kernels.losses import loss_delta, target
@@ -131,14 +131,16 @@ def _backward(l):
     s += f"""
         if dec != T(1.0):
             for q in range(W{l}, B{l}):
-                params[q] *= dec
+                params[q] = decayed_of(params[q], dec)
         {{loop}}{"{row}" if l == 0 else ""}
             d = o{l} + i * NO{l}
             for j in range(NO{l}):
+                # bias: x - step d_j; weights: the rank-1 term (step d_j) a_k as a step
+                # of rate step d_j along a_k (the same product, the same rounding)
+                params[B{l} + j] = sgd_of(params[B{l} + j], deltas[d + j], step)
                 g = step * deltas[d + j]
-                params[B{l} + j] -= g
                 for k in range(NI{l}):
-                    params[W{l} + j * NI{l} + k] -= g * {_inp(l)}
+                    params[W{l} + j * NI{l} + k] = sgd_of(params[W{l} + j * NI{l} + k], {_inp(l)}, g)
 """
     return s
 
