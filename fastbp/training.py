@@ -28,8 +28,8 @@ def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
     (flat or general) chosen here in Python, so a network compiles only the path it
     takes rather than both inside one kernel.  Weighted and per-step-scheduled
     epochs take the general path.  Epochs the generated engine covers run there."""
-    if try_epoch(model, work, loss, X, y, order, batch_size, shuffle, ybuf, opt, hyper, step,
-                 out, sw, lrs):
+    if try_epoch(model, work, loss, X, y, order, batch_size, shuffle, ybuf, opt, hyper, state,
+                 step, out, sw, lrs):
         return
     if sw is None and lrs is None and flat_ok(opt, hyper, model.layout, model.lparams,
                                               batch_size):

@@ -25,7 +25,7 @@ import fastbp
 from fastbp import __version__
 from fastbp._gen import cache, engine
 from fastbp._gen.source import TEMPLATE, source
-from fastbp.optim import SGD, Adam
+from fastbp.optim import RPROP, SGD, Adam, AdamW
 
 N = 37  # not a multiple of any batch below: a ragged last batch
 
@@ -64,7 +64,7 @@ def _fit(case, generated, reg_params=None, epochs=2):
         net = fastbp.MLP(list(sizes), activation=hidden, output=out, loss=loss, dtype=dtype,
                          seed=0)
         hist = net.fit(X, y, epochs=epochs, batch_size=batch, shuffle=shuffle, seed=3,
-                       optimizer=SGD(lr=0.05, weight_decay=wd))
+                       optimizer=wd() if callable(wd) else SGD(lr=0.05, weight_decay=wd))
     finally:
         engine.load = real
         engine.ENABLED, engine.GEN_REG_PARAMS = old
@@ -73,7 +73,8 @@ def _fit(case, generated, reg_params=None, epochs=2):
 
 
 CASES = [
-    # sizes, hidden activations, output, loss, dtype, batch, shuffle, weight decay[, one-hot]
+    # sizes, hidden activations, output, loss, dtype, batch, shuffle, weight decay or an
+    # optimizer factory[, one-hot]
     ((3, 5, 4, 2), ["sigmoid", "tanh"], "identity", "mse", "float64", 1, True, 0.0),
     ((3, 6, 5, 3), ["relu", "leaky_relu"], "softmax", "cross_entropy", "float32", 7, True, 0.0),
     ((4, 5, 4, 2), ["elu", "softplus"], "sigmoid", "binary_cross_entropy", "float64", 5, False,
@@ -82,10 +83,25 @@ CASES = [
     ((2, 9, 6, 1), ["identity", "sigmoid"], "identity", "mse", "float64", 4, True, 0.01),
     ((3, 4, 3), ["tanh"], "softmax", "cross_entropy", "float64", 1, True, 0.0, "onehot"),
     ((5, 8, 8, 8, 4), ["relu", "tanh", "gelu"], "sigmoid", "mse", "float32", 37, True, 0.0),
+    ((3, 6, 2), ["tanh"], "identity", "mse", "float64", 4, True,
+     lambda: SGD(lr=0.05, momentum=0.9, weight_decay=0.01)),
+    ((3, 6, 3), ["relu"], "softmax", "cross_entropy", "float32", 1, False,
+     lambda: SGD(lr=0.05, momentum=0.8, nesterov=True, l1=0.001)),
+    ((3, 6, 2), ["sigmoid"], "identity", "mse", "float64", 6, True,
+     lambda: SGD(lr=0.05, l1=0.01)),
+    ((3, 5, 4, 2), ["elu", "tanh"], "identity", "mse", "float64", 5, True,
+     lambda: Adam(lr=0.01, weight_decay=0.01)),
+    ((3, 5, 2), ["relu"], "sigmoid", "binary_cross_entropy", "float32", 1, True,
+     lambda: AdamW(lr=0.01, weight_decay=0.1)),
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(map(str, c[0])) + f"-{c[3]}")
+def _id(case):
+    opt = "" if not callable(case[7]) else "-" + type(case[7]()).__name__.lower()
+    return "-".join(map(str, case[0])) + f"-{case[3]}-b{case[5]}{opt}"
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
 def test_matches_generic_engine(case):
     gen, hgen, calls = _fit(case, True)
     ref, href, none = _fit(case, False)
@@ -161,8 +177,8 @@ def test_divergence_is_caught():
             engine.ENABLED = True
 
 
-@pytest.mark.parametrize("what", ["momentum", "adam", "l1", "clip", "dropout", "batch_norm",
-                                  "sample_weight", "step_schedule", "disabled", "big"])
+@pytest.mark.parametrize("what", ["rprop", "clip", "dropout", "batch_norm", "sample_weight",
+                                  "step_schedule", "disabled", "big"])
 def test_uncovered_epochs_take_the_generic_engine(what, monkeypatch):
     calls = []
     monkeypatch.setattr(engine, "load", lambda key: calls.append(key))
@@ -170,12 +186,8 @@ def test_uncovered_epochs_take_the_generic_engine(what, monkeypatch):
     net_kw = {}
     sizes = [3, 4, 2]
     opt = SGD(lr=0.01)
-    if what == "momentum":
-        opt = SGD(lr=0.01, momentum=0.9)
-    elif what == "adam":
-        opt = Adam(lr=0.01)
-    elif what == "l1":
-        opt = SGD(lr=0.01, l1=0.01)
+    if what == "rprop":
+        opt = RPROP()
     elif what == "clip":
         opt = SGD(lr=0.01, clip_norm=1.0)
     elif what == "dropout":
@@ -253,7 +265,9 @@ def test_corrupt_or_partial_file_is_replaced_not_imported(gen_dir, bad):
 
 
 def test_source_is_valid_python_for_every_mode():
-    for key in (KEY, KEY[:5] + (False,), ((4, 3, 3), (3, 8), 1, "sgd", False, False)):
+    for key in (KEY, KEY[:5] + (False,), ((4, 3, 3), (3, 8), 1, "sgd", False, False),
+                ((4, 3, 3), (3, 8), 1, "momentum", True, False),
+                ((4, 3, 3), (3, 8), 1, "adamw", False, False)):
         compile(source(key), "<generated>", "exec")
     with pytest.raises(ValueError, match="optimizer"):
-        source(((2, 3, 1), (1, 0), 0, "adam", True, False))
+        source(((2, 3, 1), (1, 0), 0, "rprop", True, False))

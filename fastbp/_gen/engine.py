@@ -5,8 +5,8 @@ epoch on the network's generated kernel and returns True, or returns False
 (nothing done) when the epoch is not one the generated engine covers, and
 the generic engine runs it.
 
-Covered: dense input, plain SGD (weight decay allowed; no L1, no clipping),
-no dropout, no batch norm, no sample weights, no per-step learning rates,
+Covered: dense input; SGD (with weight decay and L1, plain or with
+momentum / Nesterov), Adam and AdamW, without gradient clipping; no dropout, no batch norm, no sample weights, no per-step learning rates,
 any activation and loss, float32 and float64, any batch size and shuffle
 setting -- for networks whose multiply-adds per batch stay at or below
 ``_config.GEN_NET_MACS`` (above it the BLAS products of the generic engine
@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from .._config import GEN_MAX_LAYERS, GEN_NET_MACS, GEN_REG_PARAMS
-from .._kernels.update import H_L1, H_CLIP, H_LR, H_WD, SGD
+from .._kernels.update import ADAM, ADAMW, H_CLIP, H_L1, MOMENTUM, SGD
 from ..spec import L_ACT, L_BN, L_IN, L_OUT, P_DROP
 from .cache import load
 from .source import register_ok
@@ -32,11 +32,21 @@ ENABLED = os.environ.get("FASTBP_GENERATED", "1") != "0"
 _KEYS = {}
 
 
+def opt_kind(opt, hyper):
+    """The generated kernels' name of an optimizer setting, or None when not covered."""
+    if hyper[H_CLIP] != 0.0:
+        return None
+    if opt == SGD:
+        return "sgd" if hyper[H_L1] == 0.0 else "sgd-l1"
+    return {MOMENTUM: "momentum", ADAM: "adam", ADAMW: "adamw"}.get(int(opt))
+
+
 def kernel_key(layout, lparams, loss, opt, hyper, batch_size):
     """The generated kernel's key for this epoch, or None when it is not covered."""
-    if opt != SGD or hyper[H_L1] != 0.0 or hyper[H_CLIP] != 0.0:
+    kind = opt_kind(opt, hyper)
+    if kind is None:
         return None
-    ck = (layout.tobytes(), lparams[:, P_DROP].tobytes(), int(loss), batch_size == 1)
+    ck = (layout.tobytes(), lparams[:, P_DROP].tobytes(), int(loss), kind, batch_size == 1)
     key = _KEYS.get(ck, 0)
     if key == 0:
         key = None
@@ -47,9 +57,9 @@ def kernel_key(layout, lparams, loss, opt, hyper, batch_size):
             sizes = (int(layout[0, L_IN]),) + tuple(int(m) for m in layout[:, L_OUT])
             acts = tuple(int(a) for a in layout[:, L_ACT])
             n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
-            regs = (batch_size == 1 and n_params <= GEN_REG_PARAMS
+            regs = (kind == "sgd" and batch_size == 1 and n_params <= GEN_REG_PARAMS
                     and register_ok(int(loss), acts[-1]))
-            key = (sizes, acts, int(loss), "sgd", batch_size == 1, regs), macs
+            key = (sizes, acts, int(loss), kind, batch_size == 1, regs), macs
         if len(_KEYS) > 256:
             _KEYS.clear()
         _KEYS[ck] = key
@@ -58,8 +68,8 @@ def kernel_key(layout, lparams, loss, opt, hyper, batch_size):
     return key[0]
 
 
-def try_epoch(model, work, loss, X, y, order, batch_size, shuffle, ybuf, opt, hyper, step,
-              out, sw=None, lrs=None):
+def try_epoch(model, work, loss, X, y, order, batch_size, shuffle, ybuf, opt, hyper, state,
+              step, out, sw=None, lrs=None):
     """Run the epoch on a generated kernel and return True, or return False (nothing run)."""
     if not ENABLED or sw is not None or lrs is not None or not isinstance(X, np.ndarray):
         return False
@@ -69,10 +79,9 @@ def try_epoch(model, work, loss, X, y, order, batch_size, shuffle, ybuf, opt, hy
     key = kernel_key(model.layout, model.lparams, loss, opt, hyper, batch_size)
     if key is None:
         return False
-    lr = float(hyper[H_LR])
     steps = load(key).epoch(model.params, model.lparams, X, y, order, batch_size, bool(shuffle),
-                            work.acts, work.pre, work.deltas, ybuf, work.cap, lr,
-                            1.0 - lr * float(hyper[H_WD]), out)
+                            work.acts, work.pre, work.deltas, ybuf, work.cap, hyper, work.grad,
+                            state, int(step[0]), out)
     step[0] += steps
     model.counter[0] += steps
     return True

@@ -88,15 +88,16 @@ def register_kernel(sizes):
 
 @njit(**JIT)
 def epoch(params, lparams, X, y, order, batch_size, shuffle, acts, pre, deltas, ybuf, cap,
-          lr, decay, out):
+          hyper, grad, state, t0, out):
     """One plain-SGD epoch, batch 1, every value in a local; returns the steps taken.
 
     As ``fastbp._kernels.small.small_epoch`` (``acts``, ``pre``, ``deltas``,
-    ``ybuf`` and ``cap`` are unused: nothing leaves registers).
+    ``ybuf``, ``cap``, ``grad``, ``state`` and ``t0`` are unused: nothing
+    leaves registers).
     """
     T = params.dtype.type
-    step = T(lr)
-    dec = T(decay)
+    step = T(hyper[H_LR])
+    dec = T(decay_of(hyper[H_LR], hyper[H_WD]))
     decaying = dec != T(1.0)
     zero = T(0.0)
     one = T(1.0)

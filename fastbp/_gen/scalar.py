@@ -14,7 +14,8 @@ from numba import njit
 from .._config import JIT
 from .._kernels.activations import act, dact
 from .._kernels.losses import elem_grad, elem_loss
-from .._kernels.update import decayed, sgd_step
+from .._kernels.update import (adam_factors, adam_step, decay_factor, decayed, momentum_step,
+                              reg_grad, sgd_step)
 
 
 @njit(**JIT)
@@ -50,3 +51,33 @@ def sgd_of(x, g, lr):
 def decayed_of(x, decay):
     """``update.decayed(x, decay)``: ``x * decay``."""
     return decayed(x, decay)
+
+
+@njit(**JIT)
+def reg_of(x, g, wd, l1):
+    """``update.reg_grad(x, g, wd, l1)``: ``g`` plus the L2 and L1 terms of weight ``x``."""
+    return reg_grad(x, g, wd, l1)
+
+
+@njit(**JIT)
+def momentum_of(x, g, v, lr, mu, nesterov):
+    """``update.momentum_step(x, g, v, lr, mu, nesterov)``."""
+    return momentum_step(x, g, v, lr, mu, nesterov)
+
+
+@njit(**JIT)
+def adam_of(x, g, m, v, a, b, b1, b2, eps):
+    """``update.adam_step(x, g, m, v, a, b, b1, b2, eps)``."""
+    return adam_step(x, g, m, v, a, b, b1, b2, eps)
+
+
+@njit(**JIT)
+def factors_of(lr, b1, b2, t):
+    """``update.adam_factors(lr, b1, b2, t)``."""
+    return adam_factors(lr, b1, b2, t)
+
+
+@njit(**JIT)
+def decay_of(lr, wd):
+    """``update.decay_factor(lr, wd)``."""
+    return decay_factor(lr, wd)
