@@ -6,7 +6,8 @@ epoch on the network's generated kernel and returns True, or returns False
 the generic engine runs it.
 
 Covered: dense input; SGD (with weight decay and L1, plain or with
-momentum / Nesterov), Adam and AdamW, without gradient clipping; no dropout, no batch norm, no sample weights, no per-step learning rates,
+momentum / Nesterov), Adam and AdamW, without gradient clipping; no dropout,
+no batch norm, no sample weights, no per-step learning rates,
 any activation and loss, float32 and float64, any batch size and shuffle
 setting -- for networks whose multiply-adds per batch stay at or below
 ``_config.GEN_NET_MACS`` (above it the BLAS products of the generic engine

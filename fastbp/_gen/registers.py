@@ -62,7 +62,8 @@ def register_kernel(sizes):
     body.append(f"{ind2}total = 0.0")
     for k in range(sizes[-1]):
         body.append(f"{ind2}e, d{last}_{k} = elem_delta(a{last}_{k}, z{last}_{k}, "
-                    f"target(y, r, {k}, False), runtime(LOSS), runtime(A{last}), lp, one)")
+                    f"target(y, r, runtime({k}), runtime(False)), runtime(LOSS), "
+                    f"runtime(A{last}), lp, one)")
         body.append(f"{ind2}total += e")
     body.append(f"{ind2}if not math.isfinite(total):")
     body.append(_store(sizes, ind3).rstrip("\n"))

@@ -22,7 +22,7 @@ from .registers import register_kernel
 from ..spec import HUBER, MAE, MSE, P_ALPHA, P_LOSS, QUANTILE, SOFTMAX
 
 #: Version of this template; part of every generated file's name.
-TEMPLATE = 3
+TEMPLATE = 4
 
 _ELEMENTWISE = (MSE, HUBER, MAE, QUANTILE)
 
@@ -87,8 +87,8 @@ def _forward(l, soft):
 """
     if soft:
         s += f"                acts[o{l} + i * NO{l} + j] = s\n"
-        s += (f"        bias_act(block(acts, o{l}, n, NO{l}), params, runtime(A{l}), 0.0, "
-              f"block(pre, o{l}, n, NO{l}), runtime(False), runtime(False))\n")
+        s += (f"        bias_act(block(acts, o{l}, n, runtime(NO{l})), params, runtime(A{l}), 0.0, "
+              f"block(pre, o{l}, n, runtime(NO{l})), runtime(False), runtime(False))\n")
     else:
         s += f"                acts[o{l} + i * NO{l} + j] = act_of(s, runtime(A{l}), al{l})\n"
     return s
@@ -101,8 +101,8 @@ def _loss(last, elementwise):
         {{loop}}{{row}}
             o = o{last} + i * NO{last}
             for k in range(NO{last}):
-                e, g = elem_delta(acts[o + k], pre[o + k], target(y, r, k, False), runtime(LOSS),
-                                  runtime(A{last}), lp, inv)
+                e, g = elem_delta(acts[o + k], pre[o + k], target(y, r, k, runtime(False)),
+                                  runtime(LOSS), runtime(A{last}), lp, inv)
                 total += e
                 deltas[o + k] = g
 """
@@ -113,9 +113,10 @@ def _loss(last, elementwise):
             yb = ybuf[:n]
         else:
             yb = y[start:start + n]
-        total = loss_delta(block(acts, o{last}, n, NO{last}), block(pre, o{last}, n, NO{last}),
-                           yb, runtime(LOSS), runtime(A{last}), 1.0 / n,
-                           block(deltas, o{last}, n, NO{last}), runtime(True), lp)
+        m = runtime(NO{last})
+        total = loss_delta(block(acts, o{last}, n, m), block(pre, o{last}, n, m), yb,
+                           runtime(LOSS), runtime(A{last}), 1.0 / n,
+                           block(deltas, o{last}, n, m), runtime(True), lp)
 """
 
 
@@ -152,7 +153,8 @@ def _fused_sgd(l):
                 params[B{l} + j] = sgd_of(params[B{l} + j], deltas[d + j], step)
                 g = step * deltas[d + j]
                 for k in range(NI{l}):
-                    params[W{l} + j * NI{l} + k] = sgd_of(params[W{l} + j * NI{l} + k], {_inp(l)}, g)
+                    q = W{l} + j * NI{l} + k
+                    params[q] = sgd_of(params[q], {_inp(l)}, g)
 """
 
 
@@ -282,7 +284,7 @@ def epoch(params, lparams, X, y, order, batch_size, shuffle, acts, pre, deltas, 
     done = 0
     steps = 0
     for start in range(0, N, batch_size):
-        n = {"1" if batch1 else "min(batch_size, N - start)"}{batch1_head}{_per_step(opt)}
+        n = {"runtime(1)" if batch1 else "min(batch_size, N - start)"}{batch1_head}{_per_step(opt)}
         inv = T(1.0 / n)
 {body}
         epoch_total += total
