@@ -9,8 +9,8 @@ one untimed warm-up epoch each, then ``--repeats`` timed epochs; the table
 gives samples/s (median epoch) of both and their ratio, and the first-call
 time of the generated kernel (its compile, when not in the cache).  Because
 the two run interleaved in one process, the ratio holds up on a busy
-machine better than absolute figures do.  plain SGD, float32, no shuffle,
-as ``bench/compare.py``.
+machine better than absolute figures do.  float32, no shuffle, plain SGD
+as ``bench/compare.py`` (or ``--optimizer momentum|adam``).
 """
 
 import argparse
@@ -65,7 +65,12 @@ def _data(sizes, loss, n, rng):
     return X, y
 
 
-def run(case, repeats, budget):
+def _opt(name):
+    return {"sgd": lambda: fastbp.SGD(lr=0.001), "momentum": lambda: fastbp.SGD(
+        lr=0.001, momentum=0.9), "adam": lambda: fastbp.Adam(lr=0.001)}[name]()
+
+
+def run(case, repeats, budget, optimizer="sgd"):
     name, sizes, act, out, loss, batch = case
     rng = np.random.default_rng(0)
     macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
@@ -78,17 +83,20 @@ def run(case, repeats, budget):
         net = fastbp.MLP(list(sizes), activation=act, output=out, loss=loss, dtype="float32",
                          seed=0)
         t = time.perf_counter()
-        net.fit(X[:batch], y[:batch], epochs=1, batch_size=batch, lr=0.01, shuffle=False)
+        net.fit(X[:batch], y[:batch], epochs=1, batch_size=batch, optimizer=_opt(optimizer),
+                shuffle=False)
         if on:
             first = time.perf_counter() - t
-        net.fit(X, y, epochs=1, batch_size=batch, lr=0.001, shuffle=False)
-        nets[on] = net
+        opt = _opt(optimizer)
+        net.fit(X, y, epochs=1, batch_size=batch, optimizer=opt, shuffle=False)
+        nets[on] = net, opt
     times = {True: [], False: []}
     for _ in range(repeats):
         for on in (True, False):
             engine.ENABLED = on
             t = time.perf_counter()
-            nets[on].fit(X, y, epochs=1, batch_size=batch, lr=0.001, shuffle=False)
+            net, opt = nets[on]
+            net.fit(X, y, epochs=1, batch_size=batch, optimizer=opt, shuffle=False)
             times[on].append(time.perf_counter() - t)
     engine.ENABLED = True
     gen = n / statistics.median(times[True])
@@ -103,6 +111,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--budget", type=float, default=0.2, help="about this many s per epoch")
     ap.add_argument("--cases", default="", help="comma-separated names of built-in cases")
+    ap.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"])
     args = ap.parse_args()
     cases = [c for c in CASES if not args.cases or c[0] in args.cases.split(",")]
     if args.random:
@@ -112,7 +121,8 @@ def main():
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
     for case in cases:
         name, sizes, act, loss, batch, macs, gen, old, first = run(case, args.repeats,
-                                                                    args.budget)
+                                                                    args.budget,
+                                                                    args.optimizer)
         print(f"| {name} | {'-'.join(map(str, sizes))} | {act} | {loss} | {batch} | {macs} | "
               f"{gen:,.0f} | {old:,.0f} | {gen / old:.2f} | {first:.2f} |", flush=True)
 

@@ -62,6 +62,13 @@ GROUP = 8
 #: flat path's (fast-math has no ``reassoc``: see FASTMATH).
 GEN_NET_MACS = 32768
 
+#: The same bound for the optimizers that need the batch gradient (momentum,
+#: Adam, AdamW, SGD with L1), where the alternative is the generic engine's
+#: vectorised products rather than the flat path: measured with
+#: ``bench/gen_ab.py --optimizer momentum|adam``, the generated kernel ran
+#: 6-9x at 24 multiply-adds per batch, 0.9-2.3x at 832 and 0.3-0.6x at 20k.
+GEN_STATE_MACS = 512
+
 #: Deepest network (weight layers) given a generated kernel.
 GEN_MAX_LAYERS = 6
 

@@ -10,9 +10,12 @@ momentum / Nesterov), Adam and AdamW, without gradient clipping; no dropout,
 no batch norm, no sample weights, no per-step learning rates,
 any activation and loss, float32 and float64, any batch size and shuffle
 setting -- for networks whose multiply-adds per batch stay at or below
-``_config.GEN_NET_MACS`` (above it the BLAS products of the generic engine
-win) and with at most ``GEN_MAX_LAYERS`` weight layers (the kernel's code,
-hence its compile time, grows with the depth).
+``_config.GEN_NET_MACS`` for plain SGD (where the generic engine would take
+its flat path, whose results the generated kernel reproduces bit for bit) or
+``_config.GEN_STATE_MACS`` for the other optimizers (above them the generic
+engine's vectorised products win), and with at most ``GEN_MAX_LAYERS``
+weight layers (the kernel's code, hence its compile time, grows with the
+depth).
 
 ``FASTBP_GENERATED=0`` in the environment (read at import) or
 ``engine.ENABLED = False`` switches the engine off.
@@ -22,7 +25,7 @@ import os
 
 import numpy as np
 
-from .._config import GEN_MAX_LAYERS, GEN_NET_MACS, GEN_REG_PARAMS
+from .._config import GEN_MAX_LAYERS, GEN_NET_MACS, GEN_REG_PARAMS, GEN_STATE_MACS
 from .._kernels.update import ADAM, ADAMW, H_CLIP, H_L1, MOMENTUM, SGD
 from ..spec import L_ACT, L_BN, L_IN, L_OUT, P_DROP
 from .cache import load
@@ -64,7 +67,8 @@ def kernel_key(layout, lparams, loss, opt, hyper, batch_size):
         if len(_KEYS) > 256:
             _KEYS.clear()
         _KEYS[ck] = key
-    if key is None or key[1] * batch_size > GEN_NET_MACS:
+    bound = GEN_NET_MACS if kind == "sgd" else GEN_STATE_MACS
+    if key is None or key[1] * batch_size > bound:
         return None
     return key[0]
 
@@ -74,9 +78,11 @@ def try_epoch(model, work, loss, X, y, order, batch_size, shuffle, ybuf, opt, hy
     """Run the epoch on a generated kernel and return True, or return False (nothing run)."""
     if not ENABLED or sw is not None or lrs is not None or not isinstance(X, np.ndarray):
         return False
-    batch_size = min(int(batch_size), X.shape[0])
-    if batch_size < 1 or work.cap < batch_size:
+    batch_size = int(batch_size)
+    if X.shape[0] < 1 or batch_size < 1 or work.cap < min(batch_size, X.shape[0]):
         return False
+    # the size test uses the batch size as given, as the flat path's test does (so plain
+    # SGD runs here exactly where it ran on the flat path, with the same results)
     key = kernel_key(model.layout, model.lparams, loss, opt, hyper, batch_size)
     if key is None:
         return False
