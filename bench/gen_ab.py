@@ -112,7 +112,12 @@ def main():
     ap.add_argument("--budget", type=float, default=0.2, help="about this many s per epoch")
     ap.add_argument("--cases", default="", help="comma-separated names of built-in cases")
     ap.add_argument("--optimizer", default="sgd", choices=["sgd", "momentum", "adam"])
+    ap.add_argument("--gen-macs", type=int, default=None,
+                    help="override _config.GEN_NET_MACS (plain SGD's size bound) to measure "
+                         "beyond it")
     args = ap.parse_args()
+    if args.gen_macs is not None:
+        engine.GEN_NET_MACS = args.gen_macs
     cases = [c for c in CASES if not args.cases or c[0] in args.cases.split(",")]
     if args.random:
         cases = random_cases(args.random, args.seed)
