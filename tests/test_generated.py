@@ -287,6 +287,17 @@ def test_corrupt_or_partial_file_is_replaced_not_imported(gen_dir, bad):
         assert f.read() == text
 
 
+def test_unwritable_folder_falls_back_to_the_generic_engine(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTBP_GEN_DIR", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("not a folder")
+    monkeypatch.setattr(cache, "_MODULES", {})
+    engine._KEYS.clear()
+    X, y = _data((3, 4, 2), "mse", "float64")
+    net = fastbp.MLP([3, 4, 2], activation="tanh", seed=0)
+    net.fit(X, y, epochs=1, batch_size=1, lr=0.01)  # runs (on the flat path)
+    assert cache._MODULES == {}
+
+
 def test_source_is_valid_python_for_every_mode():
     for key in (KEY, KEY[:5] + (False,), ((4, 3, 3), (3, 8), 1, "sgd", False, False),
                 ((4, 3, 3), (3, 8), 1, "momentum", True, False),

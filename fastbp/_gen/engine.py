@@ -86,9 +86,13 @@ def try_epoch(model, work, loss, X, y, order, batch_size, shuffle, ybuf, opt, hy
     key = kernel_key(model.layout, model.lparams, loss, opt, hyper, batch_size)
     if key is None:
         return False
-    steps = load(key).epoch(model.params, model.lparams, X, y, order, batch_size, bool(shuffle),
-                            work.acts, work.pre, work.deltas, ybuf, work.cap, hyper, work.grad,
-                            state, int(step[0]), out)
+    try:
+        mod = load(key)
+    except OSError:  # no writable folder for the generated file: the generic engine serves
+        return False
+    steps = mod.epoch(model.params, model.lparams, X, y, order, batch_size, bool(shuffle),
+                      work.acts, work.pre, work.deltas, ybuf, work.cap, hyper, work.grad, state,
+                      int(step[0]), out)
     step[0] += steps
     model.counter[0] += steps
     return True
