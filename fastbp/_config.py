@@ -56,10 +56,11 @@ GROUP = 8
 #: times the batch size) stay at or below this train on a generated,
 #: shape-specialised epoch kernel (``fastbp/_gen``) when the epoch is one it
 #: covers.  Measured with ``bench/gen_ab.py``: at or below it the generated
-#: kernel ran 1.2-2.7x the generic engine (which takes its flat path there);
-#: above it the generic engine's vectorised products won (0.1-0.8x), since
-#: the generated loop kernel's dot products are serial chains like the
-#: flat path's (fast-math has no ``reassoc``: see FASTMATH).
+#: kernel ran 1.2-3.2x the generic engine (which takes its flat path there,
+#: with results the generated kernel reproduces bit for bit); above it the
+#: generic engine's BLAS / matmul products won (0.5-0.8x with the bound
+#: lifted), the generated kernel's sums being serial chains in the flat
+#: path's order (fast-math has no ``reassoc``: see FASTMATH).
 GEN_NET_MACS = 32768
 
 #: The same bound for the optimizers that need the batch gradient (momentum,
