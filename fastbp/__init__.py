@@ -6,6 +6,8 @@ Main entry points: :class:`MLP`; optimizers :class:`SGD`, :class:`Adam`,
 ``@njit``-callable API in :mod:`fastbp.jit`.
 """
 
+__version__ = "0.1.0"  # first: submodules (the generated-kernel cache) read it
+
 from . import callbacks, export
 from .history import History
 from .io import load, save
@@ -16,4 +18,3 @@ from .threads import threads
 
 __all__ = ["MLP", "History", "DivergenceError", "SGD", "Adam", "AdamW", "RPROP",
            "Population", "threads", "load", "save", "callbacks", "export"]
-__version__ = "0.1.0"

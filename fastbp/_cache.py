@@ -24,7 +24,7 @@ _MARKERS = (b"njit", b"overload", b"intrinsic")
 def kernel_sources():
     """The fastbp source files whose contents compiled kernels depend on, sorted."""
     files = set(_PACKAGE.glob("_kernels/*.py"))
-    for path in _PACKAGE.glob("*.py"):
+    for path in _PACKAGE.rglob("*.py"):
         if path.name in _ALWAYS or any(m in path.read_bytes() for m in _MARKERS):
             files.add(path)
     return sorted(files)

@@ -52,6 +52,33 @@ JIT_NO_NRT = dict(JIT, _nrt=False)
 #: rather than once per sample.
 GROUP = 8
 
+#: Networks whose multiply-adds per batch (sum of n_in * n_out over layers,
+#: times the batch size) stay at or below this train on a generated,
+#: shape-specialised epoch kernel (``fastbp/_gen``) when the epoch is one it
+#: covers.  Measured with ``bench/gen_ab.py``: at or below it the generated
+#: kernel ran 1.2-3.2x the generic engine (which takes its flat path there,
+#: with results the generated kernel reproduces bit for bit); above it the
+#: generic engine's BLAS / matmul products won (0.5-0.8x with the bound
+#: lifted), the generated kernel's sums being serial chains in the flat
+#: path's order (fast-math has no ``reassoc``: see FASTMATH).
+GEN_NET_MACS = 32768
+
+#: The same bound for the optimizers that need the batch gradient (momentum,
+#: Adam, AdamW, SGD with L1), where the alternative is the generic engine's
+#: vectorised products rather than the flat path: measured with
+#: ``bench/gen_ab.py --optimizer momentum|adam``, the generated kernel ran
+#: 6-9x at 24 multiply-adds per batch, 0.9-2.3x at 832 and 0.3-0.6x at 20k.
+GEN_STATE_MACS = 512
+
+#: Deepest network (weight layers) given a generated kernel.
+GEN_MAX_LAYERS = 6
+
+#: Networks with at most this many parameters, trained one sample at a time
+#: with an elementwise loss, get a generated kernel that keeps every value in
+#: registers (``fastbp/_gen/registers.py``); its code (and compile time)
+#: grows with the parameter count.
+GEN_REG_PARAMS = 96
+
 # Stamp fastbp's cached kernels with a hash over all kernel sources (not just
 # the defining file), so an edit or upgrade of a callee never loads stale code.
 from . import _cache  # noqa: E402

@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from ._gen.engine import try_epoch
 from ._kernels.sparse_train import sparse_epoch
 from ._kernels.train import batch_epoch, flat_epoch, flat_ok
 from ._kernels.update import fused_sgd
@@ -26,7 +27,10 @@ def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
     """One epoch's kernel call, as ``_kernels.train.train_epoch`` but with the path
     (flat or general) chosen here in Python, so a network compiles only the path it
     takes rather than both inside one kernel.  Weighted and per-step-scheduled
-    epochs take the general path."""
+    epochs take the general path.  Epochs the generated engine covers run there."""
+    if try_epoch(model, work, loss, X, y, order, batch_size, shuffle, ybuf, opt, hyper, state,
+                 step, out, sw, lrs):
+        return
     if sw is None and lrs is None and flat_ok(opt, hyper, model.layout, model.lparams,
                                               batch_size):
         flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out)

@@ -16,21 +16,121 @@ import math
 
 from numba import njit
 
-from .._config import JIT
-from ..spec import L_IN, L_OUT, L_W
+from .._config import JIT, JIT_INLINE
+from .layout import weight_range
 
 SGD, MOMENTUM, ADAM, ADAMW, RPROP = range(5)
 (H_LR, H_WD, H_MOMENTUM, H_NESTEROV, H_BETA1, H_BETA2, H_EPS, H_L1, H_CLIP,
  H_ETA_PLUS, H_ETA_MINUS, H_DELTA_MIN, H_DELTA_MAX) = range(13)
 N_HYPER = 13
 
+#: Added to the gradient norm before dividing by it (clipping a zero gradient).
+_CLIP_EPS = 1e-12
 
-@njit(**JIT)
-def _span(layout, l, n_params):
-    """``(start, end_of_weights, end)`` of layer ``l``'s parameters."""
-    w = layout[l, L_W]
-    end = layout[l + 1, L_W] if l + 1 < layout.shape[0] else n_params
-    return w, w + layout[l, L_IN] * layout[l, L_OUT], end
+
+# ------------------------------------------------------------ per-element steps
+# Every engine (this file's whole-buffer updates, the fused SGD of
+# ``backward``/``small``, the lane engine) is a loop around these.  Arguments
+# are scalars of the parameter dtype (the caller converts hyper-parameters
+# once); the operation order is part of the definition (bit-exact results).
+
+@njit(**JIT_INLINE)
+def sign(x):
+    """-1, 0 or 1 (of ``x``'s type) as ``x`` is negative, zero or positive."""
+    T = type(x)
+    return T(1.0) if x > 0 else (T(-1.0) if x < 0 else T(0.0))
+
+
+@njit(**JIT_INLINE)
+def reg_grad(x, g, wd, l1):
+    """Gradient ``g`` of weight ``x`` plus its L2 (``wd``) and L1 (``l1``) terms."""
+    return g + (wd * x + l1 * sign(x))
+
+
+@njit(**JIT_INLINE)
+def decay_factor(lr, wd):
+    """Weight multiplier of one step of L2 decay ``wd`` at rate ``lr`` (float64)."""
+    return 1.0 - lr * wd
+
+
+@njit(**JIT_INLINE)
+def decayed(x, decay):
+    """Weight ``x`` shrunk by the factor ``decay`` (``decay_factor``; AdamW's decoupled decay)."""
+    return x * decay
+
+
+@njit(**JIT_INLINE)
+def sgd_step(x, g, lr):
+    """``x - lr * g``: one gradient-descent step."""
+    return x - lr * g
+
+
+@njit(**JIT_INLINE)
+def sgd_decay_step(x, g, lr, decay):
+    """SGD with L2 folded into ``decay = decay_factor(lr, wd)``: ``decay * x - lr * g``."""
+    return sgd_step(decayed(x, decay), g, lr)
+
+
+@njit(**JIT_INLINE)
+def momentum_step(x, g, v, lr, mu, nesterov):
+    """``(x', v')``: ``v' = mu v + g``; ``x' = x - lr (g + mu v')`` (Nesterov) or ``x - lr v'``."""
+    v = mu * v + g
+    if nesterov:
+        return x - lr * (g + mu * v), v
+    return x - lr * v, v
+
+
+@njit(**JIT_INLINE)
+def adam_factors(lr, b1, b2, t):
+    """``(a, b)`` of ``adam_step`` at step ``t`` (1-based): ``lr / (1 - b1^t)``, ``1 / sqrt(1 - b2^t)``."""
+    return lr / (1.0 - b1 ** t), 1.0 / math.sqrt(1.0 - b2 ** t)
+
+
+@njit(**JIT_INLINE)
+def adam_step(x, g, m, v, a, b, b1, b2, eps):
+    """``(x', m', v')`` of bias-corrected Adam.
+
+    ``m' = b1 m + (1 - b1) g``, ``v' = b2 v + (1 - b2) g^2``,
+    ``x' = x - a m' / (sqrt(v') b + eps)`` with the bias corrections folded
+    into ``(a, b) = adam_factors(lr, b1, b2, t)``, i.e. ``a = lr / (1 - b1^t)``
+    and ``b = 1 / sqrt(1 - b2^t)`` (computed in float64, then converted).
+    """
+    T = type(x)
+    m = b1 * m + (T(1.0) - b1) * g
+    v = b2 * v + (T(1.0) - b2) * g * g
+    return x - a * m / (math.sqrt(v) * b + eps), m, v
+
+
+@njit(**JIT_INLINE)
+def rprop_step(x, g, gprev, d, eta_plus, eta_minus, dmin, dmax):
+    """``(x', g_stored, d')`` of iRPROP-.
+
+    The step ``d`` grows (``eta_plus``, at most ``dmax``) while the gradient
+    keeps its sign and shrinks (``eta_minus``, at least ``dmin``) when it
+    flips, in which case the gradient is stored as 0 and no step is taken;
+    ``x`` moves by ``d`` against the gradient's sign.
+    """
+    T = type(x)
+    s = gprev * g
+    if s > T(0.0):
+        d = min(d * eta_plus, dmax)
+    elif s < T(0.0):
+        d = max(d * eta_minus, dmin)
+        g = T(0.0)
+    if g > T(0.0):
+        x -= d
+    elif g < T(0.0):
+        x += d
+    return x, g, d
+
+
+@njit(**JIT_INLINE)
+def clip_scale(norm, max_norm):
+    """Gradient multiplier that brings a norm ``norm`` down to ``max_norm`` (1 when it is
+    within, or when ``max_norm <= 0``: no clipping)."""
+    if max_norm > 0.0 and norm > max_norm:
+        return max_norm / (norm + _CLIP_EPS)
+    return 1.0
 
 
 @njit(**JIT)
@@ -40,11 +140,9 @@ def regularize(params, grad, layout, wd, l1):
     d = T(wd)
     a = T(l1)
     for l in range(layout.shape[0]):
-        w, we, _ = _span(layout, l, params.shape[0])
+        w, we = weight_range(layout, l)
         for k in range(w, we):
-            p = params[k]
-            s = T(1.0) if p > 0 else (T(-1.0) if p < 0 else T(0.0))
-            grad[k] += d * p + a * s
+            grad[k] = reg_grad(params[k], grad[k], d, a)
 
 
 @njit(**JIT)
@@ -54,8 +152,9 @@ def clip_by_norm(grad, max_norm):
     for k in range(grad.shape[0]):
         s += float(grad[k]) * float(grad[k])
     norm = math.sqrt(s)
-    if norm > max_norm:
-        f = grad.dtype.type(max_norm / (norm + 1e-12))
+    f = clip_scale(norm, max_norm)
+    if f != 1.0:
+        f = grad.dtype.type(f)
         for k in range(grad.shape[0]):
             grad[k] *= f
     return norm
@@ -66,7 +165,7 @@ def sgd_update(params, grad, lr):
     """``w <- w - lr * g``."""
     a = params.dtype.type(lr)
     for k in range(params.shape[0]):
-        params[k] -= a * grad[k]
+        params[k] = sgd_step(params[k], grad[k], a)
 
 
 @njit(**JIT)
@@ -76,33 +175,21 @@ def momentum_update(params, grad, vel, lr, mu, nesterov):
     a = T(lr)
     m = T(mu)
     for k in range(params.shape[0]):
-        g = grad[k]
-        v = m * vel[k] + g
-        vel[k] = v
-        if nesterov:
-            params[k] -= a * (g + m * v)
-        else:
-            params[k] -= a * v
+        params[k], vel[k] = momentum_step(params[k], grad[k], vel[k], a, m, nesterov)
 
 
 @njit(**JIT)
 def adam_update(params, grad, m1, m2, lr, b1, b2, eps, t):
     """Bias-corrected Adam step number ``t`` (1-based)."""
     T = params.dtype.type
-    c1 = 1.0 - b1 ** t
-    c2 = 1.0 - b2 ** t
-    step = T(lr / c1)
-    rc2 = T(1.0 / math.sqrt(c2))
+    step, rc2 = adam_factors(lr, b1, b2, t)
+    a = T(step)
+    b = T(rc2)
     B1 = T(b1)
     B2 = T(b2)
     E = T(eps)
     for k in range(params.shape[0]):
-        g = grad[k]
-        mk = B1 * m1[k] + (T(1.0) - B1) * g
-        vk = B2 * m2[k] + (T(1.0) - B2) * g * g
-        m1[k] = mk
-        m2[k] = vk
-        params[k] -= step * mk / (math.sqrt(vk) * rc2 + E)
+        params[k], m1[k], m2[k] = adam_step(params[k], grad[k], m1[k], m2[k], a, b, B1, B2, E)
 
 
 @njit(**JIT)
@@ -110,9 +197,9 @@ def decay_weights(params, layout, factor):
     """``w <- factor * w`` on weights only (decoupled weight decay)."""
     f = params.dtype.type(factor)
     for l in range(layout.shape[0]):
-        w, we, _ = _span(layout, l, params.shape[0])
+        w, we = weight_range(layout, l)
         for k in range(w, we):
-            params[k] *= f
+            params[k] = decayed(params[k], f)
 
 
 @njit(**JIT)
@@ -123,20 +210,9 @@ def rprop_update(params, grad, prev, delta, eta_plus, eta_minus, dmin, dmax):
     em = T(eta_minus)
     lo = T(dmin)
     hi = T(dmax)
-    zero = T(0.0)
     for k in range(params.shape[0]):
-        g = grad[k]
-        s = prev[k] * g
-        if s > zero:
-            delta[k] = min(delta[k] * ep, hi)
-        elif s < zero:
-            delta[k] = max(delta[k] * em, lo)
-            g = zero
-        if g > zero:
-            params[k] -= delta[k]
-        elif g < zero:
-            params[k] += delta[k]
-        prev[k] = g
+        params[k], prev[k], delta[k] = rprop_step(params[k], grad[k], prev[k], delta[k], ep, em,
+                                                  lo, hi)
 
 
 @njit(**JIT)
@@ -162,7 +238,7 @@ def apply_update(params, grad, layout, opt, hyper, state, step):
                      hyper[H_DELTA_MIN], hyper[H_DELTA_MAX])
     else:
         if decoupled and hyper[H_WD] > 0.0:
-            decay_weights(params, layout, 1.0 - lr * hyper[H_WD])
+            decay_weights(params, layout, decay_factor(lr, hyper[H_WD]))
         adam_update(params, grad, state[0], state[1], lr, hyper[H_BETA1], hyper[H_BETA2],
                     hyper[H_EPS], step[0])
 

@@ -1,0 +1,1 @@
+"""Generated, shape-specialised epoch kernels (see ``engine.py``)."""

@@ -1,0 +1,98 @@
+"""When and how an epoch runs on a generated kernel.
+
+``try_epoch`` is the hook ``training.train_epoch`` calls first: it runs the
+epoch on the network's generated kernel and returns True, or returns False
+(nothing done) when the epoch is not one the generated engine covers, and
+the generic engine runs it.
+
+Covered: dense input; SGD (with weight decay and L1, plain or with
+momentum / Nesterov), Adam and AdamW, without gradient clipping; no dropout,
+no batch norm, no sample weights, no per-step learning rates,
+any activation and loss, float32 and float64, any batch size and shuffle
+setting -- for networks whose multiply-adds per batch stay at or below
+``_config.GEN_NET_MACS`` for plain SGD (where the generic engine would take
+its flat path, whose results the generated kernel reproduces bit for bit) or
+``_config.GEN_STATE_MACS`` for the other optimizers (above them the generic
+engine's vectorised products win), and with at most ``GEN_MAX_LAYERS``
+weight layers (the kernel's code, hence its compile time, grows with the
+depth).
+
+``FASTBP_GENERATED=0`` in the environment (read at import) or
+``engine.ENABLED = False`` switches the engine off.
+"""
+
+import os
+
+import numpy as np
+
+from .._config import GEN_MAX_LAYERS, GEN_NET_MACS, GEN_REG_PARAMS, GEN_STATE_MACS
+from .._kernels.update import ADAM, ADAMW, H_CLIP, H_L1, MOMENTUM, SGD
+from ..spec import L_ACT, L_BN, L_IN, L_OUT, P_DROP
+from .cache import load
+from .source import register_ok
+
+ENABLED = os.environ.get("FASTBP_GENERATED", "1") != "0"
+
+_KEYS = {}
+
+
+def opt_kind(opt, hyper):
+    """The generated kernels' name of an optimizer setting, or None when not covered."""
+    if hyper[H_CLIP] != 0.0:
+        return None
+    if opt == SGD:
+        return "sgd" if hyper[H_L1] == 0.0 else "sgd-l1"
+    return {MOMENTUM: "momentum", ADAM: "adam", ADAMW: "adamw"}.get(int(opt))
+
+
+def kernel_key(layout, lparams, loss, opt, hyper, batch_size):
+    """The generated kernel's key for this epoch, or None when it is not covered."""
+    kind = opt_kind(opt, hyper)
+    if kind is None:
+        return None
+    ck = (layout.tobytes(), lparams[:, P_DROP].tobytes(), int(loss), kind, batch_size == 1)
+    key = _KEYS.get(ck, 0)
+    if key == 0:
+        key = None
+        L = layout.shape[0]
+        macs = int((layout[:, L_IN] * layout[:, L_OUT]).sum())
+        if (L <= GEN_MAX_LAYERS and np.all(layout[:, L_BN] < 0)
+                and np.all(lparams[:, P_DROP] == 0.0)):
+            sizes = (int(layout[0, L_IN]),) + tuple(int(m) for m in layout[:, L_OUT])
+            acts = tuple(int(a) for a in layout[:, L_ACT])
+            n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+            regs = (kind == "sgd" and batch_size == 1 and n_params <= GEN_REG_PARAMS
+                    and register_ok(int(loss), acts[-1]))
+            key = (sizes, acts, int(loss), kind, batch_size == 1, regs), macs
+        if len(_KEYS) > 256:
+            _KEYS.clear()
+        _KEYS[ck] = key
+    bound = GEN_NET_MACS if kind == "sgd" else GEN_STATE_MACS
+    if key is None or key[1] * batch_size > bound:
+        return None
+    return key[0]
+
+
+def try_epoch(model, work, loss, X, y, order, batch_size, shuffle, ybuf, opt, hyper, state,
+              step, out, sw=None, lrs=None):
+    """Run the epoch on a generated kernel and return True, or return False (nothing run)."""
+    if not ENABLED or sw is not None or lrs is not None or not isinstance(X, np.ndarray):
+        return False
+    batch_size = int(batch_size)
+    if X.shape[0] < 1 or batch_size < 1 or work.cap < min(batch_size, X.shape[0]):
+        return False
+    # the size test uses the batch size as given, as the flat path's test does (so plain
+    # SGD runs here exactly where it ran on the flat path, with the same results)
+    key = kernel_key(model.layout, model.lparams, loss, opt, hyper, batch_size)
+    if key is None:
+        return False
+    try:
+        mod = load(key)
+    except OSError:  # no writable folder for the generated file: the generic engine serves
+        return False
+    steps = mod.epoch(model.params, model.lparams, X, y, order, batch_size, bool(shuffle),
+                      work.acts, work.pre, work.deltas, ybuf, work.cap, hyper, work.grad, state,
+                      int(step[0]), out)
+    step[0] += steps
+    model.counter[0] += steps
+    return True
