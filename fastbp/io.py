@@ -136,6 +136,7 @@ from . import spec
 from .history import History
 from .optim import SGD, Adam, AdamW, RPROP
 from ._kernels import update as _u
+from .errors import FormatError
 
 __all__ = ["save", "load", "FormatError", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -177,10 +178,6 @@ _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _EXTRA_NAME = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
 _EXTRA_KINDS = "biuf"
 _MAX_META_BYTES = 1 << 24
-
-
-class FormatError(ValueError):
-    """The file is not a valid fastbp network file (or is of a newer version)."""
 
 
 def _fail(msg):
@@ -310,7 +307,7 @@ def _collect(net, extra):
 
 
 def _fastbp_version():
-    from . import __version__
+    from ._version import __version__
     return __version__
 
 

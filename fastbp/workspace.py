@@ -23,6 +23,10 @@ def aligned_zeros(shape, dtype, align=64):
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
+#: Rows processed per kernel call by predict / evaluate / gradient (inference mode).
+CHUNK = 2048
+
+
 class Workspace:
     """Activation, delta, dropout-mask, batch-norm and gradient buffers for ``cap`` rows.
 
