@@ -184,6 +184,25 @@ def _fail(msg):
     raise FormatError(msg)
 
 
+_NETWORK_CLASS = []  # [fastbp.MLP], declared by fastbp.network (which imports this module)
+
+
+def network_format(cls):
+    """Class decorator: ``cls`` is the network this format saves and :func:`load` builds.
+
+    ``fastbp.network`` declares :class:`fastbp.MLP` so; this module never
+    imports ``fastbp.network``, so imports run one way (network -> io).
+    """
+    _NETWORK_CLASS[:] = [cls]
+    return cls
+
+
+def _network_class():
+    if not _NETWORK_CLASS:  # pragma: no cover - fastbp/__init__ imports fastbp.network
+        raise RuntimeError("fastbp.network is not imported; import fastbp first")
+    return _NETWORK_CLASS[0]
+
+
 # ------------------------------------------------------------------ optimizer
 def _rebuild_optimizer(name, attrs, hyper):
     """An optimizer of class ``name`` from its attributes and hyper array (ValueError/TypeError)."""
@@ -451,9 +470,7 @@ def save(net, path, *, extra=None):
     OSError
         Writing failed; an existing file at ``path`` is left untouched.
     """
-    from .network import MLP
-
-    if not isinstance(net, MLP):
+    if not isinstance(net, _network_class()):
         raise TypeError(f"save() needs a fastbp.MLP, got {type(net).__name__}")
     path = os.fsdecode(os.fspath(path))
     with net._lock:  # a consistent snapshot if another thread is training
@@ -672,8 +689,7 @@ def _build_history(info, reader, n_layers):
 
 
 def _load(fh, file_size, return_extra):
-    from .network import MLP
-
+    MLP = _network_class()
     obj = np.load(fh, allow_pickle=False)
     if not isinstance(obj, np.lib.npyio.NpzFile):
         _fail("not a fastbp network file (a plain .npy array, not an .npz archive)")

@@ -12,6 +12,7 @@ from ._kernels.train import loss_grad, loss_sum, train_batch
 from ._kernels.checks import all_finite
 from ._sparse import take_rows
 from .errors import DivergenceError  # re-exported: fastbp.network.DivergenceError
+from .io import network_format, save as save_network
 from ._validate import (check_float, check_int, check_sample_weight, check_weight_sum, check_X,
                         check_y)
 from .optim import Optimizer, make_optimizer
@@ -31,6 +32,7 @@ def _per_hidden(value, n_hidden, name):
     return vals
 
 
+@network_format
 class MLP:
     """Multilayer perceptron trained by backpropagation.
 
@@ -553,5 +555,4 @@ class MLP:
 
     def save(self, path):
         """Save the network (and ``self.optimizer``) to ``path``; see :func:`fastbp.io.save`."""
-        from .io import save
-        save(self, path)
+        save_network(self, path)
