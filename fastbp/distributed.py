@@ -461,9 +461,9 @@ class DataParallel:
                     if S:
                         st[:] = k.stats
                     if frac != 1.0:
-                        g *= T(frac)
+                        np.multiply(g, T(frac), out=g)
                     if S and m != nb:
-                        st *= T(m / nb)
+                        np.multiply(st, T(m / nb), out=st)
                     buf[P + S] = lm * frac
                 else:
                     buf[:] = 0
