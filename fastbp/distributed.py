@@ -535,7 +535,10 @@ class DataParallel:
         extra={"save_path": None, "profile": False},
         doc="""Train synchronously on every rank of the communicator (collective).
 
-        Parameters are those of :meth:`fastbp.MLP.fit`, with these differences:
+        Parameters are those of :meth:`fastbp.MLP.fit` (declared once in
+        :class:`fastbp.options.FitOptions`) except ``validation_fraction``,
+        ``record_grad_norms`` and ``chunk_size`` (a TypeError), with these
+        differences:
 
         X, y : array-like
             The full training set, the same on every rank (checked).

@@ -88,3 +88,10 @@ def test_checked_options_normalise_and_refuse():
         FitOptions(callbacks=[1]).checked()
     with pytest.raises(TypeError, match="validation_data must be a pair"):
         FitOptions(validation_data=(1, 2, 3)).validation_parts(weights=False)
+
+
+def test_data_parallel_refuses_options_it_does_not_take_before_any_mpi_call():
+    X, y = _data()
+    with pytest.raises(TypeError, match=r"DataParallel\.fit\(\) does not take "
+                                        r"'validation_fraction'"):
+        DataParallel.fit(object(), X, y, validation_fraction=0.2)
