@@ -152,3 +152,17 @@ def test_no_import_cycles():
     cycles = find_cycles(graph)
     assert not cycles, "import cycles in fastbp/:\n" + "\n".join(
         _describe(c, graph) for c in cycles)
+
+
+def test_epoch_loop_does_not_reach_back_up():
+    """boundary (network, prepare, distributed) -> loop (training) -> kernels, one way."""
+    graph = import_graph()
+    above = {"fastbp", "fastbp.network", "fastbp.prepare", "fastbp.distributed", "fastbp.io",
+             "fastbp.lbfgs", "fastbp.stream", "fastbp.sklearn", "fastbp.options"}
+    assert not graph["fastbp.training"] & above
+    assert "fastbp.training" not in graph["fastbp.lbfgs"]
+    assert not graph["fastbp.errors"] and not graph["fastbp.metrics"] - {"fastbp.spec"}
+    # nor does the loop call the network's boundary methods
+    tree = ast.parse((ROOT / "training.py").read_text(encoding="utf-8"))
+    called = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    assert not called & {"_xy", "_workspace", "gradient", "evaluate", "predict", "_optimizer"}
