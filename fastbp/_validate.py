@@ -10,7 +10,8 @@ import numbers
 import numpy as np
 
 from ._kernels.checks import all_finite, labels_in_range
-from ._sparse import check_sparse_X, is_sparse
+from ._kernels.sparse import SparseRows, csr_valid
+from ._sparse import is_sparse
 from .spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, POISSON
 
 
@@ -42,6 +43,43 @@ def _writable(arr):
 def _finite(arr, name):
     if not all_finite(arr.reshape(-1)):
         raise ValueError(f"{name} contains NaN or infinite values; clean or impute them first")
+
+
+def check_sparse_X(X, n_features, dtype, name="X"):
+    """Return scipy.sparse ``X`` as ``SparseRows`` of ``dtype`` with ``n_features`` columns."""
+    if isinstance(X, SparseRows):  # checked before (e.g. fit's validation split)
+        if X.data.dtype != dtype or X.shape[1] != n_features:
+            raise ValueError(f"{name}: sparse rows of another network (dtype "
+                             f"{X.data.dtype}, {X.shape[1]} features); pass the scipy matrix")
+        return X
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got a sparse array of "
+                         f"shape {X.shape}")
+    n, n_cols = X.shape
+    if n == 0:
+        raise ValueError(f"{name} is empty (0 samples); pass at least one sample")
+    if n_cols != n_features:
+        raise ValueError(f"{name} has {n_cols} features but the network expects "
+                         f"{n_features} (its input width, sizes[0])")
+    kind = X.dtype.kind
+    if kind == "c":
+        raise TypeError(f"{name} has complex dtype {X.dtype}; pass real numbers")
+    if kind not in "biuf":
+        raise TypeError(f"{name} has unsupported dtype {X.dtype}; pass a numeric sparse matrix")
+    X = X.tocsr()
+    if not csr_valid(X.indptr, X.indices, n, n_cols):
+        raise ValueError(f"{name} is not a valid CSR matrix (indptr not increasing from 0 "
+                         "to nnz, or column indices outside [0, n_features)); rebuild it, "
+                         "e.g. with scipy.sparse.csr_matrix((data, indices, indptr), shape)")
+    if not X.has_canonical_format:  # unsorted or duplicate indices: fix on a copy
+        X = X.copy()
+        X.sum_duplicates()
+    data = _writable(np.ascontiguousarray(X.data, dtype=dtype))
+    _finite(data, name)
+    return SparseRows(data, np.ascontiguousarray(X.indices, dtype=np.int64),
+                      np.ascontiguousarray(X.indptr, dtype=np.int64),
+                      np.arange(n, dtype=np.int64), (n, n_features),
+                      np.empty(0, dtype=dtype))
 
 
 def check_X(X, n_features, dtype, name="X", sparse=False):

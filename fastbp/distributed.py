@@ -17,6 +17,8 @@ job ends with a non-zero exit instead of hanging in a collective.
 mpi4py is imported lazily: importing this module does not need it.
 """
 
+import dataclasses
+import inspect
 import os
 import shutil
 import sys
@@ -27,9 +29,16 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ._kernels.backward import backward
+from ._kernels.train import _forward_loss
+from ._kernels.update import H_LR, apply_update
+from ._validate import check_int, check_sample_weight, check_weight_sum
 from .history import History
-from .network import DivergenceError
-from ._validate import check_float, check_int, check_sample_weight, check_weight_sum
+from .metrics import classifies, correct
+from .options import fit_method
+from .schedules import make_schedule, step_rates
+from .training import Hooks, run_epochs
+from .workspace import Snapshot
 
 __all__ = ["DataParallel", "fit_distributed", "shard_range", "threads_per_rank",
            "configure_threads", "check_oversubscription", "find_mpiexec"]
@@ -200,10 +209,6 @@ def _bind(net, opt, cap, rank, g):
     ``rank`` draws dropout masks from its own seed (rank 0 keeps the
     network's), so shards do not share masks.
     """
-    from ._kernels.backward import backward
-    from ._kernels.train import _forward_loss
-    from ._kernels.update import H_LR, apply_update
-    from .workspace import Snapshot
     ws = net._workspace(cap)
     model = net._model
     if rank:
@@ -249,16 +254,6 @@ def _fingerprint(*arrays):
         out.append((a.shape, a.dtype.str, zlib.crc32(np.ascontiguousarray(rows).tobytes())))
     return out
 
-
-
-def _correct(loss, pred, y):
-    """Correctly classified samples (as ``fastbp.training.score`` counts them)."""
-    if loss == "cross_entropy":
-        truth = y if y.ndim == 1 else y.argmax(1)
-        return float((pred.argmax(1) == truth).sum())
-    if loss == "binary_cross_entropy":
-        return float(((pred > 0.5) == (y > 0.5)).all(axis=1).sum())
-    return 0.0
 
 
 # ------------------------------------------------------------------ training
@@ -337,14 +332,15 @@ class DataParallel:
 
     def _evaluate(self, X, y):
         lo, hi = shard_range(X.shape[0], self.size, self.rank)
+        code = self.net._loss_code
         loss = hits = 0.0
         if hi > lo:
             loss = self.net.evaluate(X[lo:hi], y[lo:hi]) * (hi - lo)
-            if self.net.loss != "mse":
-                hits = _correct(self.net.loss, self.net.predict(X[lo:hi]), y[lo:hi])
+            if classifies(code):
+                hits = correct(code, self.net.predict(X[lo:hi]), y[lo:hi])
         s_loss, s_hits = self._sum([loss, hits])
         n = X.shape[0]
-        return s_loss / n, (None if self.net.loss == "mse" else s_hits / n)
+        return s_loss / n, (s_hits / n if classifies(code) else None)
 
     def save(self, path, **kwargs):
         """Save the network on the root rank only (``fastbp.io.save``); collective.
@@ -373,13 +369,176 @@ class DataParallel:
         if err is not None:
             raise OSError(f"saving on rank {self.root} failed: {err}")
 
-    def fit(self, X, y, epochs=1, batch_size=32, lr=None, shuffle=True, seed=None,
-            optimizer="sgd", verbose=False, callbacks=(), on_divergence="raise",
-            validation_data=None, early_stopping=None, n_iter_no_change=10, tol=1e-4,
-            lr_schedule=None, save_path=None, profile=False, sample_weight=None, **opt_kwargs):
-        """Train synchronously on every rank of the communicator (collective).
+    def _fit(self, X, y, o, opt_kwargs, save_path, profile):
+        """Implementation of :meth:`fit` (see there); ``o`` a FitOptions."""
+        MPI = _mpi()
+        net, comm = self.net, self.comm
+        X, y = net._xy(X, y)
+        o = o.checked()
+        if o.lbfgs:
+            raise ValueError("optimizer='lbfgs' is not supported by distributed training; "
+                             "use sgd, adam, adamw or rprop")
+        sw = check_sample_weight(o.sample_weight, X.shape[0])
+        check_weight_sum(sw)
+        prints = comm.allgather(_fingerprint(X, y, *(() if sw is None else (sw,))))
+        if any(p != prints[0] for p in prints):
+            raise ValueError("X, y or sample_weight differ between ranks; every rank must pass "
+                             "the same training arrays (each rank reads its shard of every "
+                             "batch)")
+        val = o.validation_parts(weights=False)
+        if val is not None:
+            val = net._xy(val[0], val[1])
+        if o.early_stopping is None:
+            o = dataclasses.replace(o, early_stopping=val is not None)
+        shuffle = o.shuffle
+        opt = net._optimizer(o.optimizer, o.lr, opt_kwargs)
+        n = X.shape[0]
+        B = n if getattr(opt, "full_batch", False) else o.batch_size
+        n_batches = -(-n // B)
+        schedule = (None if o.lr_schedule is None else
+                    make_schedule(o.lr_schedule, total_steps=o.epochs * n_batches))
+        rates, t_start = None, 0
+        if getattr(schedule, "per", "epoch") == "step":
+            t_start = int(opt.step[0])
+            rates = step_rates(schedule, t_start, o.epochs * n_batches, opt.lr)
+        net.optimizer = opt
+        if o.seed is not None:
+            net.rng = np.random.default_rng(o.seed)
+        self.broadcast_parameters(opt)
 
-        Parameters are those of :meth:`fastbp.MLP.fit`, with these differences:
+        P = net.n_params
+        T = net.dtype.type
+        hist = History()
+        hist.comm_time, hist.wait_time, hist.compute_time = [], [], []
+        hist.world_size = self.size
+        identity = np.arange(n, dtype=np.int64)
+        order = identity.copy()
+        cap = max(1, -(-min(B, n) // self.size))
+        root = self.root
+        times = [0.0, 0.0, 0.0]  # the last epoch's batch loop, Allreduce, Barrier seconds
+
+        def run_epoch(lrs):
+            """One pass: per batch, the shard's gradient, one Allreduce, the update."""
+            if shuffle:  # as MLP.fit: each epoch's order depends only on the generator
+                if self.is_root:
+                    np.copyto(order, identity)
+                    net.rng.shuffle(order)
+                comm.Bcast(order, root=root)
+            t_comm = t_wait = 0.0
+            local = 0.0
+            diverged = False
+            first_lr = None
+            s0 = int(opt.step[0])
+            t0 = time.perf_counter()
+            for start in range(0, n, B):
+                nb = min(B, n - start)
+                lo, hi = shard_range(nb, self.size, self.rank)
+                m = hi - lo
+                if sw is not None:  # the batch's weight: the same on every rank
+                    wb = float(sw[order[start:start + nb]].sum() if shuffle else
+                               sw[start:start + nb].sum())
+                    if wb == 0.0:
+                        continue  # no step, on every rank alike
+                if lrs is not None:
+                    rate = lrs[int(opt.step[0]) - s0]
+                    k.set_lr(rate)
+                    first_lr = rate if first_lr is None else first_lr
+                if m:
+                    ws = None
+                    if shuffle:
+                        idx = order[start + lo:start + hi]
+                        xs = np.take(X, idx, axis=0, out=xbuf[:m], mode="clip")
+                        ys = np.take(y, idx, axis=0, out=ybuf[:m], mode="clip")
+                        if sw is not None:
+                            ws = sw[idx]
+                    else:
+                        xs, ys = X[start + lo:start + hi], y[start + lo:start + hi]
+                        if sw is not None:
+                            ws = sw[start + lo:start + hi]
+                    lm = k.grad(xs, ys, ws)
+                    frac = m / nb if ws is None else float(ws.sum()) / wb
+                    local += lm * (m if ws is None else float(ws.sum()))
+                    if S:
+                        st[:] = k.stats
+                    if frac != 1.0:
+                        np.multiply(g, T(frac), out=g)
+                    if S and m != nb:
+                        np.multiply(st, T(m / nb), out=st)
+                    buf[P + S] = lm * frac
+                else:
+                    buf[:] = 0
+                if profile:
+                    tw = time.perf_counter()
+                    comm.Barrier()
+                    t_wait += time.perf_counter() - tw
+                tc = time.perf_counter()
+                comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+                t_comm += time.perf_counter() - tc
+                if not np.isfinite(buf[P + S]):
+                    diverged = True
+                    break
+                if S:
+                    k.stats[:] = st
+                k.update()
+            times[:] = [time.perf_counter() - t0, t_comm, t_wait]
+            local_ok = bool(np.all(np.isfinite(net.params)))
+            total, n_bad = self._sum([local, 0 if local_ok else 1])
+            if diverged or n_bad:
+                return float(buf[P + S]), n, False, None
+            loss = float(total / (n if sw is None else sw.sum()))
+            return loss, n, True, (None if first_lr is None else float(first_lr))
+
+        def after_epoch(hist):
+            if not self.replicas_identical():  # pragma: no cover - MPI misbehaving
+                warnings.warn("replicas drifted apart; re-broadcasting the root's "
+                              "network", RuntimeWarning, stacklevel=5)
+                self.broadcast_parameters(opt)
+            dt, t_comm, t_wait = times
+            hist.comm_time.append(t_comm)
+            hist.wait_time.append(t_wait)
+            hist.compute_time.append(dt - t_comm - t_wait)
+
+        def report(epoch, msg, _):
+            if o.verbose:
+                dt, t_comm = times[0], times[1]
+                self.print(f"epoch {epoch + 1}/{o.epochs}  {msg}  {dt:.3f} s  "
+                           f"{n / max(dt, 1e-12):,.0f} samples/s  allreduce "
+                           f"{t_comm / max(dt, 1e-12):.1%}  ({self.size} ranks)")
+
+        def agree(reason):  # training stops when any rank's callback asks
+            return "callback" if comm.allreduce(reason is not None, op=MPI.LOR) else None
+
+        hooks = Hooks(what="distributed training", warn=self.is_root, after_epoch=after_epoch,
+                      agree=agree, report=report, catch_interrupt=False)
+        with net._lock:
+            # flat gradient | batch-norm running statistics | loss: one Allreduce
+            S = net._stats.size
+            buf = np.zeros(P + S + 1, dtype=net.dtype)
+            g, st = buf[:P], buf[P:P + S]
+            k = _bind(net, opt, cap, self.rank, g)
+            xbuf, ybuf = k.ws.xbuf, k.ws.ybuf(y)
+            run_epochs(net, opt, run_epoch, o, validate=None if val is None else (
+                lambda: self._evaluate(*val)), schedule=schedule, rates=rates,
+                t_start=t_start, n_batches=n_batches, hooks=hooks, hist=hist)
+        net.history_ = hist
+        if save_path is not None:
+            self.save(save_path)
+        return hist
+
+    fit = fit_method(_fit, name="DataParallel.fit", module=__name__, head=[
+        inspect.Parameter("X", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("y", inspect.Parameter.POSITIONAL_OR_KEYWORD)],
+        names=["epochs", "batch_size", "lr", "shuffle", "seed", "optimizer", "verbose",
+               "callbacks", "on_divergence", "validation_data", "early_stopping",
+               "n_iter_no_change", "tol", "lr_schedule", "save_path", "profile",
+               "sample_weight"],
+        extra={"save_path": None, "profile": False},
+        doc="""Train synchronously on every rank of the communicator (collective).
+
+        Parameters are those of :meth:`fastbp.MLP.fit` (declared once in
+        :class:`fastbp.options.FitOptions`) except ``validation_fraction``,
+        ``record_grad_norms`` and ``chunk_size`` (a TypeError), with these
+        differences:
 
         X, y : array-like
             The full training set, the same on every rank (checked).
@@ -426,204 +585,7 @@ class DataParallel:
         History
             Identical on every rank, plus ``comm_time``, ``wait_time``,
             ``compute_time`` (seconds per epoch) and ``world_size``.
-        """
-        MPI = _mpi()
-        net, comm = self.net, self.comm
-        X, y = net._xy(X, y)
-        epochs = check_int(epochs, "epochs", 0)
-        B = check_int(batch_size, "batch_size", 1)
-        n_iter_no_change = check_int(n_iter_no_change, "n_iter_no_change", 1)
-        tol = check_float(tol, "tol", low=0.0)
-        if on_divergence not in ("raise", "warn"):
-            raise ValueError(f"on_divergence must be 'raise' or 'warn', got {on_divergence!r}")
-        if isinstance(optimizer, str) and optimizer.lower() == "lbfgs":
-            raise ValueError("optimizer='lbfgs' is not supported by distributed training; "
-                             "use sgd, adam, adamw or rprop")
-        sw = check_sample_weight(sample_weight, X.shape[0])
-        check_weight_sum(sw)
-        prints = comm.allgather(_fingerprint(X, y, *(() if sw is None else (sw,))))
-        if any(p != prints[0] for p in prints):
-            raise ValueError("X, y or sample_weight differ between ranks; every rank must pass "
-                             "the same training arrays (each rank reads its shard of every "
-                             "batch)")
-        val = None
-        if validation_data is not None:
-            try:
-                Xv, yv = validation_data
-            except (TypeError, ValueError):
-                raise TypeError("validation_data must be a pair (X_val, y_val)") from None
-            val = net._xy(Xv, yv)
-        if early_stopping is None:
-            early_stopping = val is not None
-        callbacks = list(callbacks) if callbacks is not None else []
-        for cb in callbacks:
-            if not callable(cb):
-                raise TypeError(f"callbacks must be callables f(net, epoch, history), got {cb!r}")
-        shuffle = bool(shuffle)
-        from .schedules import make_schedule, step_rates
-        opt = net._optimizer(optimizer, lr, opt_kwargs)
-        if getattr(opt, "full_batch", False):
-            B = X.shape[0]
-        n_batches = -(-X.shape[0] // B)
-        schedule = (None if lr_schedule is None else
-                    make_schedule(lr_schedule, total_steps=epochs * n_batches))
-        rates = None
-        if getattr(schedule, "per", "epoch") == "step":
-            t_start = int(opt.step[0])
-            rates = step_rates(schedule, t_start, epochs * n_batches, opt.lr)
-        net.optimizer = opt
-        if seed is not None:
-            net.rng = np.random.default_rng(seed)
-        self.broadcast_parameters(opt)
-        lr0 = opt.lr
-
-        n = X.shape[0]
-        if getattr(opt, "full_batch", False):
-            B = n
-        P = net.n_params
-        T = net.dtype.type
-        hist = History()
-        hist.comm_time, hist.wait_time, hist.compute_time = [], [], []
-        hist.world_size = self.size
-        identity = np.arange(n, dtype=np.int64)
-        order = identity.copy()
-        cap = max(1, -(-min(B, n) // self.size))
-        best, best_snap, no_improve = np.inf, None, 0
-        root = self.root
-        with net._lock:
-            # flat gradient | batch-norm running statistics | loss: one Allreduce
-            S = net._stats.size if hasattr(net, "_stats") else 0
-            buf = np.zeros(P + S + 1, dtype=net.dtype)
-            g, st = buf[:P], buf[P:P + S]
-            k = _bind(net, opt, cap, self.rank, g)
-            xbuf, ybuf = k.ws.xbuf, k.ws.ybuf(y)
-            for epoch in range(epochs):
-                metric = (hist.val_loss[-1] if hist.val_loss else
-                          hist.loss[-1] if hist.loss else None)
-                if rates is None and schedule is not None:
-                    opt.lr = schedule(epoch, lr0, metric)
-                first_lr = None
-                snap = k.snapshot()
-                if shuffle:  # as MLP.fit: each epoch's order depends only on the generator
-                    if self.is_root:
-                        np.copyto(order, identity)
-                        net.rng.shuffle(order)
-                    comm.Bcast(order, root=root)
-                t_comm = t_wait = 0.0
-                local = 0.0
-                diverged = False
-                t0 = time.perf_counter()
-                for start in range(0, n, B):
-                    nb = min(B, n - start)
-                    lo, hi = shard_range(nb, self.size, self.rank)
-                    m = hi - lo
-                    if sw is not None:  # the batch's weight: the same on every rank
-                        wb = float(sw[order[start:start + nb]].sum() if shuffle else
-                                   sw[start:start + nb].sum())
-                        if wb == 0.0:
-                            continue  # no step, on every rank alike
-                    if rates is not None:
-                        k.set_lr(rates[int(opt.step[0]) - t_start])
-                        first_lr = rates[int(opt.step[0]) - t_start] if first_lr is None \
-                            else first_lr
-                    if m:
-                        ws = None
-                        if shuffle:
-                            idx = order[start + lo:start + hi]
-                            xs = np.take(X, idx, axis=0, out=xbuf[:m], mode="clip")
-                            ys = np.take(y, idx, axis=0, out=ybuf[:m], mode="clip")
-                            if sw is not None:
-                                ws = sw[idx]
-                        else:
-                            xs, ys = X[start + lo:start + hi], y[start + lo:start + hi]
-                            if sw is not None:
-                                ws = sw[start + lo:start + hi]
-                        lm = k.grad(xs, ys, ws)
-                        frac = m / nb if ws is None else float(ws.sum()) / wb
-                        local += lm * (m if ws is None else float(ws.sum()))
-                        if S:
-                            st[:] = k.stats
-                        if frac != 1.0:
-                            g *= T(frac)
-                        if S and m != nb:
-                            st *= T(m / nb)
-                        buf[P + S] = lm * frac
-                    else:
-                        buf[:] = 0
-                    if profile:
-                        tw = time.perf_counter()
-                        comm.Barrier()
-                        t_wait += time.perf_counter() - tw
-                    tc = time.perf_counter()
-                    comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-                    t_comm += time.perf_counter() - tc
-                    if not np.isfinite(buf[P + S]):
-                        diverged = True
-                        break
-                    if S:
-                        k.stats[:] = st
-                    k.update()
-                dt = time.perf_counter() - t0
-                local_ok = bool(np.all(np.isfinite(net.params)))
-                total, n_bad = self._sum([local, 0 if local_ok else 1])
-                if diverged or n_bad:
-                    snap.restore()
-                    hist.stop_reason = "diverged"
-                    msg = (f"distributed training diverged in epoch {epoch + 1}; the network "
-                           f"was restored to the end of epoch {epoch}. Try a smaller "
-                           f"learning rate than {opt.lr:g}")
-                    if on_divergence == "raise":
-                        raise DivergenceError(msg)
-                    if self.is_root:
-                        warnings.warn(msg, RuntimeWarning, stacklevel=2)
-                    break
-                if not self.replicas_identical():  # pragma: no cover - MPI misbehaving
-                    warnings.warn("replicas drifted apart; re-broadcasting the root's "
-                                  "network", RuntimeWarning, stacklevel=2)
-                    self.broadcast_parameters(opt)
-                hist.loss.append(float(total / (n if sw is None else sw.sum())))
-                hist.lr.append(opt.lr if first_lr is None else float(first_lr))
-                hist.epoch_time.append(dt)
-                hist.comm_time.append(t_comm)
-                hist.wait_time.append(t_wait)
-                hist.compute_time.append(dt - t_comm - t_wait)
-                hist.samples += n
-                msg = f"loss {hist.loss[-1]:.5g}"
-                if val is not None:
-                    vl, vs = self._evaluate(*val)
-                    hist.val_loss.append(vl)
-                    hist.val_score.append(vs)
-                    msg += f"  val_loss {vl:.5g}"
-                    if vs is not None:
-                        msg += f"  val_acc {vs:.4f}"
-                if verbose:
-                    self.print(f"epoch {epoch + 1}/{epochs}  {msg}  {dt:.3f} s  "
-                               f"{n / max(dt, 1e-12):,.0f} samples/s  allreduce "
-                               f"{t_comm / max(dt, 1e-12):.1%}  ({self.size} ranks)")
-                stop = False
-                if early_stopping:
-                    metric = hist.val_loss[-1] if hist.val_loss else hist.loss[-1]
-                    if metric < best - tol:
-                        best, best_snap, no_improve = metric, k.snapshot(), 0
-                        hist.best_epoch = epoch
-                    else:
-                        no_improve += 1
-                        if no_improve >= n_iter_no_change:
-                            hist.stop_reason = "early_stopping"
-                            stop = True
-                if not stop and callbacks:
-                    mine = any([bool(cb(net, epoch, hist)) for cb in callbacks])  # run all
-                    if comm.allreduce(mine, op=MPI.LOR):
-                        hist.stop_reason = "callback"
-                        stop = True
-                if stop:
-                    break
-            if early_stopping and best_snap is not None:
-                best_snap.restore()
-        net.history_ = hist
-        if save_path is not None:
-            self.save(save_path)
-        return hist
+        """)
 
 
 def fit_distributed(net, X, y, comm=None, epochs=1, batch_size=32, **kwargs):

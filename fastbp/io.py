@@ -124,6 +124,7 @@ import numpy as np
 from . import optim, spec
 from ._npz import NpzReader, remove_stale_temporaries, save_npz
 from .history import History
+from .errors import FormatError
 
 __all__ = ["save", "load", "FormatError", "FORMAT_NAME", "FORMAT_VERSION"]
 
@@ -154,12 +155,27 @@ _EXTRA_KINDS = "biuf"
 _MAX_META_BYTES = 1 << 24
 
 
-class FormatError(ValueError):
-    """The file is not a valid fastbp network file (or is of a newer version)."""
-
-
 def _fail(msg):
     raise FormatError(msg)
+
+
+_NETWORK_CLASS = []  # [fastbp.MLP], declared by fastbp.network (which imports this module)
+
+
+def network_format(cls):
+    """Class decorator: ``cls`` is the network this format saves and :func:`load` builds.
+
+    ``fastbp.network`` declares :class:`fastbp.MLP` so; this module never
+    imports ``fastbp.network``, so imports run one way (network -> io).
+    """
+    _NETWORK_CLASS[:] = [cls]
+    return cls
+
+
+def _network_class():
+    if not _NETWORK_CLASS:  # pragma: no cover - fastbp/__init__ imports fastbp.network
+        raise RuntimeError("fastbp.network is not imported; import fastbp first")
+    return _NETWORK_CLASS[0]
 
 
 # ------------------------------------------------------------------ optimizer
@@ -272,7 +288,7 @@ def _collect(net, extra):
 
 
 def _fastbp_version():
-    from . import __version__
+    from ._version import __version__
     return __version__
 
 
@@ -298,9 +314,7 @@ def save(net, path, *, extra=None):
     OSError
         Writing failed; an existing file at ``path`` is left untouched.
     """
-    from .network import MLP
-
-    if not isinstance(net, MLP):
+    if not isinstance(net, _network_class()):
         raise TypeError(f"save() needs a fastbp.MLP, got {type(net).__name__}")
     path = os.fsdecode(os.fspath(path))
     with net._lock:  # a consistent snapshot if another thread is training
@@ -463,7 +477,7 @@ def _build_history(info, reader, n_layers):
 
 
 def _load(fh, file_size, return_extra):
-    from .network import MLP
+    MLP = _network_class()
 
     with NpzReader(fh, file_size, FormatError) as reader:
         if "meta" not in reader.names:

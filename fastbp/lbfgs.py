@@ -13,6 +13,7 @@ from scipy.optimize import minimize
 from ._validate import check_float
 from .history import History
 from .spec import layers
+from .metrics import score
 
 
 def fit_lbfgs(net, X, y, max_iter, lr, tol, opt_kwargs, Xv=None, yv=None, sw=None, swv=None):
@@ -23,7 +24,6 @@ def fit_lbfgs(net, X, y, max_iter, lr, tol, opt_kwargs, Xv=None, yv=None, sw=Non
     of the training / validation data (weighted mean losses).  Dropout and batch norm are not
     supported (the objective must be deterministic).
     """
-    from .training import score
     if any(net.dropout) or any(net.batch_norm):
         raise ValueError("optimizer='lbfgs' needs a deterministic objective: "
                          "use it without dropout and batch_norm")

@@ -1,26 +1,24 @@
 """The multilayer perceptron: one flat parameter buffer, views, and training."""
 
+import inspect
 import threading
 
 import numpy as np
 
-from . import spec
+from . import prepare, spec
 from ._kernels.forward import forward
 from ._kernels.state import Model
 from ._kernels.train import loss_grad, loss_sum, train_batch
 from ._kernels.checks import all_finite
 from ._sparse import take_rows
+from .errors import DivergenceError  # re-exported: fastbp.network.DivergenceError
+from .io import network_format, save as save_network
 from ._validate import (check_float, check_int, check_sample_weight, check_weight_sum, check_X,
                         check_y)
 from .optim import DEFAULT_LR, Optimizer, make_optimizer
-from .workspace import Workspace
+from .options import fit_method, parameters_doc
+from .workspace import CHUNK, Workspace
 
-#: Rows processed per kernel call by predict / evaluate / gradient (inference mode).
-CHUNK = 2048
-
-
-class DivergenceError(FloatingPointError):
-    """Training produced a non-finite loss; parameters were restored."""
 
 
 def _per_hidden(value, n_hidden, name):
@@ -31,6 +29,7 @@ def _per_hidden(value, n_hidden, name):
     return vals
 
 
+@network_format
 class MLP:
     """Multilayer perceptron trained by backpropagation.
 
@@ -508,12 +507,10 @@ class MLP:
                                       "the network was restored. Use a smaller learning rate")
         return float(loss)
 
-    def fit(self, X, y=None, epochs=1, batch_size=32, lr=None, shuffle=True, seed=None,
-            optimizer="sgd", verbose=False, callbacks=(), on_divergence="raise",
-            validation_data=None, validation_fraction=0.0, early_stopping=None,
-            n_iter_no_change=10, tol=1e-4, lr_schedule=None, record_grad_norms=False,
-            chunk_size=None, sample_weight=None, **opt_kwargs):
-        """Train by mini-batch backpropagation; each epoch is one compiled call.
+    fit = fit_method(prepare.fit, name="MLP.fit", module=__name__, head=[
+        inspect.Parameter("X", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+        inspect.Parameter("y", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None)],
+        doc="""Train by mini-batch backpropagation; each epoch is one compiled call.
 
         Parameters
         ----------
@@ -530,77 +527,16 @@ class MLP:
         y : array-like, optional
             Targets: ``(n, n_out)``; for cross_entropy also integer labels
             ``(n,)``; for a single output also ``(n,)``.  Omitted for a stream.
-        epochs : int
-            Passes over the data.
-        batch_size : int
-            Rows per update; the last batch may be shorter.
-        lr : float, optional
-            Learning rate (default: the instance's, else 0.01 for SGD, 0.001 for Adam).
-        shuffle : bool
-            Visit rows in a fresh seeded permutation each epoch.
-        seed : int, optional
-            Reseed the network's generator before training.
-        optimizer : str or fastbp.optim.Optimizer, default "sgd"
-            ``sgd`` (``momentum``, ``nesterov``, ``weight_decay``, ``l1``,
-            ``clip_norm`` keywords), ``adam``, ``adamw``, ``rprop``
-            (full batch), ``lbfgs`` (full batch, scipy), or an instance whose
-            state persists across calls (``net.optimizer`` holds the last one).
-        verbose : bool
-            A progress bar (tqdm if installed, else one line per epoch).
-        callbacks : sequence of callables
-            ``callback(net, epoch, history)`` after each epoch; returning True
-            stops (a non-empty string also becomes ``history.stop_reason``).
-            Ready-made ones: :mod:`fastbp.callbacks`.
-        on_divergence : {"raise", "warn"}
-            On a non-finite loss the network is restored to the end of the
-            last finite epoch, then :class:`DivergenceError` is raised or a
-            warning issued.
-        validation_data : (X_val, y_val), optional
-            Scored after every epoch (loss, and accuracy for classification).
-        validation_fraction : float
-            Hold out this fraction of ``(X, y)`` (a seeded split) for validation.
-        early_stopping : bool, optional
-            Stop when the validation loss (training loss without validation)
-            has not improved by ``tol`` for ``n_iter_no_change`` epochs and
-            restore the best parameters.  Default: on when validation is given.
-        lr_schedule : str, callable or schedule object, optional
-            Learning rate per epoch, or per optimizer step for schedules with
-            ``per == "step"`` (``"warmup_cosine"``, ``"onecycle"``,
-            ``Cosine(..., per="step")``, ``fastbp.schedules.PerStep(f)``, ...),
-            evaluated inside the compiled epoch; see :mod:`fastbp.schedules`.
-            Schedules scale ``lr0``, the optimizer's rate when ``fit`` starts;
-            a per-step schedule's step count is the optimizer's (it continues
-            when an optimizer instance is reused -- pass ``lr`` again then, as
-            the optimizer holds the last scheduled rate).
-        record_grad_norms : bool
-            Record each layer's weight-gradient norm after every epoch
-            (``history.grad_norms``), to make vanishing gradients visible.
-        chunk_size : int, optional
-            Rows per chunk when streaming an array (rounded down to a
-            multiple of ``batch_size``); default about 64 MB of ``X``.
-        sample_weight : array-like, shape (n_samples,), optional
-            Per-sample weights (finite, ``>= 0``, not all zero).  Each batch
-            minimises its weighted mean loss ``sum_i w_i E_i / sum_i w_i``
-            (PyTorch's and scikit-learn's convention); weights travel with
-            their samples through shuffling and the validation split; a batch
-            whose weights sum to 0 takes no step.  A weight of 0 equals
-            leaving the sample out, except for batch-norm batch statistics
-            (unweighted) and the batch composition.  ``history.loss`` is the
-            weighted epoch mean.  ``validation_data`` may be a triple
-            ``(X_val, y_val, w_val)``.  Not with streamed data.
+%s
+        **opt_kwargs
+            Settings of the optimizer named by ``optimizer`` (``momentum=0.9``,
+            ...); a keyword that is neither a ``fit`` option nor such a
+            setting is a TypeError.
 
         Returns
         -------
         History
-        """
-        from .training import fit
-        return fit(self, X, y, epochs=epochs, batch_size=batch_size, lr=lr, shuffle=shuffle,
-                   seed=seed, optimizer=optimizer, verbose=verbose, callbacks=callbacks,
-                   on_divergence=on_divergence, validation_data=validation_data,
-                   validation_fraction=validation_fraction, early_stopping=early_stopping,
-                   n_iter_no_change=n_iter_no_change, tol=tol, lr_schedule=lr_schedule,
-                   record_grad_norms=record_grad_norms, opt_kwargs=opt_kwargs,
-                   chunk_size=chunk_size, sample_weight=sample_weight)
+        """ % parameters_doc())
 
     def state(self, batch_size=32, optimizer="sgd", lr=None, **opt_kwargs):
         """A :class:`fastbp.jit.NetState` for training from your own ``@njit`` code.
@@ -617,5 +553,4 @@ class MLP:
 
     def save(self, path):
         """Save the network (and ``self.optimizer``) to ``path``; see :func:`fastbp.io.save`."""
-        from .io import save
-        save(self, path)
+        save_network(self, path)

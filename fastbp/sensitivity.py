@@ -2,7 +2,7 @@
 
 Both work in inference mode (dropout off, batch norm with its running
 statistics), where every row of ``X`` goes through the network on its own, so
-rows are processed in chunks of ``network.CHUNK`` with the same result as one
+rows are processed in chunks of ``workspace.CHUNK`` with the same result as one
 batch.  Kernels: :mod:`fastbp._kernels.input_grad`.
 """
 
@@ -10,11 +10,11 @@ import numpy as np
 
 from ._kernels.input_grad import input_grad, jacobian as _jacobian_kernel
 from ._validate import check_X
+from .workspace import CHUNK
 
 
 def input_gradient(net, X, y):
     """Batch-mean loss and its gradient with respect to ``X`` (see :meth:`MLP.input_gradient`)."""
-    from .network import CHUNK
     X, y = net._xy(X, y)
     n = X.shape[0]
     dX = np.empty_like(X)
@@ -30,7 +30,6 @@ def input_gradient(net, X, y):
 
 def jacobian(net, X):
     """``J[i, k, j] = d output_k / d X[i, j]`` (see :meth:`MLP.jacobian`)."""
-    from .network import CHUNK
     X = check_X(X, net.sizes[0], net.dtype)
     n = X.shape[0]
     J = np.empty((n, net.sizes[-1], net.sizes[0]), dtype=net.dtype)

@@ -53,6 +53,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._validate import check_int, check_X, check_y
+from .training import train_rows
 
 #: Default bytes of ``X`` per chunk read from an array (64 MiB).
 CHUNK_BYTES = 64 << 20
@@ -273,7 +274,6 @@ class Source:
 
     def run_epoch(self, net, ws, batch_size, shuffle, opt, out):
         """Train one pass over every chunk; returns (mean loss, rows trained, complete)."""
-        from .training import train_rows
         positions = self.chunks.order(net.rng, shuffle)
         total = 0.0
         done = 0

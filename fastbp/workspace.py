@@ -24,6 +24,10 @@ def aligned_zeros(shape, dtype, align=64):
     return raw[start:start + nbytes].view(dtype).reshape(shape)
 
 
+#: Rows processed per kernel call by predict / evaluate / gradient (inference mode).
+CHUNK = 2048
+
+
 def work_buffers(layout, dtype, cap, grad, lead=()):
     """The :class:`Work` bundle for batches of ``cap`` rows, 64-byte aligned.
 

@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 
-from .. import __version__
+from .._version import __version__
 from .._cache import kernel_source_hash
 from .._npz import write_atomic
 from .source import TEMPLATE, source

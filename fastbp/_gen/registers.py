@@ -85,7 +85,7 @@ def register_kernel(sizes):
             for k in range(ni):  # the rank-1 term (step d_j) a_k, as in the loop kernel
                 body.append(f"{ind2}{_w(l, j, k)} = sgd_of({_w(l, j, k)}, {_in(l, k)}, g)")
     body += [f"{ind2}epoch_total += total", f"{ind2}done += 1", f"{ind2}steps += 1"]
-    return f'''
+    return '''
 
 @njit(**JIT)
 def epoch(params, lparams, X, y, order, batch_size, shuffle, acts, pre, deltas, ybuf, cap,

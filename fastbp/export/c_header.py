@@ -186,7 +186,7 @@ def _predict(c, p, name, quantized):
 
 def source(p, name, quantize=None):
     """The C header text of a :class:`fastbp.export.layers.Plan` (``quantize``: None or "int8")."""
-    from .. import __version__
+    from .._version import __version__
 
     c = _C(p.dtype)
     T = c.type

@@ -120,7 +120,7 @@ ACTIVATIONS = {
 
 def build(p):
     """The ``onnx.ModelProto`` of a :class:`fastbp.export.layers.Plan`."""
-    from .. import __version__
+    from .._version import __version__
 
     onnx = _onnx()
     h = onnx.helper
