@@ -27,6 +27,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from ._kernels.rng import GOLDEN
 from .history import History
 from .network import DivergenceError
 from ._validate import check_float, check_int, check_sample_weight, check_weight_sum
@@ -179,7 +180,7 @@ def configure_threads(comm=None, threads=None, warn=True):
 
 
 # ------------------------------------------------------------ kernel adapter
-_SEED_STEP = 0x9E3779B97F4A7C15
+_SEED_STEP = GOLDEN  # seeds of ranks spread apart by the RNG's stream increment
 
 
 def _bind(net, opt, cap, rank, g):

@@ -257,33 +257,3 @@ def _map_rows(method):
 
 tanh_rows = _map_rows("tanh")
 sigmoid_rows = _map_rows("sigmoid")
-
-
-@intrinsic
-def vsgd(typingctx, P, p0, n, G, C, cl, cd):
-    """SGD on rows ``p0 .. p0+n-1``: ``P <- C[cd] * P - C[cl] * G``; ``G <- 0``.
-
-    ``C[cl]`` holds each lane's learning rate and ``C[cd]`` its decay factor;
-    a lane whose rate is 0 is left untouched (even if its gradient is NaN).
-    """
-    if not (_rows_ok(P, G, C) and _ints_ok(p0, n, cl, cd)):
-        return None
-    sig = types.void(P, p0, n, G, C, cl, cd)
-
-    def codegen(context, builder, sig, args):
-        tys = sig.args
-        Pr, Gr, Cr = (_Rows(context, builder, tys[i], args[i]) for i in (0, 3, 4))
-        p0_, n_, cl_, cd_ = (_intp(context, builder, args[i], tys[i]) for i in (1, 2, 5, 6))
-        zero = ir.Constant(Pr.vty, [ir.Constant(Pr.elem, 0.0)] * LANES)
-        lr = Cr.load(cl_)
-        dec = Cr.load(cd_)
-        live = builder.fcmp_unordered("!=", lr, zero)
-        with cgutils.for_range(builder, n_) as loop:
-            t = builder.add(p0_, loop.index)
-            p = Pr.load(t)
-            x = builder.fsub(builder.fmul(dec, p), builder.fmul(lr, Gr.load(t)))
-            Pr.store(builder.select(live, x, p), t)
-            Gr.store(zero, t)
-        return context.get_dummy_value()
-
-    return sig, codegen
