@@ -38,14 +38,14 @@ from ..spec import (BINARY_CROSS_ENTROPY, CROSS_ENTROPY, IDENTITY, L_ACT, L_BN, 
                     MSE, P_ALPHA, P_DROP, RELU, SIGMOID, SOFTMAX, TANH)
 from .approx import vexp
 from .rng import permutation
-from .simd import sigmoid_rows, tanh_rows, vdot, vdot_drelu, vdot_dsigmoid, vdot_dtanh, vger
+from .simd import (sigmoid_rows, tanh_rows, vdot, vdot_drelu, vdot_dsigmoid, vdot_dtanh,
+                   vger, vsgd)
 from .activations import act as _act, dact as _dact
 from .layout import weight_range
 from .update import (ADAMW, H_BETA1, H_BETA2, H_CLIP, H_DELTA_MAX, H_DELTA_MIN, H_EPS,
                      H_ETA_MINUS, H_ETA_PLUS, H_L1, H_LR, H_MOMENTUM, H_NESTEROV, H_WD,
                      MOMENTUM, RPROP, SGD, adam_factors, adam_step, clip_scale, decay_factor,
-                     decayed, fused_sgd, momentum_step, reg_grad, rprop_step, sgd_decay_step,
-                     sgd_step)
+                     decayed, fused_sgd, momentum_step, reg_grad, rprop_step, sgd_step)
 
 # rows of the per-lane float64 scalars ``lv``
 _EPOCH_LOSS, _BATCH_LOSS, _A, _B, _C, _NORM = range(6)
@@ -336,27 +336,19 @@ def _update(PB, GB, SB, HB, lv, lf, layout, opt, stepv):
 def _sgd_update(PB, GB, HB, S, lf, layout):
     """Plain SGD with L2 folded into a decay factor (the common case); zeroes ``GB``.
 
-    ``S`` rows 2-3 receive each lane's rate (0 for lanes not updated) and
-    weight decay factor; biases take the step with no decay.
+    ``S`` rows 2-4 receive each lane's rate (0 for lanes not updated), weight
+    decay factor and 1 (biases: ``sgd_decay_step`` with factor 1 is ``sgd_step``).
     """
     T = PB.dtype.type
-    nl = PB.shape[1]
-    for q in range(nl):
+    for q in range(PB.shape[1]):
         lr = HB[H_LR, q] if lf[_LIVE, q] else 0.0
         S[2, q] = T(lr)
         S[3, q] = T(decay_factor(lr, HB[H_WD, q]))
+        S[4, q] = T(1.0)
     for l in range(layout.shape[0]):
         w, we = weight_range(layout, l)
-        for p in range(w, we):
-            for q in range(nl):
-                x = sgd_decay_step(PB[p, q], GB[p, q], S[2, q], S[3, q])
-                PB[p, q] = x if S[2, q] != T(0.0) else PB[p, q]
-                GB[p, q] = T(0.0)
-        for p in range(we, we + layout[l, L_OUT]):
-            for q in range(nl):
-                x = sgd_step(PB[p, q], GB[p, q], S[2, q])
-                PB[p, q] = x if S[2, q] != T(0.0) else PB[p, q]
-                GB[p, q] = T(0.0)
+        vsgd(PB, w, we - w, GB, S, 2, 3)
+        vsgd(PB, we, layout[l, L_OUT], GB, S, 2, 4)
 
 
 # ------------------------------------------------------------------ one block
