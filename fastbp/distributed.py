@@ -33,6 +33,7 @@ from ._kernels.backward import backward
 from ._kernels.train import _forward_loss
 from ._kernels.update import H_LR, apply_update
 from ._validate import check_int, check_sample_weight, check_weight_sum
+from ._kernels.rng import GOLDEN
 from .history import History
 from .metrics import classifies, correct
 from .options import fit_method
@@ -188,7 +189,7 @@ def configure_threads(comm=None, threads=None, warn=True):
 
 
 # ------------------------------------------------------------ kernel adapter
-_SEED_STEP = 0x9E3779B97F4A7C15
+_SEED_STEP = GOLDEN  # seeds of ranks spread apart by the RNG's stream increment
 
 
 def _bind(net, opt, cap, rank, g):

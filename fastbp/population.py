@@ -18,8 +18,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ._config import GROUP, LANES
-from ._kernels.lanes import (N_LANE_SCALARS, lanes_eligible, lanes_epoch, lanes_loss,
-                             lanes_predict, permutations)
+from ._kernels.lanes import N_LANE_SCALARS, lanes_eligible, lanes_epoch, lanes_loss, lanes_predict
+from ._kernels.rng import permutations
 from ._kernels.population import population_epoch, population_predict
 from ._validate import check_int, check_X, check_y
 from .network import MLP

@@ -15,7 +15,7 @@ import pytest
 from numba import njit
 
 from fastbp._config import GROUP, LANES
-from fastbp._kernels.lanes import permutation
+from fastbp._kernels.rng import permutation
 from fastbp._kernels.simd import (sigmoid_rows, tanh_rows, vdot, vdot_drelu, vdot_dsigmoid,
                                   vdot_dtanh, vger)
 from fastbp.population import Population

@@ -19,6 +19,7 @@ from .matmul import mm_nn
 from .regularize import bn_backward, dropout_backward
 from .runtime import runtime
 from .sparse import input_tn
+from .update import sgd_step
 
 
 @njit(**JIT)
@@ -38,10 +39,12 @@ def _weights(model, work, l, D, Ain, lr, decay, fused):
     G, g = layer_params(work.grad, model.layout, l)
     _colsum(D, g)
     if fused:
-        input_tn(-lr, D, Ain, decay, W)  # Ain: dense, or sparse input rows (layer 0)
+        # update.sgd_decay_step inside the gemm (beta = decay); Ain: dense, or sparse input
+        # rows (layer 0)
+        input_tn(-lr, D, Ain, decay, W)
         step = b.dtype.type(lr)
         for j in range(b.shape[0]):
-            b[j] -= step * g[j]
+            b[j] = sgd_step(b[j], g[j], step)
     else:
         input_tn(1.0, D, Ain, 0.0, G)
 
@@ -63,8 +66,8 @@ def _through_layer(model, work, l, Dp, Ain, off, lr, fused, training):
         if fused:
             step = gam.dtype.type(lr)
             for j in range(m):
-                gam[j] -= step * dg[j]
-                bet[j] -= step * db[j]
+                gam[j] = sgd_step(gam[j], dg[j], step)
+                bet[j] = sgd_step(bet[j], db[j], step)
 
 
 @njit(**JIT)

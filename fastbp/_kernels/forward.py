@@ -10,11 +10,13 @@ C-contiguous ``(n, n_out_l)`` view.  ``bninv`` holds one entry per unit.
 from numba import njit
 
 from .._config import JIT
-from ..spec import GELU, L_ACT, L_BN, L_IN, L_OUT, L_STAT, L_W, P_ALPHA, P_BN_EPS, \
+from ..spec import GELU, L_ACT, L_BN, L_IN, L_OUT, L_STAT, P_ALPHA, P_BN_EPS, \
     P_BN_MOMENTUM, P_DROP
 from .activations import bias_act
+from .layout import weight_range
 from .sparse import input_nt
-from .regularize import bn_forward, bn_running, dropout_forward, mask_key
+from .regularize import bn_forward, bn_running, dropout_forward
+from .rng import mask_key
 from .runtime import runtime
 from .views import view2d
 
@@ -30,9 +32,9 @@ def layer_params(params, layout, l):
     """Views ``(W, b)`` of layer ``l``: ``W`` is ``(n_out, n_in)``."""
     n_in = layout[l, L_IN]
     n_out = layout[l, L_OUT]
-    w = layout[l, L_W]
+    w, bo = weight_range(layout, l)
     W = view2d(params, w, n_out, n_in)
-    b = params[w + n_out * n_in:w + n_out * n_in + n_out]
+    b = params[bo:bo + n_out]
     return W, b
 
 

@@ -35,18 +35,17 @@ from numba import njit, prange
 
 from .._config import GROUP, JIT, JIT_INLINE, JIT_NO_NRT, JIT_PARALLEL, LANES
 from ..spec import (BINARY_CROSS_ENTROPY, CROSS_ENTROPY, IDENTITY, L_ACT, L_BN, L_IN, L_OUT,
-                    L_W, MSE, P_ALPHA, P_DROP, RELU, SIGMOID, SOFTMAX, TANH)
+                    MSE, P_ALPHA, P_DROP, RELU, SIGMOID, SOFTMAX, TANH)
 from .approx import vexp
-from .regularize import mix64
+from .rng import permutation
 from .simd import (sigmoid_rows, tanh_rows, vdot, vdot_drelu, vdot_dsigmoid, vdot_dtanh,
                    vger, vsgd)
 from .activations import act as _act, dact as _dact
+from .layout import weight_range
 from .update import (ADAMW, H_BETA1, H_BETA2, H_CLIP, H_DELTA_MAX, H_DELTA_MIN, H_EPS,
                      H_ETA_MINUS, H_ETA_PLUS, H_L1, H_LR, H_MOMENTUM, H_NESTEROV, H_WD,
-                     MOMENTUM, RPROP, SGD)
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_S32 = np.uint64(32)
+                     MOMENTUM, RPROP, SGD, adam_factors, adam_step, clip_scale, decay_factor,
+                     decayed, fused_sgd, momentum_step, reg_grad, rprop_step, sgd_step)
 
 # rows of the per-lane float64 scalars ``lv``
 _EPOCH_LOSS, _BATCH_LOSS, _A, _B, _C, _NORM = range(6)
@@ -80,32 +79,6 @@ def lanes_eligible(layout, lparams):
 def lanes_loss(loss):
     """Whether the lane kernel computes ``loss`` (mse and the cross-entropies)."""
     return loss == MSE or loss == CROSS_ENTROPY or loss == BINARY_CROSS_ENTROPY
-
-
-@njit(**JIT_INLINE)
-def permutation(order, seed, k):
-    """``order[:] <-`` a permutation of ``range(len(order))`` keyed by ``(seed, k)``.
-
-    Fisher-Yates with a SplitMix64 stream; the same key gives the same order
-    on every path and thread count.
-    """
-    n = order.shape[0]
-    for i in range(n):
-        order[i] = i
-    s = mix64(np.uint64(seed) ^ mix64(np.uint64(k) + _GOLDEN))
-    for i in range(n - 1, 0, -1):
-        s += _GOLDEN
-        j = np.int64(((mix64(s) >> _S32) * np.uint64(i + 1)) >> _S32)
-        t = order[i]
-        order[i] = order[j]
-        order[j] = t
-
-
-@njit(**JIT_PARALLEL)
-def permutations(orders, seed):
-    """Row ``k`` of ``orders`` <- ``permutation(..., seed, k)`` for every network."""
-    for k in prange(orders.shape[0]):
-        permutation(orders[k], seed, k)
 
 
 # ------------------------------------------------------------------ one sample
@@ -175,12 +148,11 @@ def _forward(PB, A, Z, S, Af, Zf, layout, lparams, R, ng):
     for l in range(layout.shape[0]):
         n_in = layout[l, L_IN]
         m = layout[l, L_OUT]
-        w = layout[l, L_W]
+        w, bo = weight_range(layout, l)
         code = layout[l, L_ACT]
         ao = ain + n_in
         for j in range(m):
-            vdot(Z, ao + j, R, PB, w + j * n_in, 1, A, ain, 1, R, n_in, PB, w + n_in * m + j,
-                 ng)
+            vdot(Z, ao + j, R, PB, w + j * n_in, 1, A, ain, 1, R, n_in, PB, bo + j, ng)
         for g in range(ng):
             o = g * R + ao
             if code == TANH:
@@ -255,8 +227,7 @@ def _backward(PB, GB, A, Z, D, Af, Zf, Df, layout, lparams, ao, R, ng):
     for l in range(layout.shape[0] - 1, -1, -1):
         n_in = layout[l, L_IN]
         m = layout[l, L_OUT]
-        w = layout[l, L_W]
-        bo = w + n_in * m
+        w, bo = weight_range(layout, l)
         ain = ao - n_in
         for j in range(m):
             vger(GB, w + j * n_in, 1, D, ao + j, R, A, ain, 1, R, n_in, bo + j, ng)
@@ -290,94 +261,72 @@ def _update(PB, GB, SB, HB, lv, lf, layout, opt, stepv):
 
     ``HB`` (n_hyper, LANES) holds each lane's hyper-parameters; ``GB`` the
     batch-mean gradient (it is modified); ``stepv`` each lane's step count
-    after this step.
+    after this step.  Each element goes through the steps of ``update.py``.
     """
     T = PB.dtype.type
     P = PB.shape[0]
+    nl = PB.shape[1]
     live = lf[_LIVE]
     clip = False
-    for q in range(PB.shape[1]):
+    for q in range(nl):
         clip = clip or HB[H_CLIP, q] > 0.0
     if clip:
-        for q in range(PB.shape[1]):
+        for q in range(nl):
             lv[_NORM, q] = 0.0
         for p in range(P):
-            for q in range(PB.shape[1]):
+            for q in range(nl):
                 g = float(GB[p, q])
                 lv[_NORM, q] += g * g
-        for q in range(PB.shape[1]):
-            norm = math.sqrt(lv[_NORM, q])
-            mx = HB[H_CLIP, q]
-            lv[_NORM, q] = mx / (norm + 1e-12) if (mx > 0.0 and norm > mx) else 1.0
+        for q in range(nl):
+            lv[_NORM, q] = clip_scale(math.sqrt(lv[_NORM, q]), HB[H_CLIP, q])
         for p in range(P):
-            for q in range(PB.shape[1]):
+            for q in range(nl):
                 GB[p, q] *= T(lv[_NORM, q])
     decoupled = opt == ADAMW
     for l in range(layout.shape[0]):
-        w = layout[l, L_W]
-        for p in range(w, w + layout[l, L_IN] * layout[l, L_OUT]):
-            for q in range(PB.shape[1]):
-                x = PB[p, q]
-                s = T(1.0) if x > 0 else (T(-1.0) if x < 0 else T(0.0))
+        w, we = weight_range(layout, l)
+        for p in range(w, we):
+            for q in range(nl):
                 wd = T(0.0) if decoupled else T(HB[H_WD, q])
-                GB[p, q] += wd * x + T(HB[H_L1, q]) * s
+                GB[p, q] = reg_grad(PB[p, q], GB[p, q], wd, T(HB[H_L1, q]))
     if opt == SGD:
         for p in range(P):
-            for q in range(PB.shape[1]):
-                v = PB[p, q] - T(HB[H_LR, q]) * GB[p, q]
-                PB[p, q] = v if live[q] else PB[p, q]
+            for q in range(nl):
+                x = sgd_step(PB[p, q], GB[p, q], T(HB[H_LR, q]))
+                PB[p, q] = x if live[q] else PB[p, q]
     elif opt == MOMENTUM:
         for p in range(P):
-            for q in range(PB.shape[1]):
-                g = GB[p, q]
-                mu = T(HB[H_MOMENTUM, q])
-                v = mu * SB[0, p, q] + g
-                step = g + mu * v if HB[H_NESTEROV, q] != 0.0 else v
-                x = PB[p, q] - T(HB[H_LR, q]) * step
+            for q in range(nl):
+                x, v = momentum_step(PB[p, q], GB[p, q], SB[0, p, q], T(HB[H_LR, q]),
+                                     T(HB[H_MOMENTUM, q]), HB[H_NESTEROV, q] != 0.0)
                 SB[0, p, q] = v if live[q] else SB[0, p, q]
                 PB[p, q] = x if live[q] else PB[p, q]
     elif opt == RPROP:
         for p in range(P):
-            for q in range(PB.shape[1]):
-                g = GB[p, q]
-                s = SB[0, p, q] * g
-                d = SB[1, p, q]
-                if s > T(0.0):
-                    d = min(d * T(HB[H_ETA_PLUS, q]), T(HB[H_DELTA_MAX, q]))
-                elif s < T(0.0):
-                    d = max(d * T(HB[H_ETA_MINUS, q]), T(HB[H_DELTA_MIN, q]))
-                    g = T(0.0)
-                x = PB[p, q]
-                if g > T(0.0):
-                    x -= d
-                elif g < T(0.0):
-                    x += d
+            for q in range(nl):
+                x, g, d = rprop_step(PB[p, q], GB[p, q], SB[0, p, q], SB[1, p, q],
+                                     T(HB[H_ETA_PLUS, q]), T(HB[H_ETA_MINUS, q]),
+                                     T(HB[H_DELTA_MIN, q]), T(HB[H_DELTA_MAX, q]))
                 SB[0, p, q] = g if live[q] else SB[0, p, q]
                 SB[1, p, q] = d if live[q] else SB[1, p, q]
                 PB[p, q] = x if live[q] else PB[p, q]
     else:  # ADAM, ADAMW
-        for q in range(PB.shape[1]):
-            t = stepv[q]
+        for q in range(nl):
             lr = HB[H_LR, q]
-            lv[_A, q] = lr / (1.0 - HB[H_BETA1, q] ** t)
-            lv[_B, q] = 1.0 / math.sqrt(1.0 - HB[H_BETA2, q] ** t)
-            lv[_C, q] = 1.0 - lr * HB[H_WD, q] if decoupled else 1.0
+            lv[_A, q], lv[_B, q] = adam_factors(lr, HB[H_BETA1, q], HB[H_BETA2, q], stepv[q])
+            lv[_C, q] = decay_factor(lr, HB[H_WD, q]) if decoupled else 1.0
         if decoupled:
             for l in range(layout.shape[0]):
-                w = layout[l, L_W]
-                for p in range(w, w + layout[l, L_IN] * layout[l, L_OUT]):
-                    for q in range(PB.shape[1]):
-                        x = PB[p, q] * T(lv[_C, q])
+                w, we = weight_range(layout, l)
+                for p in range(w, we):
+                    for q in range(nl):
+                        x = decayed(PB[p, q], T(lv[_C, q]))
                         PB[p, q] = x if live[q] else PB[p, q]
         for p in range(P):
-            for q in range(PB.shape[1]):
-                g = GB[p, q]
-                b1 = T(HB[H_BETA1, q])
-                b2 = T(HB[H_BETA2, q])
-                mk = b1 * SB[0, p, q] + (T(1.0) - b1) * g
-                vk = b2 * SB[1, p, q] + (T(1.0) - b2) * g * g
-                x = PB[p, q] - T(lv[_A, q]) * mk / (math.sqrt(vk) * T(lv[_B, q])
-                                                    + T(HB[H_EPS, q]))
+            for q in range(nl):
+                x, mk, vk = adam_step(PB[p, q], GB[p, q], SB[0, p, q], SB[1, p, q],
+                                      T(lv[_A, q]), T(lv[_B, q]), T(HB[H_BETA1, q]),
+                                      T(HB[H_BETA2, q]), T(HB[H_EPS, q]))
                 SB[0, p, q] = mk if live[q] else SB[0, p, q]
                 SB[1, p, q] = vk if live[q] else SB[1, p, q]
                 PB[p, q] = x if live[q] else PB[p, q]
@@ -388,19 +337,18 @@ def _sgd_update(PB, GB, HB, S, lf, layout):
     """Plain SGD with L2 folded into a decay factor (the common case); zeroes ``GB``.
 
     ``S`` rows 2-4 receive each lane's rate (0 for lanes not updated), weight
-    decay factor and 1.
+    decay factor and 1 (biases: ``sgd_decay_step`` with factor 1 is ``sgd_step``).
     """
     T = PB.dtype.type
     for q in range(PB.shape[1]):
         lr = HB[H_LR, q] if lf[_LIVE, q] else 0.0
         S[2, q] = T(lr)
-        S[3, q] = T(1.0 - lr * HB[H_WD, q])
+        S[3, q] = T(decay_factor(lr, HB[H_WD, q]))
         S[4, q] = T(1.0)
     for l in range(layout.shape[0]):
-        w = layout[l, L_W]
-        n_w = layout[l, L_IN] * layout[l, L_OUT]
-        vsgd(PB, w, n_w, GB, S, 2, 3)
-        vsgd(PB, w + n_w, layout[l, L_OUT], GB, S, 2, 4)
+        w, we = weight_range(layout, l)
+        vsgd(PB, w, we - w, GB, S, 2, 3)
+        vsgd(PB, we, layout[l, L_OUT], GB, S, 2, 4)
 
 
 # ------------------------------------------------------------------ one block
@@ -484,9 +432,9 @@ def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuf
     if shuffle:
         for q in range(nq):
             permutation(ordT[:, q], seed, k0 + q)
-    plain = opt == SGD
+    plain = True
     for q in range(PB.shape[1]):
-        plain = plain and HB[H_L1, q] == 0.0 and HB[H_CLIP, q] == 0.0
+        plain = plain and fused_sgd(opt, HB[:, q])
     for start in range(0, N, batch_size):
         n = min(batch_size, N - start)
         inv = T(1.0 / n)

@@ -14,41 +14,10 @@ unbiased variance as PyTorch does) and the running statistics at inference.
 
 import math
 
-import numpy as np
 from numba import njit
 
 from .._config import JIT
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_S30 = np.uint64(30)
-_S27 = np.uint64(27)
-_S31 = np.uint64(31)
-_S11 = np.uint64(11)
-_INV53 = 1.0 / 9007199254740992.0
-
-
-@njit(**JIT)
-def mix64(x):
-    """SplitMix64 finaliser: a bijective 64-bit hash."""
-    x = (x ^ (x >> _S30)) * _M1
-    x = (x ^ (x >> _S27)) * _M2
-    return x ^ (x >> _S31)
-
-
-@njit(**JIT)
-def mask_key(seed, counter, layer):
-    """Key of the dropout mask for one layer at one training step."""
-    k = mix64(np.uint64(seed) + _GOLDEN * np.uint64(layer + 1))
-    return mix64(k ^ mix64(np.uint64(counter) * _GOLDEN + np.uint64(layer)))
-
-
-@njit(**JIT)
-def uniform(key, index):
-    """A uniform number in [0, 1) for ``index`` under ``key``."""
-    return float(mix64(key + np.uint64(index) * _GOLDEN) >> _S11) * _INV53
-
+from .rng import uniform
 
 @njit(**JIT)
 def dropout_forward(A, M, p, key):

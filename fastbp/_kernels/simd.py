@@ -23,15 +23,23 @@ depend on its lane.
 All arrays are C-contiguous 2-D with exactly ``LANES`` columns and the same
 float dtype; row indices are not bounds-checked (callers derive them from
 the layout table and allocate the workspace to fit).
+
+``vsgd`` is not written out here: its arithmetic is ``update.sgd_decay_step``
+itself, evaluated at compile time on LLVM vector values (``_Vec``), so the
+row form and the scalar form are one definition with one operation order.
 """
+
+import types as pytypes
 
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
+from numba.core.registry import CPUDispatcher
 from numba.extending import intrinsic
 
 from .._config import GROUP, LANES
 from .approx import ExpMath
+from .update import sgd_decay_step
 
 
 def _rows_ok(*arys):
@@ -259,9 +267,44 @@ tanh_rows = _map_rows("tanh")
 sigmoid_rows = _map_rows("sigmoid")
 
 
+def as_python(fn):
+    """The plain-Python form of an ``@njit`` formula, its ``@njit`` callees replaced
+    the same way, so that it can run on ``_Vec`` values (at compile time)."""
+    f = fn.py_func if isinstance(fn, CPUDispatcher) else fn
+    env = dict(f.__globals__)
+    for name in f.__code__.co_names:
+        if isinstance(env.get(name), CPUDispatcher):
+            env[name] = as_python(env[name])
+    return pytypes.FunctionType(f.__code__, env, f.__name__, f.__defaults__, f.__closure__)
+
+
+class _Vec:
+    """An LLVM vector value with ``+ - *`` emitting IEEE vector instructions (no
+    fast-math flags), in the order the Python expression evaluates them."""
+
+    def __init__(self, builder, value):
+        self.builder = builder
+        self.value = value
+
+    def _op(self, other, name):
+        return _Vec(self.builder, getattr(self.builder, name)(self.value, other.value))
+
+    def __add__(self, other):
+        return self._op(other, "fadd")
+
+    def __sub__(self, other):
+        return self._op(other, "fsub")
+
+    def __mul__(self, other):
+        return self._op(other, "fmul")
+
+
+_sgd_decay_rows = as_python(sgd_decay_step)
+
+
 @intrinsic
 def vsgd(typingctx, P, p0, n, G, C, cl, cd):
-    """SGD on rows ``p0 .. p0+n-1``: ``P <- C[cd] * P - C[cl] * G``; ``G <- 0``.
+    """SGD on rows ``p0 .. p0+n-1``: ``P <- sgd_decay_step(P, G, C[cl], C[cd])``; ``G <- 0``.
 
     ``C[cl]`` holds each lane's learning rate and ``C[cd]`` its decay factor;
     a lane whose rate is 0 is left untouched (even if its gradient is NaN).
@@ -281,7 +324,7 @@ def vsgd(typingctx, P, p0, n, G, C, cl, cd):
         with cgutils.for_range(builder, n_) as loop:
             t = builder.add(p0_, loop.index)
             p = Pr.load(t)
-            x = builder.fsub(builder.fmul(dec, p), builder.fmul(lr, Gr.load(t)))
+            x = _sgd_decay_rows(*(_Vec(builder, v) for v in (p, Gr.load(t), lr, dec))).value
             Pr.store(builder.select(live, x, p), t)
             Gr.store(zero, t)
         return context.get_dummy_value()

@@ -15,11 +15,13 @@ import math
 from numba import njit
 
 from .._config import JIT, SMALL_NET_MACS
-from ..spec import (CROSS_ENTROPY, L_ACT, L_BN, L_IN, L_OUT, L_W, P_ALPHA, P_DROP, P_LOSS,
+from ..spec import (CROSS_ENTROPY, L_ACT, L_BN, L_IN, L_OUT, P_ALPHA, P_DROP, P_LOSS,
                     POISSON, SOFTMAX)
 from .activations import act as _act, dact as _dact
 from .approx import vexp
+from .layout import weight_range
 from .losses import elem_grad, elem_loss, elementwise, poisson_loss
+from .update import decayed, sgd_step
 
 @njit(**JIT)
 def eligible(layout, lparams, batch_size):
@@ -28,7 +30,8 @@ def eligible(layout, lparams, batch_size):
     for l in range(layout.shape[0]):
         if layout[l, L_BN] >= 0 or lparams[l, P_DROP] > 0.0:
             return False
-        macs += layout[l, L_IN] * layout[l, L_OUT]
+        w, we = weight_range(layout, l)
+        macs += we - w
     return macs * batch_size <= SMALL_NET_MACS
 
 
@@ -57,8 +60,7 @@ def small_epoch(params, layout, lparams, loss, X, y, order, batch_size, shuffle,
         for l in range(L):
             n_in = layout[l, L_IN]
             m = layout[l, L_OUT]
-            w = layout[l, L_W]
-            bo = w + n_in * m
+            w, bo = weight_range(layout, l)
             code = layout[l, L_ACT]
             al = lparams[l, P_ALPHA]
             prev = off - cap * n_in
@@ -172,8 +174,7 @@ def small_epoch(params, layout, lparams, loss, X, y, order, batch_size, shuffle,
         for l in range(L - 1, -1, -1):
             n_in = layout[l, L_IN]
             m = layout[l, L_OUT]
-            w = layout[l, L_W]
-            bo = w + n_in * m
+            w, bo = weight_range(layout, l)
             prev = off - cap * n_in
             if l > 0:
                 pcode = layout[l - 1, L_ACT]
@@ -190,23 +191,25 @@ def small_epoch(params, layout, lparams, loss, X, y, order, batch_size, shuffle,
                             deltas[p + k] += dj * params[wj + k]
                     for k in range(n_in):
                         deltas[p + k] *= _dact(acts[p + k], pre[p + k], pcode, pal)
+            # sgd_decay_step split over the batch: decay once, then each sample's
+            # step (lr * delta_j) * a_k, with no gradient buffer
             if dec != T(1.0):
                 for q in range(w, bo):
-                    params[q] *= dec
+                    params[q] = decayed(params[q], dec)
             for i in range(n):
                 r = order[start + i] if shuffle else start + i
                 d = off + i * m
                 for j in range(m):
                     g = step * deltas[d + j]
                     wj = w + j * n_in
-                    params[bo + j] -= g
+                    params[bo + j] = sgd_step(params[bo + j], deltas[d + j], step)
                     if l == 0:
                         for k in range(n_in):
-                            params[wj + k] -= g * X[r, k]
+                            params[wj + k] = sgd_step(params[wj + k], X[r, k], g)
                     else:
                         p = prev + i * n_in
                         for k in range(n_in):
-                            params[wj + k] -= g * acts[p + k]
+                            params[wj + k] = sgd_step(params[wj + k], acts[p + k], g)
             off = prev
 
         epoch_total += total

@@ -18,6 +18,7 @@ from numba import njit
 
 from .._config import JIT
 from .forward import layer_params
+from .layout import weight_range
 from .runtime import runtime
 from .sparse import with_rows
 from .train import train_batch
@@ -51,8 +52,8 @@ def sparse_epoch(model, work, loss, X, y, order, batch_size, shuffle, bufs, ybuf
     and per-step rates ``lrs`` work as in ``train.batch_epoch``.
     """
     rowbuf, scratch = bufs
-    transposed = (fused_sgd(opt, hyper)
-                  and scratch.shape[0] >= model.layout[0, 0] * model.layout[0, 1])
+    w, we = weight_range(model.layout, runtime(0))
+    transposed = fused_sgd(opt, hyper) and scratch.shape[0] >= we - w
     W, _ = layer_params(model.params, model.layout, runtime(0))
     wt = scratch[:W.size if transposed else 0]
     if transposed:

@@ -15,7 +15,7 @@ from .backward import backward
 from .forward import block, commit_batch_stats, forward
 from .runtime import runtime
 from .small import eligible, small_epoch
-from .update import H_LR, H_WD, apply_update, fused_sgd
+from .update import H_LR, H_WD, apply_update, decay_factor, fused_sgd
 from .views import copy_row
 from .weights import gather_weights, weight_total, weighted_loss_delta
 
@@ -80,7 +80,7 @@ def train_batch(model, work, loss, X, y, opt, hyper, state, step, sw=None):
     if fused_sgd(opt, hyper):
         lr = hyper[H_LR]
         step[0] += 1
-        backward(model, work, X, lr, 1.0 - lr * hyper[H_WD], runtime(True), runtime(True))
+        backward(model, work, X, lr, decay_factor(lr, hyper[H_WD]), runtime(True), runtime(True))
     else:
         backward(model, work, X, 0.0, 1.0, runtime(False), runtime(True))
         apply_update(model.params, work.grad, model.layout, opt, hyper, state, step)
@@ -100,7 +100,7 @@ def flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step,
     lr = hyper[H_LR]
     steps = small_epoch(model.params, model.layout, model.lparams, loss, X, y, order,
                         batch_size, shuffle, work.acts, work.pre, work.deltas, work.cap, lr,
-                        1.0 - lr * hyper[H_WD], out)
+                        decay_factor(lr, hyper[H_WD]), out)
     step[0] += steps
     model.counter[0] += steps
 

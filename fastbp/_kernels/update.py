@@ -154,9 +154,9 @@ def clip_by_norm(grad, max_norm):
     norm = math.sqrt(s)
     f = clip_scale(norm, max_norm)
     if f != 1.0:
-        f = grad.dtype.type(f)
+        c = grad.dtype.type(f)
         for k in range(grad.shape[0]):
-            grad[k] *= f
+            grad[k] *= c
     return norm
 
 
