@@ -178,15 +178,18 @@ define void @fastbp_blas_ignore_threads(i32 %n) {
 """
 
 
+_STAND_IN_ENGINES = []  # keeps the compiled stand-ins alive
+
+
 def _stand_in_addresses():
     """Native ``int f(void) { return 1; }`` and ``void g(int) {}``, JIT-compiled."""
-    global _STAND_IN_ENGINE
     module = _llvm.parse_assembly(_STAND_INS)
     machine = _llvm.Target.from_default_triple().create_target_machine()
-    _STAND_IN_ENGINE = _llvm.create_mcjit_compiler(module, machine)  # kept alive
-    _STAND_IN_ENGINE.finalize_object()
-    return (_STAND_IN_ENGINE.get_function_address("fastbp_blas_one_thread"),
-            _STAND_IN_ENGINE.get_function_address("fastbp_blas_ignore_threads"))
+    engine = _llvm.create_mcjit_compiler(module, machine)
+    engine.finalize_object()
+    _STAND_IN_ENGINES.append(engine)
+    return (engine.get_function_address("fastbp_blas_one_thread"),
+            engine.get_function_address("fastbp_blas_ignore_threads"))
 
 
 def _register_thread_symbols():
