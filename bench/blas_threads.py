@@ -151,6 +151,8 @@ def main(argv=None):
     ap.add_argument("--threads-only", action="store_true")
     ap.add_argument("--loops-only", action="store_true")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--loops-macs", type=int, nargs=2, default=(2048, 524288),
+                    metavar=("LO", "HI"), help="MACs range of the loops-vs-BLAS shapes")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
     funcs = blas._THREAD_FUNCTIONS
@@ -181,7 +183,7 @@ def main(argv=None):
             loops = _loop_runner(_loop_module())
             shapes = [(kind, M, K, N) for kind in range(3) for M in batches
                       for K in widths for N in widths
-                      if 2048 <= M * K * N <= 524288]
+                      if args.loops_macs[0] <= M * K * N <= args.loops_macs[1]]
             configs = {"blas": (lambda: set_(1), _blas_loop), "loops": (lambda: None, loops)}
             rows = measure(shapes, configs, args.rounds)
             _print(rows, "loops", "blas", "register loops vs sgemm, 1 thread")
