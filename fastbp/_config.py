@@ -23,6 +23,17 @@ JIT_PARALLEL = dict(JIT, parallel=True)
 #: larger ones call BLAS (sgemm/dgemm through scipy.linalg.cython_blas).
 SMALL_GEMM_MACS = 32768
 
+#: OpenBLAS runs a gemm on one thread by itself below about this many
+#: multiply-adds (its ``SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD``).
+OPENBLAS_THREAD_MIN_MACS = 262144
+
+#: BLAS products with fewer multiply-adds than this (and at least
+#: ``OPENBLAS_THREAD_MIN_MACS``) run with OpenBLAS lowered to one thread: its
+#: per-call thread handoff costs more than the second core saves
+#: (``bench/blas_threads.py`` measures the crossover).  Larger products use
+#: the threads the user allowed.
+BLAS_SINGLE_THREAD_MACS = 4194304
+
 
 #: Networks whose multiply-adds per batch (sum of n_in * n_out over layers,
 #: times the batch size) stay below this train on the flat, view-free SGD path

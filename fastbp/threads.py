@@ -5,6 +5,14 @@ matrix products with its own threads and Numba's ``prange`` kernels
 (:class:`fastbp.population.Population`) use Numba's pool.  ``threads(n)``
 sets both for a block of code and restores the previous settings on exit,
 even after an exception.
+
+``n`` is a ceiling, not a command for every product: fastbp's gemm lowers
+OpenBLAS to one thread around medium products (``OPENBLAS_THREAD_MIN_MACS`` to
+``BLAS_SINGLE_THREAD_MACS`` multiply-adds, ``fastbp/_config.py``), where the
+per-call thread handoff costs more than a second core saves, and restores the
+count right after each call.  Which thread count a product gets depends only
+on its shape and ``n``, so the same seed and ``n`` give bit-identical results
+across processes.
 """
 
 import contextlib

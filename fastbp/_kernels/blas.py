@@ -48,9 +48,9 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._config import JIT
+from .._config import BLAS_SINGLE_THREAD_MACS, JIT, OPENBLAS_THREAD_MIN_MACS
 
-__all__ = ["gemm", "gemm_loops", "gemm_available"]
+__all__ = ["gemm", "gemm_loops", "gemm_available", "blas_thread_control"]
 
 
 # --------------------------------------------------------------------------
@@ -117,6 +117,100 @@ def _register_symbols():
 _ADDRESSES = _register_symbols()
 
 
+# --------------------------------------------------------------------------
+# Thread policy: BLAS runs single-threaded where threading does not pay
+# --------------------------------------------------------------------------
+#
+# OpenBLAS (pthreads build, as in SciPy's wheels) hands a gemm to its worker
+# threads whenever the product has more than ~262k multiply-adds and the
+# thread count is above 1, and synchronises with them on every call.  For the
+# medium products of MLP training that handoff costs more than it saves (and
+# far more when the other core is busy: a descheduled worker stalls the call
+# for a time slice).  So ``gemm`` lowers OpenBLAS to one thread around
+# products of OPENBLAS_THREAD_MIN_MACS <= m*n*k < BLAS_SINGLE_THREAD_MACS when
+# it is set higher, and restores the count right after the call.  It only ever
+# lowers the count, never raises it above what the user (``fastbp.threads``,
+# threadpoolctl, OPENBLAS_NUM_THREADS) allowed, and it leaves the setting as it
+# found it.  The thread count used for a product is a function of its shape
+# and the user's setting alone, so same seed + same thread count stays
+# bit-identical across processes.
+#
+# The two OpenBLAS functions are found in the library SciPy's cython_blas is
+# linked against (dlsym on its handle searches its dependencies), under the
+# names threadpoolctl knows (``scipy_openblas_set_num_threads``, ...), and
+# registered like the gemm symbols: compiled code refers to them by name.  A
+# BLAS that is not a pthreads OpenBLAS gets native no-op stand-ins ("one
+# thread"), so the policy is then inert.
+
+_THREAD_SYMBOLS = {"get": "fastbp_blas_get_threads", "set": "fastbp_blas_set_threads"}
+_AFFIXES = [(p, s) for p in ("scipy_", "") for s in ("", "64_", "_64")]
+_PTHREADS = 1  # openblas_get_parallel(): 0 serial build, 1 pthreads, 2 OpenMP
+
+
+def _openblas_thread_functions():
+    """(get, set) ctypes functions of SciPy's OpenBLAS, or None."""
+    try:
+        lib = ctypes.CDLL(_cython_blas().__file__)
+    except (OSError, AttributeError):  # pragma: no cover - static builds
+        return None
+    for prefix, suffix in _AFFIXES:
+        names = [f"{prefix}openblas_{f}{suffix}"
+                 for f in ("get_num_threads", "set_num_threads", "get_parallel")]
+        if all(hasattr(lib, name) for name in names):
+            get, set_, parallel = (getattr(lib, name) for name in names)
+            if parallel() != _PTHREADS:  # OpenMP: per-thread limits; serial: nothing to do
+                return None
+            get.restype = ctypes.c_int
+            get.argtypes = []
+            set_.restype = None
+            set_.argtypes = [ctypes.c_int]
+            return get, set_
+    return None
+
+
+_STAND_INS = """
+define i32 @fastbp_blas_one_thread() {
+  ret i32 1
+}
+define void @fastbp_blas_ignore_threads(i32 %n) {
+  ret void
+}
+"""
+
+
+_STAND_IN_ENGINES = []  # keeps the compiled stand-ins alive
+
+
+def _stand_in_addresses():
+    """Native ``int f(void) { return 1; }`` and ``void g(int) {}``, JIT-compiled."""
+    module = _llvm.parse_assembly(_STAND_INS)
+    machine = _llvm.Target.from_default_triple().create_target_machine()
+    engine = _llvm.create_mcjit_compiler(module, machine)
+    engine.finalize_object()
+    _STAND_IN_ENGINES.append(engine)
+    return (engine.get_function_address("fastbp_blas_one_thread"),
+            engine.get_function_address("fastbp_blas_ignore_threads"))
+
+
+def _register_thread_symbols():
+    funcs = _openblas_thread_functions()
+    if funcs is None:
+        addrs = _stand_in_addresses()
+    else:
+        addrs = tuple(ctypes.cast(f, ctypes.c_void_p).value for f in funcs)
+    for name, addr in zip(("get", "set"), addrs):
+        _llvm.add_symbol(_THREAD_SYMBOLS[name], addr)
+    return funcs
+
+
+_THREAD_FUNCTIONS = _register_thread_symbols()
+
+
+def blas_thread_control():
+    """True when ``gemm`` manages OpenBLAS threads (a pthreads OpenBLAS was found)."""
+    return _THREAD_FUNCTIONS is not None
+
+
 def gemm_available():
     """True: BLAS gemm is reachable from nopython code (symbols registered)."""
     return True
@@ -131,13 +225,15 @@ def _is_int(t):
 
 
 @intrinsic
-def _xgemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
+def _xgemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, single_below):
     """Raw column-major BLAS call.
 
     ``ta``/``tb``: integer character codes (ord('N') or ord('T')); ``m, n, k,
     lda, ldb, ldc``: integers (truncated to int32); ``alpha``/``beta``: any
     real scalar (cast to the array dtype); ``a, b, c``: arrays of one dtype
     (float32 -> sgemm, float64 -> dgemm); only their data pointers are used.
+    ``single_below``: integer; products with OPENBLAS_THREAD_MIN_MACS <= m*n*k
+    < single_below run with BLAS lowered to one thread (0: never).
     """
     arrs = (a, b, c)
     if not all(isinstance(x, types.Array) for x in arrs):
@@ -156,12 +252,14 @@ def _xgemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
     if not all(isinstance(x, (types.Integer, types.Float, types.Boolean))
                for x in (alpha, beta)):
         return None
+    if not _is_int(single_below):
+        return None
 
-    sig = types.void(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    sig = types.void(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, single_below)
 
     def codegen(context, builder, signature, args):
         (v_ta, v_tb, v_m, v_n, v_k, v_alpha, v_a, v_lda,
-         v_b, v_ldb, v_beta, v_c, v_ldc) = args
+         v_b, v_ldb, v_beta, v_c, v_ldc, v_single) = args
         aty = signature.args
 
         i8 = ir.IntType(8)
@@ -201,8 +299,34 @@ def _xgemm(typingctx, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
         p_c = data_ptr(v_c, aty[11])
         p_ldc = by_ref_int(v_ldc, aty[12], types.int32)
 
-        builder.call(fn, [p_ta, p_tb, p_m, p_n, p_k, p_alpha, p_a, p_lda,
-                          p_b, p_ldb, p_beta, p_c, p_ldc])
+        call_args = [p_ta, p_tb, p_m, p_n, p_k, p_alpha, p_a, p_lda,
+                     p_b, p_ldb, p_beta, p_c, p_ldc]
+
+        # thread policy, as straight LLVM code (no Numba-level branches, so
+        # no effect on refcount pruning in the callers)
+        i64 = ir.IntType(64)
+        macs = builder.mul(builder.mul(builder.sext(builder.load(p_m), i64),
+                                       builder.sext(builder.load(p_n), i64)),
+                           builder.sext(builder.load(p_k), i64))
+        single = context.cast(builder, v_single, aty[13], types.int64)
+        mid = builder.and_(
+            builder.icmp_signed(">=", macs, ir.Constant(i64, OPENBLAS_THREAD_MIN_MACS)),
+            builder.icmp_signed("<", macs, single))
+        get_fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(i32, []), _THREAD_SYMBOLS["get"])
+        set_fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i32]), _THREAD_SYMBOLS["set"])
+        with builder.if_else(mid) as (lowered, as_set):
+            with lowered:
+                current = builder.call(get_fn, [])
+                several = builder.icmp_signed(">", current, ir.Constant(i32, 1))
+                with builder.if_then(several):
+                    builder.call(set_fn, [ir.Constant(i32, 1)])
+                builder.call(fn, call_args)
+                with builder.if_then(several):
+                    builder.call(set_fn, [current])
+            with as_set:
+                builder.call(fn, call_args)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -289,7 +413,7 @@ def gemm(transa, transb, alpha, a, b, beta, c):
         opb = _CHAR_T if transb else _CHAR_N
         opa = _CHAR_T if transa else _CHAR_N
         _xgemm(opb, opa, n, m, k, alpha, b, max(ldb, 1), a, max(lda, 1),
-               beta, c, max(ldc, 1))
+               beta, c, max(ldc, 1), BLAS_SINGLE_THREAD_MACS)
 
 
 @njit(**JIT)
