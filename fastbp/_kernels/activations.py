@@ -2,10 +2,11 @@
 
 ``act`` is ``f(z)`` and ``mul_dact`` is ``d * f'(z)`` for one scalar; every
 engine (``bias_act`` / ``mul_act_grad`` here for the general path,
-``small.py``, ``lanes.py``) is a loop around them.  They are ordinary
-(not IR-inlined) functions: LLVM inlines them into the loops.  Every derivative is
-computed from the output ``a`` except GELU's, which needs ``z``.  float32
-uses the vectorisable exp/tanh of ``approx.py``.
+``small.py``, ``lanes.py``) is a loop around them (``act_range``,
+``act_inplace`` and ``mul_dact_range`` give each activation its own
+vectorised loop).  Every derivative is computed from the output ``a`` except
+GELU's, which needs ``z``.  float32 uses the vectorisable exp/tanh of
+``approx.py``.
 
 Softmax acts on a whole row (``softmax_row``; its Jacobian-vector product is
 ``softmax_jvp``) and appears only on the output layer, where ``losses`` fuses
@@ -33,14 +34,14 @@ def softplus(z):
     return max(z, type(z)(0.0)) + math.log1p(math.exp(-abs(z)))
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _gelu_tanh(z):
     """The tanh of GELU's tanh form, ``tanh(c (z + k z^3))``."""
     T = type(z)
     return vtanh(T(_GELU_C) * (z + T(_GELU_K3) * z * z * z))
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def act(z, code, alpha):
     """Activation code applied to the scalar z (softmax: see ``softmax_row``)."""
     T = type(z)
@@ -63,7 +64,7 @@ def act(z, code, alpha):
     return z
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def mul_dact(d, a, z, code, alpha):
     """``d * f'(z)`` from the output ``a = f(z)`` (and ``z`` for GELU).
 
@@ -94,15 +95,15 @@ def mul_dact(d, a, z, code, alpha):
     return d
 
 
-# Both range functions dispatch with the code as a literal in each branch, so
+# The range functions dispatch with the code as a literal in each branch, so
 # LLVM folds act's / mul_dact's dispatch out of the loop and vectorises it.
 # Unsigned indices: Numba then skips negative-index wraparound, which would
 # otherwise stop the vectoriser.  They are compiled once per array type (not
 # IR-inlined into every caller, which multiplied compile times).
 
-@njit(**JIT_NO_NRT)
-def act_range(Y, X, lo, hi, code, alpha):
-    """``Y[lo:hi] <- f(X[lo:hi])`` on flat arrays (not softmax; may be in place)."""
+@njit(**JIT_INLINE)
+def _act_by_code(Y, X, lo, hi, code, alpha):
+    """``Y[lo:hi] <- f(X[lo:hi])`` on flat arrays (not softmax)."""
     lo = np.uint64(lo)
     hi = np.uint64(hi)
     if code == RELU:
@@ -132,6 +133,19 @@ def act_range(Y, X, lo, hi, code, alpha):
     else:
         for e in range(lo, hi):
             Y[e] = act(X[e], IDENTITY, alpha)
+
+
+@njit(**JIT_NO_NRT)
+def act_range(Y, X, lo, hi, code, alpha):
+    """``Y[lo:hi] <- f(X[lo:hi])`` on flat arrays (not softmax; ``Y`` and ``X`` distinct)."""
+    _act_by_code(Y, X, lo, hi, code, alpha)
+
+
+@njit(**JIT_NO_NRT)
+def act_inplace(Y, lo, hi, code, alpha):
+    """``Y[lo:hi] <- f(Y[lo:hi])`` (not softmax).  One array, so LLVM vectorises
+    without the overlap check that ``act_range(Y, Y, ...)`` would fail."""
+    _act_by_code(Y, Y, lo, hi, code, alpha)
 
 
 @njit(**JIT_NO_NRT)
@@ -212,7 +226,7 @@ def bias_act(A, b, code, alpha, pre, keep_pre, add_bias):
         if code == SOFTMAX:
             softmax_row(row, 0, row, 0, m)
         elif code != IDENTITY:
-            act_range(row, row, 0, m, code, alpha)
+            act_inplace(row, 0, m, code, alpha)
 
 
 @njit(**JIT)
