@@ -16,8 +16,7 @@ from numba import njit
 
 from fastbp._config import GROUP, LANES
 from fastbp._kernels.rng import permutation
-from fastbp._kernels.simd import (sigmoid_rows, tanh_rows, vdot, vdot_drelu, vdot_dsigmoid,
-                                  vdot_dtanh, vger)
+from fastbp._kernels.simd import sigmoid_rows, tanh_rows, vdot, vger
 from fastbp.population import Population
 
 N = 21          # not a multiple of the batch size
@@ -178,13 +177,10 @@ def test_permutations_differ_between_networks_and_epochs():
 
 # ------------------------------------------------------------- row intrinsics
 @njit
-def _rows_ops(dst, X, Y, B, G, Dl, A, ng):
-    # sample g's rows are 10 apart in Y, dst, Dl and A
+def _rows_ops(dst, X, Y, B, G, Dl, ng):
+    # sample g's rows are 10 apart in Y, dst and Dl
     vdot(dst, 0, 10, X, 1, 2, Y, 0, 1, 10, 3, B, 2, ng)      # B[2] + sum_t X[1+2t] * Y_g[t]
     vdot(dst, 1, 10, X, 0, 1, Y, 1, 1, 10, 2, B, -1, ng)     # from zero
-    vdot_dtanh(dst, 2, 10, X, 0, 1, Y, 0, 1, 10, 2, B, -1, ng, A, 0)
-    vdot_dsigmoid(dst, 3, 10, X, 0, 1, Y, 0, 1, 10, 2, B, -1, ng, A, 1)
-    vdot_drelu(dst, 4, 10, X, 0, 1, Y, 0, 1, 10, 2, B, -1, ng, A, 2)
     vger(G, 1, 2, Dl, 0, 10, Y, 0, 1, 10, 2, 0, ng)         # G[1+2t] += sum_g Dl_g[0] Y_g[t]
 
 
@@ -195,22 +191,18 @@ def test_row_intrinsics_match_numpy(dtype, ng):
     r = np.random.default_rng(13)
     rows = 10 * GROUP
     X, B, G = (r.standard_normal((8, LANES)).astype(dtype) for _ in range(3))
-    Y, Dl, A = (r.standard_normal((rows, LANES)).astype(dtype) for _ in range(3))
+    Y, Dl = (r.standard_normal((rows, LANES)).astype(dtype) for _ in range(2))
     dst = np.zeros((rows, LANES), dtype)
     G0 = G.copy()
-    _rows_ops(dst, X, Y, B, G, Dl, A, ng)
+    _rows_ops(dst, X, Y, B, G, Dl, ng)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-14)
     want_g = G0.copy()
     assert not dst[10 * ng:].any()  # samples beyond the group are not touched
     for g in range(ng):
-        Yg, Ag, dg = Y[10 * g:], A[10 * g:], dst[10 * g:]
+        Yg, dg = Y[10 * g:], dst[10 * g:]
         np.testing.assert_allclose(dg[0], B[2] + X[1] * Yg[0] + X[3] * Yg[1] + X[5] * Yg[2],
                                    **tol)
         np.testing.assert_allclose(dg[1], X[0] * Yg[1] + X[1] * Yg[2], **tol)
-        dot = X[0] * Yg[0] + X[1] * Yg[1]
-        np.testing.assert_allclose(dg[2], dot * (1 - Ag[0] ** 2), **tol)
-        np.testing.assert_allclose(dg[3], dot * Ag[1] * (1 - Ag[1]), **tol)
-        np.testing.assert_allclose(dg[4], dot * (Ag[2] > 0), **tol)
         want_g[1] += Dl[10 * g] * Yg[0]
         want_g[3] += Dl[10 * g] * Yg[1]
         want_g[0] += Dl[10 * g]

@@ -73,7 +73,7 @@ def register_kernel(sizes):
         if l > 0:
             for k in range(ni):
                 terms = "".join(f" + d{l}_{j} * {_w(l, j, k)}" for j in range(no))
-                body.append(f"{ind2}d{l - 1}_{k} = T((zero{terms}) * dact_of(a{l - 1}_{k}, "
+                body.append(f"{ind2}d{l - 1}_{k} = T(mul_dact_of(zero{terms}, a{l - 1}_{k}, "
                             f"z{l - 1}_{k}, runtime(A{l - 1}), al{l - 1}))")
         body.append(f"{ind2}if decaying:")
         for j in range(no):

@@ -1,6 +1,6 @@
 """The per-element formulas the generated kernels call, as ordinary compiled functions.
 
-``activations.act``/``dact`` and ``losses.elem_loss``/``elem_grad`` (and ``update``'s steps) are
+``activations.act``/``mul_dact`` and ``losses.elem_loss``/``elem_grad`` (and ``update``'s steps) are
 inlined into their callers' Numba IR (``inline="always"``), which re-types
 them at every call site: a generated kernel with a dozen call sites spent
 seconds in type inference.  These wrappers are compiled once per dtype (and
@@ -12,7 +12,7 @@ code folded to a constant, so the loop bodies end up the same.
 from numba import njit
 
 from .._config import JIT
-from .._kernels.activations import act, dact
+from .._kernels.activations import act, mul_dact
 from .._kernels.losses import elem_grad, elem_loss
 from .._kernels.update import (adam_factors, adam_step, decay_factor, decayed, momentum_step,
                               reg_grad, sgd_step)
@@ -25,9 +25,9 @@ def act_of(z, code, alpha):
 
 
 @njit(**JIT)
-def dact_of(a, z, code, alpha):
-    """``activations.dact(a, z, code, alpha)``."""
-    return dact(a, z, code, alpha)
+def mul_dact_of(d, a, z, code, alpha):
+    """``activations.mul_dact(d, a, z, code, alpha)``: ``d f'(z)`` of output ``a = f(z)``."""
+    return mul_dact(d, a, z, code, alpha)
 
 
 @njit(**JIT)
@@ -37,7 +37,7 @@ def elem_delta(a, z, t, loss, code, lp, inv):
     T = type(a)
     r = a - t
     g = T(elem_grad(loss, r, lp))
-    g *= dact(a, z, code, 0.0)
+    g = mul_dact(g, a, z, code, 0.0)
     return elem_loss(loss, r, lp), inv * g
 
 

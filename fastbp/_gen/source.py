@@ -7,7 +7,7 @@ vectorises them) and every activation/loss branch is decided at compile
 time.  The kernel body is the flat small-network algorithm of
 ``_kernels/small.py`` (fused forward, loss, backward and per-sample SGD
 update) unrolled over the layers; every formula in it is a call to the one
-definition in ``fastbp._kernels`` (``activations.act``/``dact``,
+definition in ``fastbp._kernels`` (``activations.act``/``mul_dact``,
 ``losses.elem_loss``/``elem_grad``/``loss_delta``, ``activations.bias_act``
 for softmax), never a copy.
 
@@ -22,7 +22,7 @@ from .registers import register_kernel
 from ..spec import HUBER, MAE, MSE, P_ALPHA, P_LOSS, QUANTILE, SOFTMAX
 
 #: Version of this template; part of every generated file's name.
-TEMPLATE = 5
+TEMPLATE = 6
 
 _ELEMENTWISE = (MSE, HUBER, MAE, QUANTILE)
 
@@ -49,7 +49,7 @@ import math
 from numba import njit
 
 from fastbp._config import JIT
-from fastbp._gen.scalar import (act_of, adam_of, dact_of, decay_of, decayed_of, elem_delta,
+from fastbp._gen.scalar import (act_of, adam_of, mul_dact_of, decay_of, decayed_of, elem_delta,
                                 factors_of, momentum_of, reg_of, sgd_of)
 from fastbp._kernels.activations import bias_act
 from fastbp._kernels.forward import block
@@ -196,7 +196,8 @@ def _backward(l, opt, shadow):
                 for k in range(NI{l}):
                     deltas[p + k] += dj * params[W{l} + j * NI{l} + k]
             for k in range(NI{l}):
-                deltas[p + k] *= dact_of(acts[p + k], pre[p + k], runtime(A{l - 1}), al{l - 1})"""
+                deltas[p + k] = mul_dact_of(deltas[p + k], acts[p + k], pre[p + k],
+                                             runtime(A{l - 1}), al{l - 1})"""
     if opt != "sgd":
         return s + _grad_step(l, opt)
     return s + _fused_sgd(l) + (_shadow_update(l) if shadow else "")

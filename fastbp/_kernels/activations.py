@@ -1,18 +1,25 @@
-"""Activation functions fused with the bias add, and their derivatives.
+"""Activation functions and their derivatives, each written once.
 
-``bias_act`` turns ``A`` (holding ``X @ W.T``) into ``f(A + b)`` in one pass;
-``mul_act_grad`` multiplies a delta by ``f'(z)`` while deltas propagate.  Every
-derivative is computed from the output ``a`` except GELU's, which needs ``z``.
-float32 uses the vectorisable exp/tanh of ``approx.py``.
-Softmax appears only on the output layer (``losses`` fuses its Jacobian into
-the loss delta; ``mul_act_grad`` applies it for input Jacobians).
+``act`` is ``f(z)`` and ``mul_dact`` is ``d * f'(z)`` for one scalar; every
+engine (``bias_act`` / ``mul_act_grad`` here for the general path,
+``small.py``, ``lanes.py``) is a loop around them (``act_range``,
+``act_inplace`` and ``mul_dact_range`` give each activation its own
+vectorised loop).  Every derivative is computed from the output ``a`` except
+GELU's, which needs ``z``.  float32 uses the vectorisable exp/tanh of
+``approx.py``.
+
+Softmax acts on a whole row (``softmax_row``; its Jacobian-vector product is
+``softmax_jvp``) and appears only on the output layer, where ``losses`` fuses
+its Jacobian into the loss delta; ``mul_act_grad`` applies it for input
+Jacobians.
 """
 
 import math
 
+import numpy as np
 from numba import njit
 
-from .._config import JIT, JIT_INLINE
+from .._config import JIT, JIT_INLINE, JIT_NO_NRT
 from ..spec import ELU, EXP, GELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, SOFTPLUS, TANH
 from .approx import vexp, vsigmoid, vtanh
 
@@ -22,14 +29,21 @@ _GELU_K3 = 0.044715
 
 
 @njit(**JIT)
-def _softplus(z):
+def softplus(z):
     """Numerically stable log(1 + e^z)."""
     return max(z, type(z)(0.0)) + math.log1p(math.exp(-abs(z)))
 
 
 @njit(**JIT_INLINE)
+def _gelu_tanh(z):
+    """The tanh of GELU's tanh form, ``tanh(c (z + k z^3))``."""
+    T = type(z)
+    return vtanh(T(_GELU_C) * (z + T(_GELU_K3) * z * z * z))
+
+
+@njit(**JIT_INLINE)
 def act(z, code, alpha):
-    """Activation code applied to the scalar z."""
+    """Activation code applied to the scalar z (softmax: see ``softmax_row``)."""
     T = type(z)
     if code == SIGMOID:
         return vsigmoid(z)
@@ -42,50 +56,164 @@ def act(z, code, alpha):
     if code == ELU:
         return z if z > T(0.0) else T(alpha) * math.expm1(z)
     if code == SOFTPLUS:
-        return _softplus(z)
+        return softplus(z)
     if code == GELU:
-        return T(0.5) * z * (T(1.0) + vtanh(T(_GELU_C) * (z + T(_GELU_K3) * z * z * z)))
+        return T(0.5) * z * (T(1.0) + _gelu_tanh(z))
     if code == EXP:
         return vexp(z)
     return z
 
 
 @njit(**JIT_INLINE)
-def dact(a, z, code, alpha):
-    """f'(z) from the output ``a`` (and ``z`` for GELU)."""
+def mul_dact(d, a, z, code, alpha):
+    """``d * f'(z)`` from the output ``a = f(z)`` (and ``z`` for GELU).
+
+    ReLU selects (``d`` where ``a > 0``, else 0), so a non-finite ``d`` at an
+    inactive unit does not spread; identity and softmax return ``d``.
+    """
     T = type(a)
-    if code == SIGMOID:
-        return a * (T(1.0) - a)
-    if code == TANH:
-        return T(1.0) - a * a
     if code == RELU:
-        return T(1.0) if a > T(0.0) else T(0.0)
+        return d if a > T(0.0) else T(0.0)
+    if code == SIGMOID:
+        return d * (a * (T(1.0) - a))
+    if code == TANH:
+        return d * (T(1.0) - a * a)
     if code == LEAKY_RELU:
-        return T(1.0) if a > T(0.0) else T(alpha)
+        return d * (T(1.0) if a > T(0.0) else T(alpha))
     if code == ELU:
-        return T(1.0) if a > T(0.0) else a + T(alpha)
+        return d * (T(1.0) if a > T(0.0) else a + T(alpha))
     if code == SOFTPLUS:
-        return -math.expm1(-a)
+        return d * -math.expm1(-a)
     if code == GELU:
         c = T(_GELU_C)
         k = T(_GELU_K3)
-        t = vtanh(c * (z + k * z * z * z))
-        return T(0.5) * (T(1.0) + t) + T(0.5) * z * (T(1.0) - t * t) * c * (T(1.0) + T(3.0) * k * z * z)
-    return T(1.0)
+        t = _gelu_tanh(z)
+        return d * (T(0.5) * (T(1.0) + t)
+                    + T(0.5) * z * (T(1.0) - t * t) * c * (T(1.0) + T(3.0) * k * z * z))
+    if code == EXP:
+        return d * a
+    return d
+
+
+# The range functions dispatch with the code as a literal in each branch, so
+# LLVM folds act's / mul_dact's dispatch out of the loop and vectorises it.
+# Unsigned indices: Numba then skips negative-index wraparound, which would
+# otherwise stop the vectoriser.  They are compiled once per array type (not
+# IR-inlined into every caller, which multiplied compile times).
+
+@njit(**JIT_INLINE)
+def _act_by_code(Y, X, lo, hi, code, alpha):
+    """``Y[lo:hi] <- f(X[lo:hi])`` on flat arrays (not softmax)."""
+    lo = np.uint64(lo)
+    hi = np.uint64(hi)
+    if code == RELU:
+        for e in range(lo, hi):
+            Y[e] = act(X[e], RELU, alpha)
+    elif code == SIGMOID:
+        for e in range(lo, hi):
+            Y[e] = act(X[e], SIGMOID, alpha)
+    elif code == TANH:
+        for e in range(lo, hi):
+            Y[e] = act(X[e], TANH, alpha)
+    elif code == LEAKY_RELU:
+        for e in range(lo, hi):
+            Y[e] = act(X[e], LEAKY_RELU, alpha)
+    elif code == ELU:
+        for e in range(lo, hi):
+            Y[e] = act(X[e], ELU, alpha)
+    elif code == SOFTPLUS:
+        for e in range(lo, hi):
+            Y[e] = act(X[e], SOFTPLUS, alpha)
+    elif code == GELU:
+        for e in range(lo, hi):
+            Y[e] = act(X[e], GELU, alpha)
+    elif code == EXP:
+        for e in range(lo, hi):
+            Y[e] = act(X[e], EXP, alpha)
+    else:
+        for e in range(lo, hi):
+            Y[e] = act(X[e], IDENTITY, alpha)
+
+
+@njit(**JIT_NO_NRT)
+def act_range(Y, X, lo, hi, code, alpha):
+    """``Y[lo:hi] <- f(X[lo:hi])`` on flat arrays (not softmax; ``Y`` and ``X`` distinct)."""
+    _act_by_code(Y, X, lo, hi, code, alpha)
+
+
+@njit(**JIT_NO_NRT)
+def act_inplace(Y, lo, hi, code, alpha):
+    """``Y[lo:hi] <- f(Y[lo:hi])`` (not softmax).  One array, so LLVM vectorises
+    without the overlap check that ``act_range(Y, Y, ...)`` would fail."""
+    _act_by_code(Y, Y, lo, hi, code, alpha)
+
+
+@njit(**JIT_NO_NRT)
+def mul_dact_range(D, A, Z, lo, hi, code, alpha):
+    """``D[lo:hi] <- D * f'(Z)`` on flat arrays, ``A = f(Z)`` (not softmax)."""
+    lo = np.uint64(lo)
+    hi = np.uint64(hi)
+    if code == RELU:
+        for e in range(lo, hi):
+            D[e] = mul_dact(D[e], A[e], Z[e], RELU, alpha)
+    elif code == SIGMOID:
+        for e in range(lo, hi):
+            D[e] = mul_dact(D[e], A[e], Z[e], SIGMOID, alpha)
+    elif code == TANH:
+        for e in range(lo, hi):
+            D[e] = mul_dact(D[e], A[e], Z[e], TANH, alpha)
+    elif code == LEAKY_RELU:
+        for e in range(lo, hi):
+            D[e] = mul_dact(D[e], A[e], Z[e], LEAKY_RELU, alpha)
+    elif code == ELU:
+        for e in range(lo, hi):
+            D[e] = mul_dact(D[e], A[e], Z[e], ELU, alpha)
+    elif code == SOFTPLUS:
+        for e in range(lo, hi):
+            D[e] = mul_dact(D[e], A[e], Z[e], SOFTPLUS, alpha)
+    elif code == GELU:
+        for e in range(lo, hi):
+            D[e] = mul_dact(D[e], A[e], Z[e], GELU, alpha)
+    elif code == EXP:
+        for e in range(lo, hi):
+            D[e] = mul_dact(D[e], A[e], Z[e], EXP, alpha)
+
+
+@njit(**JIT_INLINE)
+def row_max(Z, zo, m):
+    """``max(Z[zo:zo+m])`` (``m >= 1``)."""
+    mx = Z[zo]
+    for j in range(1, m):
+        mx = max(mx, Z[zo + j])
+    return mx
+
+
+@njit(**JIT_INLINE)
+def softmax_row(Z, zo, A, ao, m):
+    """``A[ao:ao+m] <- softmax(Z[zo:zo+m])``, shifted by the row maximum (may be in place)."""
+    T = A.dtype.type
+    mx = row_max(Z, zo, m)
+    s = T(0.0)
+    for j in range(m):
+        e = vexp(Z[zo + j] - mx)
+        A[ao + j] = e
+        s += e
+    inv = T(1.0) / s
+    for j in range(m):
+        A[ao + j] *= inv
+
+
+@njit(**JIT_INLINE)
+def softmax_jvp(a, d, s):
+    """Softmax Jacobian-vector product, one component: ``a * (d - s)`` with ``s = <d, a>``."""
+    return a * (d - s)
 
 
 @njit(**JIT)
-def bias_act(A, b, act, alpha, pre, keep_pre, add_bias):
+def bias_act(A, b, code, alpha, pre, keep_pre, add_bias):
     """In place ``A <- f(A + b)`` row by row (``f(A)`` unless ``add_bias``);
     ``pre`` receives the activation's input when ``keep_pre``."""
-    T = A.dtype.type
     n, m = A.shape
-    al = T(alpha)
-    zero = T(0.0)
-    one = T(1.0)
-    half = T(0.5)
-    c = T(_GELU_C)
-    k3 = T(_GELU_K3)
     for i in range(n):
         row = A[i]
         if add_bias:
@@ -95,95 +223,26 @@ def bias_act(A, b, act, alpha, pre, keep_pre, add_bias):
             p = pre[i]
             for j in range(m):
                 p[j] = row[j]
-        if act == IDENTITY:
-            pass
-        elif act == RELU:
-            for j in range(m):
-                row[j] = max(row[j], zero)
-        elif act == SIGMOID:
-            for j in range(m):
-                row[j] = vsigmoid(row[j])
-        elif act == TANH:
-            for j in range(m):
-                row[j] = vtanh(row[j])
-        elif act == LEAKY_RELU:
-            for j in range(m):
-                z = row[j]
-                row[j] = z if z > zero else al * z
-        elif act == ELU:
-            for j in range(m):
-                z = row[j]
-                row[j] = z if z > zero else al * math.expm1(z)
-        elif act == SOFTPLUS:
-            for j in range(m):
-                row[j] = _softplus(row[j])
-        elif act == GELU:
-            for j in range(m):
-                z = row[j]
-                row[j] = half * z * (one + vtanh(c * (z + k3 * z * z * z)))
-        elif act == EXP:
-            for j in range(m):
-                row[j] = vexp(row[j])
-        elif act == SOFTMAX:
-            mx = row[0]
-            for j in range(1, m):
-                mx = max(mx, row[j])
-            s = zero
-            for j in range(m):
-                e = vexp(row[j] - mx)
-                row[j] = e
-                s += e
-            inv = one / s
-            for j in range(m):
-                row[j] *= inv
+        if code == SOFTMAX:
+            softmax_row(row, 0, row, 0, m)
+        elif code != IDENTITY:
+            act_inplace(row, 0, m, code, alpha)
 
 
 @njit(**JIT)
-def mul_act_grad(D, A, pre, act, alpha):
+def mul_act_grad(D, A, pre, code, alpha):
     """In place ``D <- D * f'(z)`` where ``A = f(z)`` (``pre = z`` for GELU; softmax: ``D @ J``)."""
-    T = D.dtype.type
     n, m = D.shape
-    al = T(alpha)
-    zero = T(0.0)
-    one = T(1.0)
-    half = T(0.5)
-    c = T(_GELU_C)
-    k3 = T(_GELU_K3)
-    if act == IDENTITY:
+    if code == IDENTITY:
         return
     for i in range(n):
         d = D[i]
         a = A[i]
-        if act == RELU:
-            for j in range(m):
-                d[j] = d[j] if a[j] > zero else zero
-        elif act == SIGMOID:
-            for j in range(m):
-                d[j] *= a[j] * (one - a[j])
-        elif act == TANH:
-            for j in range(m):
-                d[j] *= one - a[j] * a[j]
-        elif act == LEAKY_RELU:
-            for j in range(m):
-                d[j] *= one if a[j] > zero else al
-        elif act == ELU:
-            for j in range(m):
-                d[j] *= one if a[j] > zero else a[j] + al
-        elif act == SOFTPLUS:
-            for j in range(m):
-                d[j] *= -math.expm1(-a[j])
-        elif act == EXP:
-            for j in range(m):
-                d[j] *= a[j]
-        elif act == GELU:
-            p = pre[i]
-            for j in range(m):
-                z = p[j]
-                t = vtanh(c * (z + k3 * z * z * z))
-                d[j] *= half * (one + t) + half * z * (one - t * t) * c * (one + T(3.0) * k3 * z * z)
-        elif act == SOFTMAX:  # Jacobian-vector product: d <- a * (d - <d, a>)
-            s = zero
+        if code == SOFTMAX:
+            s = D.dtype.type(0.0)
             for j in range(m):
                 s += d[j] * a[j]
             for j in range(m):
-                d[j] = a[j] * (d[j] - s)
+                d[j] = softmax_jvp(a[j], d[j], s)
+        else:
+            mul_dact_range(d, a, pre[i], 0, m, code, alpha)

@@ -34,14 +34,14 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import GROUP, JIT, JIT_INLINE, JIT_NO_NRT, JIT_PARALLEL, LANES
-from ..spec import (BINARY_CROSS_ENTROPY, CROSS_ENTROPY, IDENTITY, L_ACT, L_BN, L_IN, L_OUT,
-                    MSE, P_ALPHA, P_DROP, RELU, SIGMOID, SOFTMAX, TANH)
+from ..spec import (BINARY_CROSS_ENTROPY, CROSS_ENTROPY, L_ACT, L_BN, L_IN, L_OUT, MSE,
+                    P_ALPHA, P_DROP, SIGMOID, SOFTMAX, TANH)
+from .activations import act_range, mul_dact, mul_dact_range, softmax_jvp
 from .approx import vexp
-from .rng import permutation
-from .simd import (sigmoid_rows, tanh_rows, vdot, vdot_drelu, vdot_dsigmoid, vdot_dtanh,
-                   vger, vsgd)
-from .activations import act as _act, dact as _dact
 from .layout import weight_range
+from .losses import bce_loss, ce_loss, elem_grad, elem_loss, fused_delta, log_sum_exp
+from .rng import permutation
+from .simd import sigmoid_rows, tanh_rows, vdot, vger, vsgd
 from .update import (ADAMW, H_BETA1, H_BETA2, H_CLIP, H_DELTA_MAX, H_DELTA_MIN, H_EPS,
                      H_ETA_MINUS, H_ETA_PLUS, H_L1, H_LR, H_MOMENTUM, H_NESTEROV, H_WD,
                      MOMENTUM, RPROP, SGD, adam_factors, adam_step, clip_scale, decay_factor,
@@ -83,40 +83,13 @@ def lanes_loss(loss):
 
 # ------------------------------------------------------------------ one sample
 @njit(**JIT_INLINE)
-def _activate(Af, Zf, lo, hi, code, al):
-    """``Af[lo:hi] <- f(Zf[lo:hi])`` (flat, so one long vector loop).
-
-    Flat loops index with unsigned integers: Numba then skips negative-index
-    wraparound, which would otherwise stop LLVM vectorising them.
-    """
-    lo = np.uint64(lo)
-    hi = np.uint64(hi)
-    if code == RELU:
-        for e in range(lo, hi):
-            Af[e] = _act(Zf[e], RELU, al)
-    elif code == IDENTITY:
-        for e in range(lo, hi):
-            Af[e] = Zf[e]
-    else:
-        for e in range(lo, hi):
-            Af[e] = _act(Zf[e], code, al)
-
-
-@njit(**JIT_INLINE)
-def _dactivate(Df, Af, Zf, lo, hi, code, al):
-    """``Df[lo:hi] *= f'`` of the layer whose outputs are ``Af[lo:hi]``.
-
-    For the activations without a fused ``vdot_d*`` row intrinsic.
-    """
-    if code != IDENTITY:
-        for e in range(np.uint64(lo), np.uint64(hi)):
-            Df[e] *= _dact(Af[e], Zf[e], code, al)
-
-
-@njit(**JIT_INLINE)
 def _max_sumexp(Z, ao, m, S, A, store):
     """Per lane over rows ``ao .. ao+m-1``: ``S[0] <- max Z``, ``S[1] <- sum exp(Z - max)``;
-    with ``store`` the exponentials go to the same rows of ``A``."""
+    with ``store`` the exponentials go to the same rows of ``A``.
+
+    The lane-row form of ``activations.softmax_row`` (the same operations per
+    lane, in the same order), with the lanes as the vector.
+    """
     T = Z.dtype.type
     nl = Z.shape[1]
     for q in range(nl):
@@ -143,6 +116,7 @@ def _forward(PB, A, Z, S, Af, Zf, layout, lparams, R, ng):
     here, for softmax); ``Af``/``Zf`` are flat views of ``A``/``Z`` (made once
     per block: a reshape per sample costs more than a small layer).
     """
+    T = A.dtype.type
     nl = A.shape[1]
     ain = 0
     for l in range(layout.shape[0]):
@@ -161,11 +135,13 @@ def _forward(PB, A, Z, S, Af, Zf, layout, lparams, R, ng):
                 sigmoid_rows(A, o, Z, o, m)
             elif code == SOFTMAX:
                 _max_sumexp(Z, o, m, S, A, True)
+                for q in range(nl):
+                    S[1, q] = T(1.0) / S[1, q]
                 for j in range(m):
                     for q in range(nl):
-                        A[o + j, q] /= S[1, q]
+                        A[o + j, q] *= S[1, q]
             else:
-                _activate(Af, Zf, o * nl, (o + m) * nl, code, lparams[l, P_ALPHA])
+                act_range(Af, Zf, o * nl, (o + m) * nl, code, lparams[l, P_ALPHA])
         ain = ao
     return ain
 
@@ -186,38 +162,35 @@ def _loss_delta(A, Z, D, TG, S, lv, ao, m, loss, act, inv, t0):
         for k in range(m):
             for q in range(nl):
                 a = A[ao + k, q]
-                g = a - TG[t0 + k, q]
-                g64 = float(a) - float(TG[t0 + k, q])
-                lv[_BATCH_LOSS, q] += 0.5 * g64 * g64
+                g = T(elem_grad(MSE, a - TG[t0 + k, q], 0.0))
+                lv[_BATCH_LOSS, q] += elem_loss(MSE, float(a) - float(TG[t0 + k, q]), 0.0)
                 if act == SOFTMAX:
-                    g = a * (g - S[0, q])
-                elif act == SIGMOID:
-                    g *= a * (T(1.0) - a)
-                elif act == TANH:
-                    g *= T(1.0) - a * a
+                    g = softmax_jvp(a, g, S[0, q])
+                else:
+                    g = mul_dact(g, a, Z[ao + k, q], act, 0.0)
                 D[ao + k, q] = inv * g
-    elif loss == CROSS_ENTROPY:
+        return
+    if loss == CROSS_ENTROPY:
         _max_sumexp(Z, ao, m, S, A, False)
         for q in range(nl):
-            lse = float(S[0, q]) + math.log(float(S[1, q]))
+            lse = log_sum_exp(S[0, q], S[1, q])
             tot = 0.0
             dsum = 0.0
             for k in range(m):
                 t = float(TG[t0 + k, q])
-                tot += t * (lse - float(Z[ao + k, q]))
+                tot += ce_loss(t, lse, Z[ao + k, q])
                 dsum += t
             lv[_BATCH_LOSS, q] += tot
             S[1, q] = T(dsum)
-        for k in range(m):
-            for q in range(nl):
-                D[ao + k, q] = inv * (A[ao + k, q] * S[1, q] - TG[t0 + k, q])
     else:  # BINARY_CROSS_ENTROPY
         for k in range(m):
             for q in range(nl):
-                z = float(Z[ao + k, q])
-                lv[_BATCH_LOSS, q] += (max(z, 0.0) + math.log1p(math.exp(-abs(z)))
-                                       - float(TG[t0 + k, q]) * z)
-                D[ao + k, q] = inv * (A[ao + k, q] - TG[t0 + k, q])
+                lv[_BATCH_LOSS, q] += bce_loss(float(Z[ao + k, q]), float(TG[t0 + k, q]))
+        for q in range(nl):
+            S[1, q] = T(1.0)
+    for k in range(m):
+        for q in range(nl):
+            D[ao + k, q] = inv * fused_delta(A[ao + k, q], S[1, q], TG[t0 + k, q])
 
 
 @njit(**JIT_INLINE)
@@ -232,25 +205,11 @@ def _backward(PB, GB, A, Z, D, Af, Zf, Df, layout, lparams, ao, R, ng):
         for j in range(m):
             vger(GB, w + j * n_in, 1, D, ao + j, R, A, ain, 1, R, n_in, bo + j, ng)
         if l > 0:
-            pcode = layout[l - 1, L_ACT]
-            if pcode == TANH:
-                for kk in range(n_in):
-                    vdot_dtanh(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, ng,
-                               A, ain + kk)
-            elif pcode == SIGMOID:
-                for kk in range(n_in):
-                    vdot_dsigmoid(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, ng,
-                                  A, ain + kk)
-            elif pcode == RELU:
-                for kk in range(n_in):
-                    vdot_drelu(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, ng,
-                               A, ain + kk)
-            else:
-                for kk in range(n_in):
-                    vdot(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, ng)
-                for g in range(ng):
-                    _dactivate(Df, Af, Zf, (g * R + ain) * nl, (g * R + ao) * nl, pcode,
-                               lparams[l - 1, P_ALPHA])
+            for kk in range(n_in):
+                vdot(D, ain + kk, R, PB, w + kk, n_in, D, ao, 1, R, m, D, -1, ng)
+            for g in range(ng):
+                mul_dact_range(Df, Af, Zf, (g * R + ain) * nl, (g * R + ao) * nl,
+                               layout[l - 1, L_ACT], lparams[l - 1, P_ALPHA])
         ao = ain
 
 

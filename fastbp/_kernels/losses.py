@@ -25,8 +25,8 @@ from numba import njit, types
 from numba.extending import overload
 
 from .._config import JIT, JIT_INLINE
-from ..spec import (BINARY_CROSS_ENTROPY, CROSS_ENTROPY, HUBER, MAE, MSE, POISSON, QUANTILE,
-                    SIGMOID, SOFTMAX, TANH)
+from ..spec import CROSS_ENTROPY, HUBER, MAE, MSE, POISSON, QUANTILE, SOFTMAX
+from .activations import mul_dact, row_max, softmax_jvp, softplus
 
 
 @njit(**JIT_INLINE)
@@ -70,14 +70,14 @@ def poisson_loss(z, t):
 
 
 def target(y, i, k, labels):
-    """Target ``d[i, k]``: ``y[i, k]`` for 2-D targets; for 1-D integer ``y``
+    """Target ``d[i, k]`` as a float64: ``y[i, k]`` for 2-D targets; for 1-D integer ``y``
     one-hot ``y[i] == k`` when ``labels`` (cross-entropy) else the value
     ``y[i]``; ``y[i]`` for 1-D float targets of a single-output network."""
     if y.ndim == 1:
         if y.dtype.kind in "iu" and labels:
             return float(y[i] == k)
         return float(y[i])
-    return y[i, k]
+    return float(y[i, k])
 
 
 @overload(target, jit_options=JIT)
@@ -94,9 +94,91 @@ def _target_impl(y, i, k, labels):
         return impl
     if isinstance(y, types.Array) and y.ndim == 2:
         def impl(y, i, k, labels):
-            return y[i, k]
+            return float(y[i, k])
         return impl
     return None
+
+
+@njit(**JIT_INLINE)
+def log_sum_exp(mx, s):
+    """``log sum_k exp(z_k)`` from the maximum ``mx`` and ``s = sum_k exp(z_k - mx)`` (float64)."""
+    return float(mx) + math.log(float(s))
+
+
+@njit(**JIT_INLINE)
+def row_log_sum_exp(Z, zo, m):
+    """``log sum_k exp(Z[zo+k])`` over ``k < m`` in float64, shifted by the maximum."""
+    mx = row_max(Z, zo, m)
+    s = 0.0
+    for k in range(m):
+        s += math.exp(float(Z[zo + k] - mx))
+    return log_sum_exp(mx, s)
+
+
+@njit(**JIT_INLINE)
+def ce_loss(t, lse, z):
+    """Cross-entropy of one class, ``t (logsumexp(z) - z_k)``; 0 where ``t = 0``."""
+    return t * (lse - float(z)) if t != 0.0 else 0.0
+
+
+@njit(**JIT_INLINE)
+def bce_loss(z, t):
+    """Binary cross-entropy of the logit ``z``, stable: ``softplus(z) - t z``."""
+    return softplus(z) - t * z
+
+
+@njit(**JIT_INLINE)
+def fused_delta(a, s, t):
+    """dE/dz of an output with its canonical link (softmax + CE, sigmoid + BCE,
+    exp + Poisson): ``a s - t``, ``s`` the sum of the sample's targets (CE) or 1."""
+    return a * s - t
+
+
+@njit(**JIT_INLINE)
+def row_loss_delta(total, A, Z, o, y, i, m, loss, act, alpha, lp, sc, D, want_delta):
+    """Add sample ``i``'s loss to ``total`` and return it; with ``want_delta``
+    ``D[o+k] <- sc * dE/dz_k``.
+
+    ``A``/``Z``/``D`` are 1-D, the sample's outputs / pre-activations / deltas
+    at ``o .. o+m-1``; ``y`` the targets (row ``i``), ``act`` and ``alpha`` the
+    output activation, ``lp`` the loss parameter.
+    """
+    T = A.dtype.type
+    lab = loss == CROSS_ENTROPY
+    if elementwise(loss):
+        gp = 0.0
+        for k in range(m):
+            r = A[o + k] - target(y, i, k, lab)
+            total += elem_loss(loss, r, lp)
+            gp += elem_grad(loss, r, lp) * A[o + k]
+        if want_delta:
+            for k in range(m):
+                a = A[o + k]
+                g = T(elem_grad(loss, a - target(y, i, k, lab), lp))
+                if act == SOFTMAX:
+                    g = softmax_jvp(a, g, T(gp))
+                else:
+                    g = mul_dact(g, a, Z[o + k], act, alpha)
+                D[o + k] = sc * g
+        return total
+    s = 1.0
+    if loss == CROSS_ENTROPY:
+        lse = row_log_sum_exp(Z, o, m)
+        s = 0.0
+        for k in range(m):
+            t = target(y, i, k, lab)
+            total += ce_loss(t, lse, Z[o + k])
+            s += t
+    elif loss == POISSON:
+        for k in range(m):
+            total += poisson_loss(float(Z[o + k]), target(y, i, k, lab))
+    else:  # BINARY_CROSS_ENTROPY
+        for k in range(m):
+            total += bce_loss(float(Z[o + k]), target(y, i, k, lab))
+    if want_delta:
+        for k in range(m):
+            D[o + k] = sc * T(fused_delta(A[o + k], s, target(y, i, k, lab)))
+    return total
 
 
 @njit(**JIT)
@@ -107,63 +189,9 @@ def loss_delta(A, Z, y, loss, act, scale, D, want_delta, lp):
     targets for the same rows, ``act`` the output activation code, ``lp`` the
     loss parameter (Huber delta / quantile).
     """
-    T = A.dtype.type
-    n, m = A.shape
-    sc = T(scale)
-    lab = loss == CROSS_ENTROPY
+    sc = A.dtype.type(scale)
     total = 0.0
-    for i in range(n):
-        a = A[i]
-        z = Z[i]
-        if elementwise(loss):
-            gp = 0.0
-            for k in range(m):
-                r = a[k] - target(y, i, k, lab)
-                total += elem_loss(loss, r, lp)
-                gp += elem_grad(loss, r, lp) * a[k]
-            if want_delta:
-                d = D[i]
-                for k in range(m):
-                    g = T(elem_grad(loss, a[k] - target(y, i, k, lab), lp))
-                    if act == SIGMOID:
-                        g *= a[k] * (T(1.0) - a[k])
-                    elif act == TANH:
-                        g *= T(1.0) - a[k] * a[k]
-                    elif act == SOFTMAX:
-                        g = a[k] * (g - T(gp))
-                    d[k] = sc * g
-        elif loss == CROSS_ENTROPY:
-            mx = z[0]
-            for k in range(1, m):
-                mx = max(mx, z[k])
-            s = 0.0
-            for k in range(m):
-                s += math.exp(float(z[k] - mx))
-            lse = float(mx) + math.log(s)
-            dsum = 0.0
-            for k in range(m):
-                t = target(y, i, k, lab)
-                if t != 0.0:
-                    total += t * (lse - float(z[k]))
-                dsum += t
-            if want_delta:
-                d = D[i]
-                for k in range(m):
-                    d[k] = sc * T(a[k] * dsum - target(y, i, k, lab))
-        elif loss == POISSON:
-            for k in range(m):
-                total += poisson_loss(float(z[k]), target(y, i, k, lab))
-            if want_delta:
-                d = D[i]
-                for k in range(m):
-                    d[k] = sc * T(a[k] - target(y, i, k, lab))
-        elif loss == BINARY_CROSS_ENTROPY:
-            for k in range(m):
-                zk = float(z[k])
-                t = target(y, i, k, lab)
-                total += max(zk, 0.0) + math.log1p(math.exp(-abs(zk))) - t * zk
-            if want_delta:
-                d = D[i]
-                for k in range(m):
-                    d[k] = sc * T(a[k] - target(y, i, k, lab))
+    for i in range(A.shape[0]):
+        total = row_loss_delta(total, A[i], Z[i], 0, y, i, A.shape[1], loss, act, 0.0, lp, sc,
+                               D[i], want_delta)
     return total

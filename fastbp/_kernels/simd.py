@@ -104,15 +104,12 @@ def _per_group(builder, ng, body):
                 body([loop.index])
 
 
-def _dot_codegen(context, builder, sig, args, kind):
-    """Codegen of the ``vdot`` family (``kind``: None or a derivative to scale by)."""
+def _dot_codegen(context, builder, sig, args):
+    """Codegen of ``vdot``."""
     tys = sig.args
     D, Xr, Yr, Br = (_Rows(context, builder, tys[i], args[i]) for i in (0, 3, 6, 11))
     r_, rg_, x0_, xs_, y0_, ys_, yg_, n_, b_, ng_ = (
         _intp(context, builder, args[i], tys[i]) for i in (1, 2, 4, 5, 7, 8, 9, 10, 12, 13))
-    if kind:
-        Ar = _Rows(context, builder, tys[14], args[14])
-        a_ = _intp(context, builder, args[15], tys[15])
     zero = ir.Constant(D.vty, [ir.Constant(D.elem, 0.0)] * LANES)
     neg = builder.icmp_signed("<", b_, b_.type(0))
     init = builder.select(neg, zero, Br.load(builder.select(neg, b_.type(0), b_)))
@@ -131,12 +128,7 @@ def _dot_codegen(context, builder, sig, args, kind):
                 yv = Yr.load(builder.add(yrow, builder.mul(yg_, g)))
                 builder.store(_fma(builder, xv, yv, builder.load(acc)), acc)
         for g, acc in zip(gs, accs):
-            v = builder.load(acc)
-            off = builder.mul(rg_, g)
-            if kind:
-                v = builder.fmul(v, _derivative(kind, builder, Ar.load(builder.add(a_, off)),
-                                                D.vty))
-            D.store(v, builder.add(r_, off))
+            D.store(builder.load(acc), builder.add(r_, builder.mul(rg_, g)))
 
     _per_group(builder, ng_, body)
     return context.get_dummy_value()
@@ -157,40 +149,7 @@ def vdot(typingctx, dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b, ng):
     args = (dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b, ng)
     if not _dot_types_ok(*args):
         return None
-    sig = types.void(*args)
-    return sig, lambda context, builder, sig, args: _dot_codegen(context, builder, sig, args,
-                                                                 None)
-
-
-def _derivative(kind, builder, a, vty):
-    """``f'(z)`` from the activation ``a = f(z)`` (tanh, sigmoid, relu), row-wise."""
-    def c(v):
-        return ir.Constant(vty, [ir.Constant(vty.element, v)] * vty.count)
-    if kind == "tanh":
-        return builder.fsub(c(1.0), builder.fmul(a, a))
-    if kind == "sigmoid":
-        return builder.fmul(a, builder.fsub(c(1.0), a))
-    return builder.select(builder.fcmp_ordered(">", a, c(0.0)), c(1.0), c(0.0))  # relu
-
-
-def _vdot_dact(kind):
-    @intrinsic
-    def impl(typingctx, dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b, ng, A, a):
-        args = (dst, r, rg, X, x0, xs, Y, y0, ys, yg, n, B, b, ng)
-        if not (_dot_types_ok(*args) and _rows_ok(dst, A) and _ints_ok(a)):
-            return None
-        sig = types.void(*args, A, a)
-        return sig, lambda context, builder, sig, args: _dot_codegen(context, builder, sig,
-                                                                     args, kind)
-
-    impl.__doc__ = (f"``vdot`` times the {kind} derivative taken from ``A[a + g*rg]`` (the "
-                    "activations): deltas propagated and scaled in one pass.")
-    return impl
-
-
-vdot_dtanh = _vdot_dact("tanh")
-vdot_dsigmoid = _vdot_dact("sigmoid")
-vdot_drelu = _vdot_dact("relu")
+    return types.void(*args), _dot_codegen
 
 
 @intrinsic

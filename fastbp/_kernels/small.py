@@ -15,13 +15,12 @@ import math
 from numba import njit
 
 from .._config import JIT, SMALL_NET_MACS
-from ..spec import (CROSS_ENTROPY, L_ACT, L_BN, L_IN, L_OUT, P_ALPHA, P_DROP, P_LOSS,
-                    POISSON, SOFTMAX)
-from .activations import act as _act, dact as _dact
-from .approx import vexp
+from ..spec import L_ACT, L_BN, L_IN, L_OUT, P_ALPHA, P_DROP, P_LOSS, SOFTMAX
+from .activations import act, mul_dact, softmax_row
 from .layout import weight_range
-from .losses import elem_grad, elem_loss, elementwise, poisson_loss
+from .losses import row_loss_delta
 from .update import decayed, sgd_step
+
 
 @njit(**JIT)
 def eligible(layout, lparams, batch_size):
@@ -78,92 +77,21 @@ def small_epoch(params, layout, lparams, loss, X, y, order, batch_size, shuffle,
                         for k in range(n_in):
                             s += acts[p + k] * params[wj + k]
                     pre[o + j] = s
-                    if code != SOFTMAX:
-                        acts[o + j] = _act(s, code, al)
                 if code == SOFTMAX:
-                    mx = pre[o]
-                    for j in range(1, m):
-                        mx = max(mx, pre[o + j])
-                    tot = T(0.0)
+                    softmax_row(pre, o, acts, o, m)
+                else:
                     for j in range(m):
-                        e = vexp(pre[o + j] - mx)
-                        acts[o + j] = e
-                        tot += e
-                    for j in range(m):
-                        acts[o + j] /= tot
+                        acts[o + j] = act(pre[o + j], code, al)
             if l < L - 1:
                 off += cap * m
         # loss and output delta (scaled by 1/n)
         m = layout[L - 1, L_OUT]
-        code = layout[L - 1, L_ACT]
-        inv = T(1.0 / n)
-        lp = lparams[L - 1, P_LOSS]
         total = 0.0
         for i in range(n):
-            r = order[start + i] if shuffle else start + i
-            o = off + i * m
-            if elementwise(loss):
-                gp = 0.0
-                for k in range(m):
-                    if y.ndim == 1:
-                        tk = 1.0 if y[r] == k else 0.0
-                    else:
-                        tk = float(y[r, k])
-                    g = acts[o + k] - tk
-                    total += elem_loss(loss, g, lp)
-                    gp += elem_grad(loss, g, lp) * acts[o + k]
-                for k in range(m):
-                    if y.ndim == 1:
-                        tk = 1.0 if y[r] == k else 0.0
-                    else:
-                        tk = float(y[r, k])
-                    a = acts[o + k]
-                    g = T(elem_grad(loss, a - tk, lp))
-                    if code == SOFTMAX:
-                        g = a * (g - T(gp))
-                    else:
-                        g *= _dact(a, pre[o + k], code, 0.0)
-                    deltas[o + k] = inv * g
-            elif loss == CROSS_ENTROPY:
-                mx = pre[o]
-                for k in range(1, m):
-                    mx = max(mx, pre[o + k])
-                se = 0.0
-                for k in range(m):
-                    se += math.exp(float(pre[o + k] - mx))
-                lse = float(mx) + math.log(se)
-                dsum = 0.0
-                for k in range(m):
-                    if y.ndim == 1:
-                        tk = 1.0 if y[r] == k else 0.0
-                    else:
-                        tk = float(y[r, k])
-                    if tk != 0.0:
-                        total += tk * (lse - float(pre[o + k]))
-                    dsum += tk
-                for k in range(m):
-                    if y.ndim == 1:
-                        tk = 1.0 if y[r] == k else 0.0
-                    else:
-                        tk = float(y[r, k])
-                    deltas[o + k] = inv * T(acts[o + k] * dsum - tk)
-            elif loss == POISSON:
-                for k in range(m):
-                    if y.ndim == 1:
-                        tk = 1.0 if y[r] == k else 0.0
-                    else:
-                        tk = float(y[r, k])
-                    total += poisson_loss(float(pre[o + k]), tk)
-                    deltas[o + k] = inv * T(acts[o + k] - tk)
-            else:  # BINARY_CROSS_ENTROPY
-                for k in range(m):
-                    zk = float(pre[o + k])
-                    if y.ndim == 1:
-                        tk = 1.0 if y[r] == k else 0.0
-                    else:
-                        tk = float(y[r, k])
-                    total += max(zk, 0.0) + math.log1p(math.exp(-abs(zk))) - tk * zk
-                    deltas[o + k] = inv * T(acts[o + k] - tk)
+            total = row_loss_delta(total, acts, pre, off + i * m, y,
+                                   order[start + i] if shuffle else start + i, m, loss,
+                                   layout[L - 1, L_ACT], lparams[L - 1, P_ALPHA],
+                                   lparams[L - 1, P_LOSS], T(1.0 / n), deltas, True)
         if not math.isfinite(total):
             out[0] = total
             out[1] = done
@@ -190,7 +118,8 @@ def small_epoch(params, layout, lparams, loss, X, y, order, batch_size, shuffle,
                         for k in range(n_in):
                             deltas[p + k] += dj * params[wj + k]
                     for k in range(n_in):
-                        deltas[p + k] *= _dact(acts[p + k], pre[p + k], pcode, pal)
+                        deltas[p + k] = mul_dact(deltas[p + k], acts[p + k], pre[p + k], pcode,
+                                                 pal)
             # sgd_decay_step split over the batch: decay once, then each sample's
             # step (lr * delta_j) * a_k, with no gradient buffer
             if dec != T(1.0):
