@@ -10,8 +10,9 @@ import warnings
 
 import numpy as np
 
+from ._engine import Case, choose
 from ._kernels.sparse_train import sparse_epoch
-from ._kernels.train import batch_epoch, flat_epoch, flat_ok
+from ._kernels.train import batch_epoch, flat_epoch
 from ._kernels.update import fused_sgd
 from ._sparse import is_sparse, take_rows
 from ._validate import check_float, check_int, check_sample_weight, check_weight_sum
@@ -26,9 +27,10 @@ def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
     """One epoch's kernel call, as ``_kernels.train.train_epoch`` but with the path
     (flat or general) chosen here in Python, so a network compiles only the path it
     takes rather than both inside one kernel.  Weighted and per-step-scheduled
-    epochs take the general path."""
-    if sw is None and lrs is None and flat_ok(opt, hyper, model.layout, model.lparams,
-                                              batch_size):
+    epochs take the general path; ``_engine`` holds the rule (and its test switch)."""
+    case = Case(loss, opt, hyper, model.layout, model.lparams, batch_size, sw is not None,
+                lrs is not None)
+    if choose("net", case) == "small":
         flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out)
     else:
         batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt,

@@ -1,7 +1,7 @@
 """Optimizers against NumPy references of their update rules, float64.
 
-Every rule is re-implemented below (:class:`RefOptimizer`) from its published
-definition, independently of fastbp's kernels:
+Every rule is re-implemented in tests/naive.py (:class:`naive.RefOptimizer`) from its
+published definition, independently of fastbp's kernels:
 
 * SGD ``w <- w - lr g``; momentum ``v <- mu v + g``, ``w <- w - lr v``, Nesterov
   ``w <- w - lr (g + mu v)`` (PyTorch's conventions, ``dampening = 0``);
@@ -52,86 +52,6 @@ from fastbp.optim import SGD, Adam, AdamW, RPROP  # noqa: E402
 
 RTOL = 1e-12
 ATOL = 1e-15
-
-
-# --------------------------------------------------------------------------- reference
-
-
-def weight_mask(net):
-    """True on the entries of ``params`` that are weights (layout columns n_in, n_out, w_off)."""
-    mask = np.zeros(net.n_params, dtype=bool)
-    for n_in, n_out, off, *_ in net.layout:
-        mask[off:off + n_in * n_out] = True
-    assert mask.sum() == sum(w.size for w in net.weights)
-    return mask
-
-
-def bn_bias_mask(net):
-    """True on the biases of batch-normalised layers: in training mode the batch mean removes
-    them, so their exact gradient is 0 and the computed one is rounding noise (~1e-17)."""
-    mask = np.zeros(net.n_params, dtype=bool)
-    for n_in, n_out, off, _, bn, _ in net.layout:
-        if bn >= 0:
-            mask[off + n_in * n_out:off + n_in * n_out + n_out] = True
-    return mask
-
-
-class RefOptimizer:
-    """NumPy reference of every update rule (see the module docstring)."""
-
-    def __init__(self, kind, mask, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0,
-                 l1=0.0, clip_norm=None, betas=(0.9, 0.999), eps=1e-8, eta_plus=1.2,
-                 eta_minus=0.5, delta0=0.1, delta_min=1e-6, delta_max=50.0):
-        self.kind, self.mask, self.lr = kind, mask, lr
-        self.mu, self.nesterov = momentum, nesterov
-        self.wd, self.l1, self.clip = weight_decay, l1, clip_norm
-        self.b1, self.b2 = betas
-        self.eps = eps
-        self.eta_plus, self.eta_minus = eta_plus, eta_minus
-        self.dmin, self.dmax = delta_min, delta_max
-        n = mask.shape[0]
-        self.v = np.zeros(n)  # momentum buffer / Adam second moment
-        self.m = np.zeros(n)  # Adam first moment
-        self.prev = np.zeros(n)  # RPROP previous (possibly zeroed) gradient
-        self.delta = np.full(n, float(delta0))  # RPROP steps
-        self.t = 0
-
-    def step(self, p, g):
-        """Parameters after one step from ``p`` with loss gradient ``g`` (inputs not modified)."""
-        p = np.array(p, dtype=np.float64)
-        g = np.array(g, dtype=np.float64)
-        w = self.mask
-        self.t += 1
-        if self.clip is not None:
-            norm = np.linalg.norm(g)
-            if norm > self.clip:
-                g *= self.clip / norm
-        if self.kind != "adamw":
-            g[w] += self.wd * p[w]
-        g[w] += self.l1 * np.sign(p[w])
-        if self.kind == "sgd":
-            if self.mu == 0.0:
-                return p - self.lr * g
-            self.v = self.mu * self.v + g
-            return p - self.lr * ((g + self.mu * self.v) if self.nesterov else self.v)
-        if self.kind in ("adam", "adamw"):
-            if self.kind == "adamw":
-                p[w] *= 1.0 - self.lr * self.wd
-            # Kingma & Ba (2015), Algorithm 1
-            self.m = self.b1 * self.m + (1.0 - self.b1) * g
-            self.v = self.b2 * self.v + (1.0 - self.b2) * g * g
-            m_hat = self.m / (1.0 - self.b1 ** self.t)
-            v_hat = self.v / (1.0 - self.b2 ** self.t)
-            return p - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
-        if self.kind == "rprop":
-            s = self.prev * g
-            grow, flip = s > 0, s < 0
-            self.delta[grow] = np.minimum(self.delta[grow] * self.eta_plus, self.dmax)
-            self.delta[flip] = np.maximum(self.delta[flip] * self.eta_minus, self.dmin)
-            g[flip] = 0.0
-            self.prev = g
-            return p - np.sign(g) * self.delta
-        raise ValueError(self.kind)
 
 
 # --------------------------------------------------------------------------- problems
@@ -189,13 +109,13 @@ def test_update_rule_matches_reference(case, problem):
     cls, kind, kw = CASES[case]
     net, X, y = _problem(problem)
     opt = cls(**kw)
-    ref = RefOptimizer(kind, weight_mask(net), **kw)
+    ref = naive.RefOptimizer(kind, naive.weight_mask(net), **kw)
     steps = 8 if kind == "rprop" else 5
     # Batch-normalised layers' biases have an exact gradient of 0; the computed value is
     # rounding noise whose bits depend on the compiled entry point (gradient() vs
     # train_step()), and scale-free rules (Adam: g / (|g| + eps), RPROP: sign g) turn that
     # noise into O(lr) moves.  They are compared only for their (zero) gradient.
-    noise = bn_bias_mask(net)
+    noise = naive.bn_bias_mask(net)
     assert (problem == "bn") == bool(noise.any())
     flips = 0
     for t in range(steps):
@@ -263,7 +183,7 @@ def test_weight_decay_acts_on_weights_only(opt, problem):
     gamma/beta end up bitwise identical; for SGD and decoupled AdamW the weights differ by
     exactly -lr * wd * w; Adam's L2 term goes through the moments instead."""
     net, X, y = _problem(problem)
-    mask = weight_mask(net)
+    mask = naive.weight_mask(net)
     wd, lr = 0.3, 0.01
     cls = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rprop": RPROP}[opt]
     a, b = net.copy(), net.copy()
@@ -315,7 +235,7 @@ def test_trajectory_matches_reference_with_naive_gradients(case):
     cls, kind, kw = CASES[case]
     net, X, y = _problem("tanh")
     ref_net = naive.Net.copy_of(net)
-    ref = RefOptimizer(kind, weight_mask(net), **kw)
+    ref = naive.RefOptimizer(kind, naive.weight_mask(net), **kw)
     opt = cls(**kw)
     p = ref_net.params
     for _ in range(8):
@@ -345,7 +265,7 @@ def test_fit_keywords_reach_the_optimizer(name, kw):
     the reference takes over the same batches in order (37 rows: batches 10, 10, 10, 7)."""
     net, X, y = _problem("tanh")
     kind = name
-    ref = RefOptimizer(kind, weight_mask(net), **kw)
+    ref = naive.RefOptimizer(kind, naive.weight_mask(net), **kw)
     ref_net = net.copy()
     hist = net.fit(X, y, epochs=3, batch_size=10, shuffle=False, optimizer=name, **kw)
     p = ref_net.params.copy()
@@ -415,7 +335,7 @@ def test_lbfgs_matches_scipy_on_the_same_objective():
     of the gradient), one history entry per iteration, losses non-increasing."""
     pytest.importorskip("scipy")
     net, X, y = _problem("tanh")
-    mask = weight_mask(net)
+    mask = naive.weight_mask(net)
     res = _scipy_lbfgs(naive.Net.copy_of(net), X, y, 5, mask)
     E0 = net.evaluate(X, y)
     hist = net.fit(X, y, epochs=5, optimizer="lbfgs")
@@ -433,7 +353,7 @@ def test_lbfgs_weight_decay_converges_to_a_stationary_point():
     the loss gradient on biases is ~0 and on weights it is ~ -wd * W.  The final objective is
     no worse than scipy's own run on the naive objective."""
     net, X, y = _problem("tanh")
-    mask = weight_mask(net)
+    mask = naive.weight_mask(net)
     wd = 0.05
     hist = net.fit(X, y, epochs=400, optimizer="lbfgs", weight_decay=wd, tol=1e-12)
     assert hist.stop_reason == "converged", hist.message

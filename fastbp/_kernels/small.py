@@ -22,12 +22,21 @@ from .approx import vexp
 from .losses import elem_grad, elem_loss, elementwise, poisson_loss
 
 @njit(**JIT)
-def eligible(layout, lparams, batch_size):
-    """Whether a network and batch size suit the flat path."""
-    macs = 0
+def supported(layout, lparams):
+    """Whether the flat path can train this architecture at all (no batch norm, no dropout)."""
     for l in range(layout.shape[0]):
         if layout[l, L_BN] >= 0 or lparams[l, P_DROP] > 0.0:
             return False
+    return True
+
+
+@njit(**JIT)
+def eligible(layout, lparams, batch_size):
+    """Whether a network and batch size suit the flat path (supported and small enough)."""
+    if not supported(layout, lparams):
+        return False
+    macs = 0
+    for l in range(layout.shape[0]):
         macs += layout[l, L_IN] * layout[l, L_OUT]
     return macs * batch_size <= SMALL_NET_MACS
 
