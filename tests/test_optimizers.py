@@ -162,7 +162,11 @@ def test_update_rule_on_every_engine(case, problem, engine):
         _, g = probe.gradient(X, y, training=True)
         p = ref.step(p, g)
     engines.fit(engine, net, X, y, epochs=steps, optimizer=kind, **kw)
-    np.testing.assert_allclose(net.params[~noise], p[~noise], rtol=RTOL, atol=ATOL,
+    # Unlike the test above, the noisy biases cannot be reset between the steps of one fit:
+    # their drift reaches the other entries at the rounding level, so with batch norm the
+    # absolute floor is 10 ATOL (~10 eps of the parameters' scale, 1).
+    atol = 10 * ATOL if noise.any() else ATOL
+    np.testing.assert_allclose(net.params[~noise], p[~noise], rtol=RTOL, atol=atol,
                                err_msg=f"{case}/{problem} on {engine}")
 
 
