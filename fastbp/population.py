@@ -18,7 +18,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ._config import GROUP, LANES
-from ._kernels.lanes import N_LANE_SCALARS, lanes_eligible, lanes_epoch, lanes_loss, lanes_predict
+from ._engine import Case, choose
+from ._kernels.lanes import N_LANE_SCALARS, lanes_epoch, lanes_predict
 from ._kernels.rng import permutations
 from ._kernels.population import population_epoch, population_predict
 from ._validate import check_int, check_X, check_y
@@ -179,7 +180,9 @@ class Population:
         out = np.zeros((self.k, 2))
         losses = np.zeros((epochs, self.k))
         t = self.template
-        if lanes_loss(t._loss_code) and lanes_eligible(t._layout, t._lparams):
+        engine = choose("population", Case(t._loss_code, proto.code, proto.hyper, t._layout,
+                                           t._lparams, batch_size, False, False))
+        if engine == "lanes":
             bufs = self._lane_buffers(n if shuffle else 0, state.shape[1])
             for e in range(epochs):
                 seed = int(self.rng.integers(2**63))
@@ -197,7 +200,7 @@ class Population:
                     permutations(orders, int(self.rng.integers(2**63)))
                 population_epoch(*self._model_arrays(), t._loss_code, X3, Y3, orders,
                                  batch_size, shuffle, *bufs, proto.code, hyper, state, step,
-                                 out)
+                                 out, engine == "population-small")
                 losses[e] = np.where(out[:, 1] == n, out[:, 0], np.nan)
         return losses
 

@@ -16,9 +16,10 @@ import warnings
 
 import numpy as np
 
-from ._gen.engine import try_epoch
+from ._engine import Case, choose
+from ._gen.engine import run_generated
 from ._kernels.sparse_train import sparse_epoch
-from ._kernels.train import batch_epoch, flat_epoch, flat_ok
+from ._kernels.train import batch_epoch, flat_epoch
 from ._kernels.update import fused_sgd
 from ._sparse import is_sparse
 from .errors import DivergenceError
@@ -31,12 +32,17 @@ def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
     """One epoch's kernel call, as ``_kernels.train.train_epoch`` but with the path
     (flat or general) chosen here in Python, so a network compiles only the path it
     takes rather than both inside one kernel.  Weighted and per-step-scheduled
-    epochs take the general path.  Epochs the generated engine covers run there."""
-    if try_epoch(model, work, loss, X, y, order, batch_size, shuffle, ybuf, opt, hyper, state,
-                 step, out, sw, lrs):
-        return
-    if sw is None and lrs is None and flat_ok(opt, hyper, model.layout, model.lparams,
-                                              batch_size):
+    epochs take the general path; ``_engine`` holds the rule (and its test switch).
+    Epochs the generated engine covers run there."""
+    case = Case(loss, opt, hyper, model.layout, model.lparams, batch_size, sw is not None,
+                lrs is not None)
+    engine = choose("net", case)
+    if engine == "generated":
+        if run_generated(model, work, loss, X, y, order, batch_size, shuffle, ybuf, opt, hyper,
+                         state, step, out):
+            return
+        engine = choose("net", case, skip="generated")  # no writable folder for its file
+    if engine == "small":
         flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out)
     else:
         batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt,

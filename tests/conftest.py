@@ -13,6 +13,8 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
+from engines import ENGINES  # noqa: E402  (tests/engines.py: run a case on a named engine)
+
 try:  # hypothesis is a test extra; keep the suite usable without it
     from hypothesis import HealthCheck, settings
 
@@ -58,3 +60,9 @@ def classification_data():
     X = r.standard_normal((29, 6))
     labels = np.argmax(X[:, :4] + 0.3 * r.standard_normal((29, 4)), axis=1).astype(np.int64)
     return X, labels
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    """Each training engine in turn (``fastbp._engine.ENGINES``; run one with tests/engines.py)."""
+    return request.param

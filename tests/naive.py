@@ -18,6 +18,10 @@ Update:    w <- w - lr * dE/dw
 
 Any object with ``weights``, ``biases``, ``activations`` and ``loss`` attributes works
 (see :class:`Net`), so the reference can run its own SGD without touching a fastbp net.
+
+Optimizers: :class:`RefOptimizer` (SGD, momentum, Nesterov, Adam, AdamW, iRPROP-, with L2,
+L1 and clipping) on flat float64 vectors; :func:`weight_mask` / :func:`bn_bias_mask` read
+the network's public ``layout`` table.
 """
 
 from __future__ import annotations
@@ -424,3 +428,89 @@ def rel_error(a, b):
     b = np.asarray(b, dtype=np.float64)
     den = np.linalg.norm(a) + np.linalg.norm(b)
     return float(np.linalg.norm(a - b) / max(den, 1e-300))
+
+
+# --------------------------------------------------------------------------- optimizers
+
+
+def weight_mask(net):
+    """True on the entries of ``params`` that are weights (layout columns n_in, n_out, w_off)."""
+    mask = np.zeros(net.n_params, dtype=bool)
+    for n_in, n_out, off, *_ in net.layout:
+        mask[off:off + n_in * n_out] = True
+    assert mask.sum() == sum(w.size for w in net.weights)
+    return mask
+
+
+def bn_bias_mask(net):
+    """True on the biases of batch-normalised layers: in training mode the batch mean removes
+    them, so their exact gradient is 0 and the computed one is rounding noise (~1e-17)."""
+    mask = np.zeros(net.n_params, dtype=bool)
+    for n_in, n_out, off, _, bn, _ in net.layout:
+        if bn >= 0:
+            mask[off + n_in * n_out:off + n_in * n_out + n_out] = True
+    return mask
+
+
+class RefOptimizer:
+    """NumPy reference of every update rule, from its published definition (the rules and
+    their sources are listed in tests/test_optimizers.py's docstring).
+
+    ``step(p, g)`` returns the parameters after one step from ``p`` with loss gradient
+    ``g``; the state (momentum buffer, moments, RPROP steps, step count) is the
+    reference's own.  ``mask`` marks the weight entries (:func:`weight_mask`): decay and
+    L1 act on those only."""
+
+    def __init__(self, kind, mask, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0,
+                 l1=0.0, clip_norm=None, betas=(0.9, 0.999), eps=1e-8, eta_plus=1.2,
+                 eta_minus=0.5, delta0=0.1, delta_min=1e-6, delta_max=50.0):
+        self.kind, self.mask, self.lr = kind, mask, lr
+        self.mu, self.nesterov = momentum, nesterov
+        self.wd, self.l1, self.clip = weight_decay, l1, clip_norm
+        self.b1, self.b2 = betas
+        self.eps = eps
+        self.eta_plus, self.eta_minus = eta_plus, eta_minus
+        self.dmin, self.dmax = delta_min, delta_max
+        n = mask.shape[0]
+        self.v = np.zeros(n)  # momentum buffer / Adam second moment
+        self.m = np.zeros(n)  # Adam first moment
+        self.prev = np.zeros(n)  # RPROP previous (possibly zeroed) gradient
+        self.delta = np.full(n, float(delta0))  # RPROP steps
+        self.t = 0
+
+    def step(self, p, g):
+        """Parameters after one step from ``p`` with loss gradient ``g`` (inputs not modified)."""
+        p = np.array(p, dtype=np.float64)
+        g = np.array(g, dtype=np.float64)
+        w = self.mask
+        self.t += 1
+        if self.clip is not None:
+            norm = np.linalg.norm(g)
+            if norm > self.clip:
+                g *= self.clip / norm
+        if self.kind != "adamw":
+            g[w] += self.wd * p[w]
+        g[w] += self.l1 * np.sign(p[w])
+        if self.kind == "sgd":
+            if self.mu == 0.0:
+                return p - self.lr * g
+            self.v = self.mu * self.v + g
+            return p - self.lr * ((g + self.mu * self.v) if self.nesterov else self.v)
+        if self.kind in ("adam", "adamw"):
+            if self.kind == "adamw":
+                p[w] *= 1.0 - self.lr * self.wd
+            # Kingma & Ba (2015), Algorithm 1
+            self.m = self.b1 * self.m + (1.0 - self.b1) * g
+            self.v = self.b2 * self.v + (1.0 - self.b2) * g * g
+            m_hat = self.m / (1.0 - self.b1 ** self.t)
+            v_hat = self.v / (1.0 - self.b2 ** self.t)
+            return p - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        if self.kind == "rprop":
+            s = self.prev * g
+            grow, flip = s > 0, s < 0
+            self.delta[grow] = np.minimum(self.delta[grow] * self.eta_plus, self.dmax)
+            self.delta[flip] = np.maximum(self.delta[flip] * self.eta_minus, self.dmin)
+            g[flip] = 0.0
+            self.prev = g
+            return p - np.sign(g) * self.delta
+        raise ValueError(self.kind)

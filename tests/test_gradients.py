@@ -17,6 +17,11 @@ Error measure, per case:
 Correct gradients sit orders of magnitude below both bounds; a real mistake (a missing factor,
 a wrong derivative, a transposed index) gives errors of order 1.
 
+Engines: every case also runs on every training engine (fastbp._engine, forced by
+tests/engines.py).  The gradient an engine steps along is read off one full-batch SGD step
+with lr 1 (g = p_before - p_after, exact to ~eps |p|) and held to the same bounds; the
+finite differences are computed once per case and shared by the engines.
+
 Kinks: relu and leaky_relu have a kink at 0 and elu a jump in f'' there; a finite difference
 whose stencil straddles one is wrong by O(1).  Each case therefore redraws its inputs (seeded,
 deterministic) until no single-parameter move of up to 2h flips the sign of any such hidden
@@ -30,6 +35,7 @@ import itertools
 import numpy as np
 import pytest
 
+import engines
 import naive
 
 fastbp = pytest.importorskip("fastbp")
@@ -96,7 +102,16 @@ def _case(hidden, output, loss, label_kind, depth, batch, seed, n_out=None, y_1d
     return net, X, y
 
 
-def _fd_check(net, X, y, what, check_naive=True):
+_REFERENCE = {}  # case -> finite-difference gradient, checked once, shared by the engines
+
+
+def _reference(net, X, y, what, check_naive):
+    """Finite differences of the library's loss, checked against ``net.gradient`` and (with
+    ``check_naive``) the naive reference's chain rule; computed once per case and reused by
+    every engine's test of it."""
+    key = (what, X.tobytes(), np.asarray(y).tobytes(), net.params.tobytes())
+    if key in _REFERENCE:
+        return _REFERENCE[key]
     E, g = net.gradient(X, y)
     assert isinstance(E, float), f"{what}: loss should be a Python float, got {type(E)}"
     assert g.dtype == np.float64 and g.ndim == 1 and g.shape[0] == net.n_params, what
@@ -114,6 +129,17 @@ def _fd_check(net, X, y, what, check_naive=True):
         g_fd_ref = naive.finite_difference(lambda: naive.loss(net, X, y), p, h=FD_STEP)
         _check(g_ref, g_fd_ref, what + " [naive reference]")
         assert E == pytest.approx(E_ref, rel=1e-10)
+    _REFERENCE[key] = g_fd
+    return g_fd
+
+
+def _fd_check(net, X, y, what, engine, check_naive=True):
+    """``net.gradient`` and the gradient ``engine`` steps along (one full-batch SGD step with
+    lr 1, ``tests/engines.py``) against central finite differences."""
+    g_fd = _reference(net, X, y, what, check_naive)
+    E, g = engines.gradient(engine, net, X, y)
+    assert E == pytest.approx(net.evaluate(X, y), rel=1e-12), f"{what} [{engine}]: loss"
+    _check(g, g_fd, f"{what} [{engine} engine]")
 
 
 # ---------------------------------------------------------------------------
@@ -123,14 +149,14 @@ def _fd_check(net, X, y, what, check_naive=True):
 
 @pytest.mark.parametrize("out_loss", OUT_LOSS, ids=OUT_LOSS_IDS)
 @pytest.mark.parametrize("hidden", HIDDEN)
-def test_every_activation_every_loss(hidden, out_loss):
+def test_every_activation_every_loss(hidden, out_loss, engine):
     output, loss, kind = out_loss
     i, j = HIDDEN.index(hidden), OUT_LOSS.index(out_loss)
     depth = 2 + (i + j) % 3
     batch = 7 if (i + j) % 2 == 0 else 1
     seed = 10 * i + j
     net, X, y = _case(hidden, output, loss, kind, depth, batch, seed)
-    _fd_check(net, X, y, f"{hidden}/{output}/{loss}/{kind} depth={depth} batch={batch}", check_naive=(j % 2 == 0))
+    _fd_check(net, X, y, f"{hidden}/{output}/{loss}/{kind} depth={depth} batch={batch}", engine, check_naive=(j % 2 == 0))
 
 
 # ---------------------------------------------------------------------------
@@ -140,11 +166,11 @@ def test_every_activation_every_loss(hidden, out_loss):
 @pytest.mark.parametrize("batch", [1, 7])
 @pytest.mark.parametrize("depth", [2, 3, 4])
 @pytest.mark.parametrize("hidden", HIDDEN)
-def test_every_activation_every_depth(hidden, depth, batch):
+def test_every_activation_every_depth(hidden, depth, batch, engine):
     i = HIDDEN.index(hidden)
     output, loss, kind = OUT_LOSS[(i + depth) % len(OUT_LOSS)]
     net, X, y = _case(hidden, output, loss, kind, depth, batch, seed=100 + 7 * i + depth)
-    _fd_check(net, X, y, f"{hidden}/{output}/{loss} depth={depth} batch={batch}", check_naive=False)
+    _fd_check(net, X, y, f"{hidden}/{output}/{loss} depth={depth} batch={batch}", engine, check_naive=False)
 
 
 # ---------------------------------------------------------------------------
@@ -154,12 +180,12 @@ def test_every_activation_every_depth(hidden, depth, batch):
 @pytest.mark.parametrize("batch", [1, 7])
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])
 @pytest.mark.parametrize("out_loss", OUT_LOSS, ids=OUT_LOSS_IDS)
-def test_every_loss_every_depth(out_loss, depth, batch):
+def test_every_loss_every_depth(out_loss, depth, batch, engine):
     output, loss, kind = out_loss
     j = OUT_LOSS.index(out_loss)
     hidden = HIDDEN[(j + depth) % len(HIDDEN)]
     net, X, y = _case(hidden, output, loss, kind, depth, batch, seed=200 + 5 * j + depth)
-    _fd_check(net, X, y, f"{hidden}/{output}/{loss}/{kind} depth={depth} batch={batch}", check_naive=False)
+    _fd_check(net, X, y, f"{hidden}/{output}/{loss}/{kind} depth={depth} batch={batch}", engine, check_naive=False)
 
 
 # ---------------------------------------------------------------------------
@@ -167,38 +193,38 @@ def test_every_loss_every_depth(out_loss, depth, batch):
 
 
 @pytest.mark.parametrize("depth", [2, 4])
-def test_mixed_activation_list(depth):
+def test_mixed_activation_list(depth, engine):
     """A different activation per hidden layer (list form)."""
     hidden = list(itertools.islice(itertools.cycle(["gelu", "leaky_relu", "elu", "softplus"]), depth - 1))
     for output, loss, kind in [("identity", "mse", None), ("softmax", "cross_entropy", "int")]:
         net, X, y = _case(hidden, output, loss, kind, depth, 7, seed=300 + depth)
         assert tuple(net.activations[:-1]) == tuple(hidden)
-        _fd_check(net, X, y, f"{hidden}/{output}/{loss} depth={depth}")
+        _fd_check(net, X, y, f"{hidden}/{output}/{loss} depth={depth}", engine)
 
 
 @pytest.mark.parametrize("loss,output", [("mse", "identity"), ("mse", "sigmoid"), ("binary_cross_entropy", "sigmoid")])
-def test_single_output_with_1d_targets(loss, output):
+def test_single_output_with_1d_targets(loss, output, engine):
     """n_out == 1 with y of shape (n,)."""
     net, X, y = _case("tanh", output, loss, None, 3, 7, seed=400, n_out=1, y_1d=True)
     assert y.ndim == 1
-    _fd_check(net, X, y, f"{output}/{loss} y 1-D")
+    _fd_check(net, X, y, f"{output}/{loss} y 1-D", engine)
 
 
-def test_cross_entropy_soft_targets():
+def test_cross_entropy_soft_targets(engine):
     """cross_entropy with (n, n_out) probability rows (not one-hot)."""
     net = fastbp.MLP([5, 7, 4], activation="tanh", loss="cross_entropy", dtype="float64", seed=3)
     rng = np.random.default_rng(3)
     X = rng.standard_normal((7, 5))
     y = naive.make_targets("cross_entropy", 7, 4, rng, "proba")
-    _fd_check(net, X, y, "cross_entropy soft targets")
+    _fd_check(net, X, y, "cross_entropy soft targets", engine)
 
 
 @pytest.mark.parametrize("hidden,kw", [("leaky_relu", {"leaky_slope": 0.2}), ("elu", {"elu_alpha": 0.5})])
-def test_activation_hyperparameters(hidden, kw):
+def test_activation_hyperparameters(hidden, kw, engine):
     """Non-default leaky_slope / elu_alpha reach the derivative too (finite differences of the
     library's own loss) and the forward pass (against the reference with those values)."""
     net, X, y = _case(hidden, "identity", "mse", None, 3, 7, seed=500, **kw)
-    _fd_check(net, X, y, f"{hidden} {kw}", check_naive=False)
+    _fd_check(net, X, y, f"{hidden} {kw}", engine, check_naive=False)
     ref = naive.Net.copy_of(net)
     for k, v in kw.items():
         setattr(ref, k, v)

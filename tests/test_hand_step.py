@@ -2,7 +2,8 @@
 
 Sigmoid hidden layer, sigmoid output, E = 1/2 (d - o)^2, update w <- w - eta dE/dw
 (../shared/reference/backpropagation.md).  Every derivative is written out as a scalar
-formula below; nothing here calls tests/naive.py.
+formula below; nothing here calls tests/naive.py.  The steps are taken by ``train_step`` and
+by ``fit`` on every training engine (tests/engines.py).
 
     net_h1 = w11 x1 + w12 x2 + b1        h1 = s(net_h1)        s(z) = 1 / (1 + e^-z)
     net_h2 = w21 x1 + w22 x2 + b2        h2 = s(net_h2)        s'(z) = s(z) (1 - s(z))
@@ -25,6 +26,10 @@ import numpy as np
 import pytest
 
 fastbp = pytest.importorskip("fastbp")
+import engines  # noqa: E402
+
+#: ``train_step`` (the per-batch API) and every training engine, forced through fit
+STEPPERS = ("train_step",) + engines.ENGINES
 
 # the classic worked example's numbers (Mazur's "step by step" backpropagation example,
 # reduced to one output)
@@ -66,6 +71,14 @@ def _net():
     return net
 
 
+def _steps(how, net, X, d, steps=1):
+    """``steps`` SGD steps with lr ``ETA`` on the whole batch ``(X, d)`` by ``how``
+    (``train_step`` or an engine); returns the loss before each step."""
+    if how == "train_step":
+        return [net.train_step(X, d, lr=ETA) for _ in range(steps)]
+    return list(engines.fit(how, net, X, d, epochs=steps, lr=ETA))
+
+
 def _as_params(w11, w12, w21, w22, b1, b2, v1, v2, c):
     return np.array([w11, w12, w21, w22, b1, b2, v1, v2, c])
 
@@ -81,7 +94,8 @@ def test_forward_by_hand():
     assert net.predict(np.array([[0.05, 0.10]]))[0, 0] == pytest.approx(o, abs=1e-12)
 
 
-def test_one_sgd_step_by_hand():
+@pytest.mark.parametrize("how", STEPPERS)
+def test_one_sgd_step_by_hand(how):
     net = _net()
     x1, x2, d = 0.05, 0.10, 0.01
     E, g, o = hand_sample(x1, x2, d)
@@ -91,7 +105,7 @@ def test_one_sgd_step_by_hand():
         B1 - ETA * g["b1"], B2 - ETA * g["b2"],
         V1 - ETA * g["v1"], V2 - ETA * g["v2"], C - ETA * g["c"],
     )
-    loss = net.train_step(np.array([[x1, x2]]), np.array([[d]]), lr=ETA)
+    (loss,) = _steps(how, net, np.array([[x1, x2]]), np.array([[d]]))
 
     assert loss == pytest.approx(E, abs=1e-12)  # loss before the update
     np.testing.assert_allclose(net.params, expected, rtol=0, atol=1e-12)
@@ -114,7 +128,8 @@ def test_gradient_by_hand():
     np.testing.assert_allclose(grad, _as_params(*(g[k] for k in ("w11", "w12", "w21", "w22", "b1", "b2", "v1", "v2", "c"))), rtol=0, atol=1e-12)
 
 
-def test_two_sample_batch_by_hand():
+@pytest.mark.parametrize("how", STEPPERS)
+def test_two_sample_batch_by_hand(how):
     """Batch of two: loss and gradient are the means of the per-sample ones."""
     net = _net()
     X = np.array([[0.05, 0.10], [1.0, -2.0]])
@@ -124,12 +139,13 @@ def test_two_sample_batch_by_hand():
     names = ("w11", "w12", "w21", "w22", "b1", "b2", "v1", "v2", "c")
     w0 = _as_params(W11, W12, W21, W22, B1, B2, V1, V2, C)
     expected = w0 - ETA * np.array([(g1[k] + g2[k]) / 2.0 for k in names])
-    loss = net.train_step(X, d, lr=ETA)
+    (loss,) = _steps(how, net, X, d)
     assert loss == pytest.approx((E1 + E2) / 2.0, abs=1e-12)
     np.testing.assert_allclose(net.params, expected, rtol=0, atol=1e-12)
 
 
-def test_two_steps_by_hand():
+@pytest.mark.parametrize("how", STEPPERS)
+def test_two_steps_by_hand(how):
     """Two consecutive steps on the same sample: the second uses the updated weights."""
     net = _net()
     x1, x2, d = 0.05, 0.10, 0.01
@@ -140,7 +156,7 @@ def test_two_steps_by_hand():
         E, g, _ = hand_sample(x1, x2, d, tuple(w))
         losses.append(E)
         w = w - ETA * np.array([g[k] for k in names])
-    got = [net.train_step(np.array([[x1, x2]]), np.array([[d]]), lr=ETA) for _ in range(2)]
+    got = _steps(how, net, np.array([[x1, x2]]), np.array([[d]]), steps=2)
     np.testing.assert_allclose(got, losses, rtol=0, atol=1e-12)
     assert losses[1] < losses[0]
     np.testing.assert_allclose(net.params, w, rtol=0, atol=1e-12)

@@ -1,7 +1,7 @@
 """Optimizers against NumPy references of their update rules, float64.
 
-Every rule is re-implemented below (:class:`RefOptimizer`) from its published
-definition, independently of fastbp's kernels:
+Every rule is re-implemented in tests/naive.py (:class:`naive.RefOptimizer`) from its
+published definition, independently of fastbp's kernels:
 
 * SGD ``w <- w - lr g``; momentum ``v <- mu v + g``, ``w <- w - lr v``, Nesterov
   ``w <- w - lr (g + mu v)`` (PyTorch's conventions, ``dampening = 0``);
@@ -35,6 +35,9 @@ Two ways of driving the comparison:
    gradients from tests/naive.py (no fastbp code) for 8 steps; parameters agree
    with rtol 1e-10.
 
+Both, and the fit plumbing, also run on every training engine (the ``engine``
+fixture, tests/engines.py: each engine forced through ``fastbp._engine``).
+
 L-BFGS (``fit(optimizer="lbfgs")``) is compared with ``scipy.optimize.minimize``
 run by the test on the objective computed by tests/naive.py, and checked for
 stationarity of ``loss + wd/2 ||W||^2`` at convergence.
@@ -45,6 +48,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import engines
 import naive
 
 fastbp = pytest.importorskip("fastbp")
@@ -52,86 +56,6 @@ from fastbp.optim import SGD, Adam, AdamW, RPROP  # noqa: E402
 
 RTOL = 1e-12
 ATOL = 1e-15
-
-
-# --------------------------------------------------------------------------- reference
-
-
-def weight_mask(net):
-    """True on the entries of ``params`` that are weights (layout columns n_in, n_out, w_off)."""
-    mask = np.zeros(net.n_params, dtype=bool)
-    for n_in, n_out, off, *_ in net.layout:
-        mask[off:off + n_in * n_out] = True
-    assert mask.sum() == sum(w.size for w in net.weights)
-    return mask
-
-
-def bn_bias_mask(net):
-    """True on the biases of batch-normalised layers: in training mode the batch mean removes
-    them, so their exact gradient is 0 and the computed one is rounding noise (~1e-17)."""
-    mask = np.zeros(net.n_params, dtype=bool)
-    for n_in, n_out, off, _, bn, _ in net.layout:
-        if bn >= 0:
-            mask[off + n_in * n_out:off + n_in * n_out + n_out] = True
-    return mask
-
-
-class RefOptimizer:
-    """NumPy reference of every update rule (see the module docstring)."""
-
-    def __init__(self, kind, mask, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0,
-                 l1=0.0, clip_norm=None, betas=(0.9, 0.999), eps=1e-8, eta_plus=1.2,
-                 eta_minus=0.5, delta0=0.1, delta_min=1e-6, delta_max=50.0):
-        self.kind, self.mask, self.lr = kind, mask, lr
-        self.mu, self.nesterov = momentum, nesterov
-        self.wd, self.l1, self.clip = weight_decay, l1, clip_norm
-        self.b1, self.b2 = betas
-        self.eps = eps
-        self.eta_plus, self.eta_minus = eta_plus, eta_minus
-        self.dmin, self.dmax = delta_min, delta_max
-        n = mask.shape[0]
-        self.v = np.zeros(n)  # momentum buffer / Adam second moment
-        self.m = np.zeros(n)  # Adam first moment
-        self.prev = np.zeros(n)  # RPROP previous (possibly zeroed) gradient
-        self.delta = np.full(n, float(delta0))  # RPROP steps
-        self.t = 0
-
-    def step(self, p, g):
-        """Parameters after one step from ``p`` with loss gradient ``g`` (inputs not modified)."""
-        p = np.array(p, dtype=np.float64)
-        g = np.array(g, dtype=np.float64)
-        w = self.mask
-        self.t += 1
-        if self.clip is not None:
-            norm = np.linalg.norm(g)
-            if norm > self.clip:
-                g *= self.clip / norm
-        if self.kind != "adamw":
-            g[w] += self.wd * p[w]
-        g[w] += self.l1 * np.sign(p[w])
-        if self.kind == "sgd":
-            if self.mu == 0.0:
-                return p - self.lr * g
-            self.v = self.mu * self.v + g
-            return p - self.lr * ((g + self.mu * self.v) if self.nesterov else self.v)
-        if self.kind in ("adam", "adamw"):
-            if self.kind == "adamw":
-                p[w] *= 1.0 - self.lr * self.wd
-            # Kingma & Ba (2015), Algorithm 1
-            self.m = self.b1 * self.m + (1.0 - self.b1) * g
-            self.v = self.b2 * self.v + (1.0 - self.b2) * g * g
-            m_hat = self.m / (1.0 - self.b1 ** self.t)
-            v_hat = self.v / (1.0 - self.b2 ** self.t)
-            return p - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
-        if self.kind == "rprop":
-            s = self.prev * g
-            grow, flip = s > 0, s < 0
-            self.delta[grow] = np.minimum(self.delta[grow] * self.eta_plus, self.dmax)
-            self.delta[flip] = np.maximum(self.delta[flip] * self.eta_minus, self.dmin)
-            g[flip] = 0.0
-            self.prev = g
-            return p - np.sign(g) * self.delta
-        raise ValueError(self.kind)
 
 
 # --------------------------------------------------------------------------- problems
@@ -189,13 +113,13 @@ def test_update_rule_matches_reference(case, problem):
     cls, kind, kw = CASES[case]
     net, X, y = _problem(problem)
     opt = cls(**kw)
-    ref = RefOptimizer(kind, weight_mask(net), **kw)
+    ref = naive.RefOptimizer(kind, naive.weight_mask(net), **kw)
     steps = 8 if kind == "rprop" else 5
     # Batch-normalised layers' biases have an exact gradient of 0; the computed value is
     # rounding noise whose bits depend on the compiled entry point (gradient() vs
     # train_step()), and scale-free rules (Adam: g / (|g| + eps), RPROP: sign g) turn that
     # noise into O(lr) moves.  They are compared only for their (zero) gradient.
-    noise = bn_bias_mask(net)
+    noise = naive.bn_bias_mask(net)
     assert (problem == "bn") == bool(noise.any())
     flips = 0
     for t in range(steps):
@@ -217,6 +141,33 @@ def test_update_rule_matches_reference(case, problem):
     if case == "rprop-bounds":
         # ... and both clamps
         assert np.any(ref.delta == 0.08) and np.any(ref.delta == 0.01)
+
+
+@pytest.mark.parametrize("problem", ["tanh", "bn"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_update_rule_on_every_engine(case, problem, engine):
+    """Full-batch epochs of fit on each training engine land where the reference rule lands
+    when fed the library's gradients along its own trajectory (rtol 1e-12).  The engines
+    compute their own gradients (their own summation order), so this holds them to the
+    same-gradient tolerance; batch-normalised layers' biases are left out (see above)."""
+    cls, kind, kw = CASES[case]
+    net, X, y = _problem(problem)
+    steps = 8 if kind == "rprop" else 5
+    ref = naive.RefOptimizer(kind, naive.weight_mask(net), **kw)
+    noise = naive.bn_bias_mask(net)
+    probe = net.copy()
+    p = net.params.copy()
+    for _ in range(steps):
+        probe.params = p
+        _, g = probe.gradient(X, y, training=True)
+        p = ref.step(p, g)
+    engines.fit(engine, net, X, y, epochs=steps, optimizer=kind, **kw)
+    # Unlike the test above, the noisy biases cannot be reset between the steps of one fit:
+    # their drift reaches the other entries at the rounding level, so with batch norm the
+    # absolute floor is 10 ATOL (~10 eps of the parameters' scale, 1).
+    atol = 10 * ATOL if noise.any() else ATOL
+    np.testing.assert_allclose(net.params[~noise], p[~noise], rtol=RTOL, atol=atol,
+                               err_msg=f"{case}/{problem} on {engine}")
 
 
 def test_adam_first_step_is_lr_times_sign():
@@ -263,7 +214,7 @@ def test_weight_decay_acts_on_weights_only(opt, problem):
     gamma/beta end up bitwise identical; for SGD and decoupled AdamW the weights differ by
     exactly -lr * wd * w; Adam's L2 term goes through the moments instead."""
     net, X, y = _problem(problem)
-    mask = weight_mask(net)
+    mask = naive.weight_mask(net)
     wd, lr = 0.3, 0.01
     cls = {"sgd": SGD, "adam": Adam, "adamw": AdamW, "rprop": RPROP}[opt]
     a, b = net.copy(), net.copy()
@@ -307,23 +258,30 @@ def test_clipping_scales_to_the_global_norm():
 # --------------------------------------------------------------------------- 2. own trajectory
 
 
-@pytest.mark.parametrize("case", ["momentum", "nesterov-wd-clip", "adam", "adam-l2", "adamw-l1",
-                                  "rprop"])
-def test_trajectory_matches_reference_with_naive_gradients(case):
+@pytest.mark.parametrize("how", ("train_step",) + engines.ENGINES)
+@pytest.mark.parametrize("case", ["sgd-wd", "momentum", "nesterov-wd-clip", "adam", "adam-l2",
+                                  "adamw-l1", "rprop"])
+def test_trajectory_matches_reference_with_naive_gradients(case, how):
     """The reference trains its own parameters with tests/naive.py gradients (no fastbp code);
-    after 8 steps fastbp's parameters agree to rtol 1e-10."""
+    after 8 full-batch steps by ``train_step`` or by fit on each training engine, fastbp's
+    parameters agree to rtol 1e-10 and each step's loss to rel 1e-10."""
     cls, kind, kw = CASES[case]
     net, X, y = _problem("tanh")
     ref_net = naive.Net.copy_of(net)
-    ref = RefOptimizer(kind, weight_mask(net), **kw)
-    opt = cls(**kw)
+    ref = naive.RefOptimizer(kind, naive.weight_mask(net), **kw)
     p = ref_net.params
+    losses = []
     for _ in range(8):
         E, g = naive.gradient(ref_net, X, y)
-        loss = net.train_step(X, y, optimizer=opt)
-        assert loss == pytest.approx(E, rel=1e-10)
+        losses.append(E)
         p = ref.step(p, g)
         ref_net.set_flat(p)
+    if how == "train_step":
+        opt = cls(**kw)
+        got = [net.train_step(X, y, optimizer=opt) for _ in range(8)]
+    else:
+        got = engines.fit(how, net, X, y, epochs=8, optimizer=kind, **kw)
+    np.testing.assert_allclose(got, losses, rtol=1e-10)
     np.testing.assert_allclose(net.params, p, rtol=1e-10, atol=1e-13)
 
 
@@ -340,23 +298,25 @@ FIT_CASES = [
 
 
 @pytest.mark.parametrize("name,kw", FIT_CASES, ids=[f"{n}-{'-'.join(k)}" for n, k in FIT_CASES])
-def test_fit_keywords_reach_the_optimizer(name, kw):
+def test_fit_keywords_reach_the_optimizer(name, kw, engine):
     """fit(optimizer=name, **keywords) with shuffle=False and batch 10 takes exactly the steps
-    the reference takes over the same batches in order (37 rows: batches 10, 10, 10, 7)."""
+    the reference takes over the same batches in order (37 rows: batches 10, 10, 10, 7), on
+    every training engine."""
     net, X, y = _problem("tanh")
     kind = name
-    ref = RefOptimizer(kind, weight_mask(net), **kw)
+    ref = naive.RefOptimizer(kind, naive.weight_mask(net), **kw)
     ref_net = net.copy()
-    hist = net.fit(X, y, epochs=3, batch_size=10, shuffle=False, optimizer=name, **kw)
+    engines.fit(engine, net, X, y, epochs=3, batch_size=10, optimizer=name, **kw)
     p = ref_net.params.copy()
     for _ in range(3):
         for s in range(0, 37, 10):
             ref_net.params = p
             _, g = ref_net.gradient(X[s:s + 10], y[s:s + 10])
             p = ref.step(p, g)
-    np.testing.assert_allclose(net.params, p, rtol=1e-11, atol=1e-14)
-    assert hist.lr == [kw["lr"]] * 3
-    assert net.optimizer.step[0] == 12
+    np.testing.assert_allclose(net.params, p, rtol=1e-11, atol=1e-14, err_msg=engine)
+    if net.optimizer is not None:  # trained by MLP.fit (a single-network engine)
+        assert net.history_.lr == [kw["lr"]] * 3
+        assert net.optimizer.step[0] == 12
 
 
 def test_optimizer_state_persists_across_fit_calls():
@@ -415,7 +375,7 @@ def test_lbfgs_matches_scipy_on_the_same_objective():
     of the gradient), one history entry per iteration, losses non-increasing."""
     pytest.importorskip("scipy")
     net, X, y = _problem("tanh")
-    mask = weight_mask(net)
+    mask = naive.weight_mask(net)
     res = _scipy_lbfgs(naive.Net.copy_of(net), X, y, 5, mask)
     E0 = net.evaluate(X, y)
     hist = net.fit(X, y, epochs=5, optimizer="lbfgs")
@@ -433,7 +393,7 @@ def test_lbfgs_weight_decay_converges_to_a_stationary_point():
     the loss gradient on biases is ~0 and on weights it is ~ -wd * W.  The final objective is
     no worse than scipy's own run on the naive objective."""
     net, X, y = _problem("tanh")
-    mask = weight_mask(net)
+    mask = naive.weight_mask(net)
     wd = 0.05
     hist = net.fit(X, y, epochs=400, optimizer="lbfgs", weight_decay=wd, tol=1e-12)
     assert hist.stop_reason == "converged", hist.message

@@ -1,9 +1,8 @@
 """When and how an epoch runs on a generated kernel.
 
-``try_epoch`` is the hook ``training.train_epoch`` calls first: it runs the
-epoch on the network's generated kernel and returns True, or returns False
-(nothing done) when the epoch is not one the generated engine covers, and
-the generic engine runs it.
+``why_not``/``auto`` are the engine's row in ``fastbp._engine.ENGINES`` (the
+first engine ``training.train_epoch`` tries); ``run_generated`` runs an epoch
+on the network's generated kernel.
 
 Covered: dense input; SGD (with weight decay and L1, plain or with
 momentum / Nesterov), Adam and AdamW, without gradient clipping; no dropout,
@@ -45,8 +44,9 @@ def opt_kind(opt, hyper):
     return {MOMENTUM: "momentum", ADAM: "adam", ADAMW: "adamw"}.get(int(opt))
 
 
-def kernel_key(layout, lparams, loss, opt, hyper, batch_size):
-    """The generated kernel's key for this epoch, or None when it is not covered."""
+def kernel_key(layout, lparams, loss, opt, hyper, batch_size, bounded=True):
+    """The generated kernel's key for this epoch, or None when it is not covered
+    (with ``bounded``, also None above the size where the generic engine wins)."""
     kind = opt_kind(opt, hyper)
     if kind is None:
         return None
@@ -68,27 +68,41 @@ def kernel_key(layout, lparams, loss, opt, hyper, batch_size):
             _KEYS.clear()
         _KEYS[ck] = key
     bound = GEN_NET_MACS if kind == "sgd" else GEN_STATE_MACS
-    if key is None or key[1] * batch_size > bound:
+    if key is None or (bounded and key[1] * batch_size > bound):
         return None
     return key[0]
 
 
-def try_epoch(model, work, loss, X, y, order, batch_size, shuffle, ybuf, opt, hyper, state,
-              step, out, sw=None, lrs=None):
-    """Run the epoch on a generated kernel and return True, or return False (nothing run)."""
-    if not ENABLED or sw is not None or lrs is not None or not isinstance(X, np.ndarray):
-        return False
+def why_not(case):
+    """Why the generated engine cannot run ``case`` (an ``_engine.Case``), or None."""
+    if case.weighted:
+        return "sample weights need the general step"
+    if case.per_step:
+        return "per-step learning-rate schedules need the general step"
+    if kernel_key(case.layout, case.lparams, case.loss, case.opt, case.hyper, case.batch_size,
+                  bounded=False) is None:
+        return (f"generated kernels cover dense networks of at most {GEN_MAX_LAYERS} layers "
+                "(no dropout or batch norm) trained with SGD, momentum, Adam or AdamW "
+                "without clipping")
+    return None
+
+
+def auto(case):
+    """The automatic rule: enabled, covered, and small enough that generated code wins."""
+    return (ENABLED and not case.weighted and not case.per_step
+            and kernel_key(case.layout, case.lparams, case.loss, case.opt, case.hyper,
+                           case.batch_size) is not None)
+
+
+def run_generated(model, work, loss, X, y, order, batch_size, shuffle, ybuf, opt, hyper, state,
+                  step, out):
+    """Run the epoch on its generated kernel and return True; False (nothing run) when the
+    kernel's file cannot be written, and another engine must serve."""
     batch_size = int(batch_size)
-    if X.shape[0] < 1 or batch_size < 1 or work.cap < min(batch_size, X.shape[0]):
-        return False
-    # the size test uses the batch size as given, as the flat path's test does (so plain
-    # SGD runs here exactly where it ran on the flat path, with the same results)
-    key = kernel_key(model.layout, model.lparams, loss, opt, hyper, batch_size)
-    if key is None:
-        return False
+    key = kernel_key(model.layout, model.lparams, loss, opt, hyper, batch_size, bounded=False)
     try:
         mod = load(key)
-    except OSError:  # no writable folder for the generated file: the generic engine serves
+    except OSError:  # no writable folder for the generated file
         return False
     steps = mod.epoch(model.params, model.lparams, X, y, order, batch_size, bool(shuffle),
                       work.acts, work.pre, work.deltas, ybuf, work.cap, hyper, work.grad, state,

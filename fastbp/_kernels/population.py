@@ -14,7 +14,7 @@ from ..spec import L_OUT
 from .forward import block, forward
 from .runtime import runtime
 from .state import Model, Work
-from .train import train_epoch
+from .train import batch_epoch, flat_epoch
 
 
 @njit(**JIT)
@@ -38,13 +38,15 @@ def _work(acts, pre, deltas, grad, mask, bnx, bninv, bnstat, c, cap):
 @njit(**JIT_PARALLEL)
 def population_epoch(params, layout, lparams, stats, counters, seeds, loss, X, y, orders,
                      batch_size, shuffle, xbuf, ybuf, acts, pre, deltas, grad, mask, bnx, bninv,
-                     bnstat, opt, hyper, state, step, out):
+                     bnstat, opt, hyper, state, step, out, flat):
     """One epoch for every network.
 
     ``X``/``y``: ``(1 or K, N, ...)`` (shared or per network); ``orders`` (K, N);
     ``hyper`` (K, n_hyper); ``state`` (K, n_state, n_params); ``step`` (K, 1);
     ``out`` (K, 2) receives each network's mean loss and trained sample count.
-    Workspace arrays have a leading axis of length ``n_chunks``.
+    Workspace arrays have a leading axis of length ``n_chunks``.  ``flat``:
+    every network takes the flat path (``train.flat_epoch``; the caller checked
+    ``flat_ok``), else the general one (``train.batch_epoch``).
     """
     K = params.shape[0]
     n_chunks = acts.shape[0]
@@ -52,9 +54,13 @@ def population_epoch(params, layout, lparams, stats, counters, seeds, loss, X, y
     for c in prange(n_chunks):
         work = _work(acts, pre, deltas, grad, mask, bnx, bninv, bnstat, c, cap)
         for k in range(c * K // n_chunks, (c + 1) * K // n_chunks):
-            train_epoch(_model(params, layout, lparams, stats, counters, seeds, k), work, loss,
-                        _row(X, k), _row(y, k), orders[k], batch_size, shuffle, xbuf[c],
-                        ybuf[c], opt, hyper[k], state[k], step[k], out[k])
+            model = _model(params, layout, lparams, stats, counters, seeds, k)
+            if flat:
+                flat_epoch(model, work, loss, _row(X, k), _row(y, k), orders[k], batch_size,
+                           shuffle, hyper[k], step[k], out[k])
+            else:
+                batch_epoch(model, work, loss, _row(X, k), _row(y, k), orders[k], batch_size,
+                            shuffle, xbuf[c], ybuf[c], opt, hyper[k], state[k], step[k], out[k])
 
 
 @njit(**JIT_PARALLEL)

@@ -23,12 +23,21 @@ from .update import decayed, sgd_step
 
 
 @njit(**JIT)
-def eligible(layout, lparams, batch_size):
-    """Whether a network and batch size suit the flat path."""
-    macs = 0
+def supported(layout, lparams):
+    """Whether the flat path can train this architecture at all (no batch norm, no dropout)."""
     for l in range(layout.shape[0]):
         if layout[l, L_BN] >= 0 or lparams[l, P_DROP] > 0.0:
             return False
+    return True
+
+
+@njit(**JIT)
+def eligible(layout, lparams, batch_size):
+    """Whether a network and batch size suit the flat path (supported and small enough)."""
+    if not supported(layout, lparams):
+        return False
+    macs = 0
+    for l in range(layout.shape[0]):
         w, we = weight_range(layout, l)
         macs += we - w
     return macs * batch_size <= SMALL_NET_MACS
