@@ -68,20 +68,28 @@ def test_refusals_name_the_reason():
         pop.fit(X, y)
 
 
-def test_automatic_rule():
-    """Small plain-SGD nets take the flat step, the rest the general one; populations the
-    lanes when they can, else the per-network kernel (flat step when the small rule says)."""
+def test_automatic_rule(monkeypatch):
+    """Small covered nets take a generated kernel (or, with it off, the flat step for plain
+    SGD), the rest the general one; populations the lanes when they can, else the
+    per-network kernel (flat step when the small rule says)."""
+    from fastbp._gen import engine as gen
+
     X, y = _data()
     net = MLP([3, 4, 2], seed=0)
     lay, lp = net._layout, net._lparams
     sgd = net._optimizer("sgd", 0.1, {})
     adam = net._optimizer("adam", 0.1, {})
     case = _engine.Case(net._loss_code, sgd.code, sgd.hyper, lay, lp, 4, False, False)
+    with_adam = case._replace(opt=adam.code, hyper=adam.hyper)
+    assert _engine.choose("net", case) == "generated"
+    assert _engine.choose("net", with_adam) == "generated"  # 80 multiply-adds per batch
+    assert _engine.choose("net", with_adam._replace(batch_size=64)) == "general"
+    monkeypatch.setattr(gen, "ENABLED", False)
     assert _engine.choose("net", case) == "small"
     assert _engine.choose("net", case._replace(weighted=True)) == "general"
     assert _engine.choose("net", case._replace(per_step=True)) == "general"
     assert _engine.choose("net", case._replace(batch_size=10**6)) == "general"
-    assert _engine.choose("net", case._replace(opt=adam.code, hyper=adam.hyper)) == "general"
+    assert _engine.choose("net", with_adam) == "general"
     assert _engine.choose("population", case) == "lanes"
     huber = MLP([3, 4, 2], loss="huber", seed=0)
     assert _engine.choose("population", case._replace(loss=huber._loss_code)) == \

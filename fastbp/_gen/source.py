@@ -22,7 +22,7 @@ from .registers import register_kernel
 from ..spec import HUBER, MAE, MSE, P_ALPHA, P_LOSS, QUANTILE, SOFTMAX
 
 #: Version of this template; part of every generated file's name.
-TEMPLATE = 6
+TEMPLATE = 7
 
 _ELEMENTWISE = (MSE, HUBER, MAE, QUANTILE)
 
@@ -233,12 +233,13 @@ _STEPS["adamw"] = _STEPS["adam"]
 
 def _grad_step(l, opt):
     """The batch gradient of layer ``l`` into ``grad``, then the optimizer's step per element
-    (L2 / L1 added to the weights' gradient, or AdamW's decoupled decay, first)."""
+    (L2 / L1 added to the weights' gradient -- L1 only for AdamW, whose decay is decoupled --
+    first)."""
     step = _STEPS[opt]
     decay = ("""
             if decoupled:
                 params[q] = decayed_of(params[q], dec)""" if opt == "adamw" else "")
-    reg = "" if opt == "adamw" else """
+    reg = """
             if regularize:
                 g = reg_of(params[q], g, wd, l1)"""
     return f"""
@@ -272,8 +273,11 @@ def _prologue(opt):
     wd = T(hyper[H_WD])
     l1 = T(hyper[H_L1])
 """
-    if opt == "adamw":
+    if opt == "adamw":  # L1 on the gradient; L2 decoupled (as ``update.apply_update``)
         text += """    decoupled = hyper[H_WD] > 0.0
+    regularize = hyper[H_L1] > 0.0
+    wd = T(0.0)
+    l1 = T(hyper[H_L1])
 """
     if opt == "momentum":
         text += """    mu = T(hyper[H_MOMENTUM])
