@@ -20,8 +20,8 @@ import contextlib
 from collections import namedtuple
 
 from ._gen.engine import auto as gen_auto, why_not as gen_why_not
-from ._kernels.lanes import lanes_eligible, lanes_loss
-from ._kernels.small import supported as flat_supported
+from ._kernels.lanes import lanes_loss
+from ._kernels.layout import dense_only
 from ._kernels.train import flat_ok
 from ._kernels.update import fused_sgd
 from .spec import LOSS_NAMES
@@ -60,7 +60,7 @@ def _flat_why_not(case):
     if not fused_sgd(case.opt, case.hyper):
         return "the flat step is plain SGD only (weight decay allowed; no momentum, " \
                "Adam, RPROP, L1 or clipping)"
-    if not flat_supported(case.layout, case.lparams):
+    if not dense_only(case.layout, case.lparams):
         return "the flat step has no batch norm or dropout"
     return None
 
@@ -76,7 +76,7 @@ def _lanes_why_not(case):
     if not lanes_loss(case.loss):
         return f"the lane kernel computes mse and the cross-entropies, not " \
                f"{LOSS_NAMES[case.loss]}"
-    if not lanes_eligible(case.layout, case.lparams):
+    if not dense_only(case.layout, case.lparams):
         return "the lane kernel has no batch norm or dropout"
     return None
 

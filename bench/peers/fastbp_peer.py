@@ -43,20 +43,21 @@ def _flat_layout(net):
 def engine_of(net, batch, lr, history=None):
     """Name of the engine fastbp trains ``net`` with at this batch size under
     plain SGD: a name fastbp reports itself (``history.engine`` or
-    ``net.engine_``, a string, if a version has them), else fastbp's own test
-    ``fastbp._kernels.train.flat_ok`` ("small" when it passes, else
-    "general"), else "?" and why -- never an exception (the API may move)."""
+    ``net.engine_``, a string, if a version has them), else fastbp's own rule
+    (``fastbp._engine.choose``: "generated", "small" or "general"), else "?"
+    and why -- never an exception (the API may move)."""
     for obj, attr in ((history, "engine"), (net, "engine_")):
         v = getattr(obj, attr, None) if obj is not None else None
         if isinstance(v, str) and v:
             return v
     try:
-        from fastbp._kernels.train import flat_ok
+        from fastbp import _engine
         from fastbp.optim import make_optimizer
 
         opt = make_optimizer("sgd", lr).bind(net.n_params, net.dtype)
-        flat = flat_ok(opt.code, opt.hyper, net._layout, net._lparams, batch)
-        return "small" if flat else "general"
+        return _engine.choose("net", _engine.Case(net._loss_code, opt.code, opt.hyper,
+                                                  net._layout, net._lparams, batch, False,
+                                                  False))
     except Exception as e:  # the internals moved: say so, keep benchmarking
         return "? (%s)" % type(e).__name__
 

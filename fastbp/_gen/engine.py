@@ -22,11 +22,10 @@ depth).
 
 import os
 
-import numpy as np
-
 from .._config import GEN_MAX_LAYERS, GEN_NET_MACS, GEN_REG_PARAMS, GEN_STATE_MACS
+from .._kernels.layout import dense_only
 from .._kernels.update import ADAM, ADAMW, H_CLIP, H_L1, MOMENTUM, SGD
-from ..spec import L_ACT, L_BN, L_IN, L_OUT, P_DROP
+from ..spec import L_ACT, L_IN, L_OUT, P_DROP
 from .cache import load
 from .source import register_ok
 
@@ -56,8 +55,7 @@ def kernel_key(layout, lparams, loss, opt, hyper, batch_size, bounded=True):
         key = None
         L = layout.shape[0]
         macs = int((layout[:, L_IN] * layout[:, L_OUT]).sum())
-        if (L <= GEN_MAX_LAYERS and np.all(layout[:, L_BN] < 0)
-                and np.all(lparams[:, P_DROP] == 0.0)):
+        if L <= GEN_MAX_LAYERS and dense_only(layout, lparams):
             sizes = (int(layout[0, L_IN]),) + tuple(int(m) for m in layout[:, L_OUT])
             acts = tuple(int(a) for a in layout[:, L_ACT])
             n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))

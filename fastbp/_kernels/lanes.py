@@ -34,8 +34,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import GROUP, JIT, JIT_INLINE, JIT_NO_NRT, JIT_PARALLEL, LANES
-from ..spec import (BINARY_CROSS_ENTROPY, CROSS_ENTROPY, L_ACT, L_BN, L_IN, L_OUT, MSE,
-                    P_ALPHA, P_DROP, SIGMOID, SOFTMAX, TANH)
+from ..spec import (BINARY_CROSS_ENTROPY, CROSS_ENTROPY, L_ACT, L_IN, L_OUT, MSE, P_ALPHA,
+                    SIGMOID, SOFTMAX, TANH)
 from .activations import act_range, mul_dact, mul_dact_range, softmax_jvp
 from .approx import vexp
 from .layout import weight_range
@@ -64,15 +64,6 @@ def _check_workspace(PB, A, layout):
     if PB.shape[PB.ndim - 1] != LANES or A.shape[A.ndim - 2] != GROUP * rows:
         raise ValueError("lane workspace shape differs from the compiled LANES/GROUP; "
                          "clear fastbp's Numba cache (__pycache__/*.nbi, *.nbc)")
-
-
-@njit(**JIT)
-def lanes_eligible(layout, lparams):
-    """Whether networks of this architecture can train on the lane path."""
-    for l in range(layout.shape[0]):
-        if layout[l, L_BN] >= 0 or lparams[l, P_DROP] > 0.0:
-            return False
-    return True
 
 
 @njit(**JIT)

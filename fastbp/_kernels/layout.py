@@ -7,8 +7,8 @@ gamma/beta at ``layout[l, L_BN]`` when it has them).
 
 from numba import njit
 
-from .._config import JIT_INLINE
-from ..spec import L_IN, L_OUT, L_W
+from .._config import JIT, JIT_INLINE
+from ..spec import L_BN, L_IN, L_OUT, L_W, P_DROP
 
 
 @njit(**JIT_INLINE)
@@ -16,3 +16,13 @@ def weight_range(layout, l):
     """``(start, end)`` of layer ``l``'s weights in the flat buffer; its biases start at ``end``."""
     w = layout[l, L_W]
     return w, w + layout[l, L_IN] * layout[l, L_OUT]
+
+
+@njit(**JIT)
+def dense_only(layout, lparams):
+    """Whether no layer has batch norm or dropout (what the flat, lane and generated
+    engines require)."""
+    for l in range(layout.shape[0]):
+        if layout[l, L_BN] >= 0 or lparams[l, P_DROP] > 0.0:
+            return False
+    return True

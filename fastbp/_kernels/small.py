@@ -15,26 +15,17 @@ import math
 from numba import njit
 
 from .._config import JIT, SMALL_NET_MACS
-from ..spec import L_ACT, L_BN, L_IN, L_OUT, P_ALPHA, P_DROP, P_LOSS, SOFTMAX
+from ..spec import L_ACT, L_IN, L_OUT, P_ALPHA, P_LOSS, SOFTMAX
 from .activations import act, mul_dact, softmax_row
-from .layout import weight_range
+from .layout import dense_only, weight_range
 from .losses import row_loss_delta
 from .update import decayed, sgd_step
 
 
 @njit(**JIT)
-def supported(layout, lparams):
-    """Whether the flat path can train this architecture at all (no batch norm, no dropout)."""
-    for l in range(layout.shape[0]):
-        if layout[l, L_BN] >= 0 or lparams[l, P_DROP] > 0.0:
-            return False
-    return True
-
-
-@njit(**JIT)
 def eligible(layout, lparams, batch_size):
     """Whether a network and batch size suit the flat path (supported and small enough)."""
-    if not supported(layout, lparams):
+    if not dense_only(layout, lparams):
         return False
     macs = 0
     for l in range(layout.shape[0]):
