@@ -181,24 +181,56 @@ def mul_dact_range(D, A, Z, lo, hi, code, alpha):
 
 @njit(**JIT_INLINE)
 def row_max(Z, zo, m):
-    """``max(Z[zo:zo+m])`` (``m >= 1``)."""
-    mx = Z[zo]
-    for j in range(1, m):
-        mx = max(mx, Z[zo + j])
+    """``max(Z[zo:zo+m])`` (``m >= 1``), as eight interleaved partial maxima (the same value
+    in any order) so that the loop vectorises."""
+    m8 = m - m % 8
+    if m8 == 0:
+        mx = Z[zo]
+        for j in range(zo + 1, zo + m):
+            mx = max(mx, Z[j])
+        return mx
+    a0, a1, a2, a3 = Z[zo], Z[zo + 1], Z[zo + 2], Z[zo + 3]
+    a4, a5, a6, a7 = Z[zo + 4], Z[zo + 5], Z[zo + 6], Z[zo + 7]
+    for j in range(zo + 8, zo + m8, 8):
+        a0, a1, a2, a3 = max(a0, Z[j]), max(a1, Z[j + 1]), max(a2, Z[j + 2]), max(a3, Z[j + 3])
+        a4, a5, a6, a7 = (max(a4, Z[j + 4]), max(a5, Z[j + 5]), max(a6, Z[j + 6]),
+                          max(a7, Z[j + 7]))
+    mx = max(max(max(a0, a1), max(a2, a3)), max(max(a4, a5), max(a6, a7)))
+    for j in range(zo + m8, zo + m):
+        mx = max(mx, Z[j])
     return mx
+
+
+@njit(**JIT_INLINE)
+def row_sum(A, ao, m):
+    """``sum(A[ao:ao+m])`` in ``A``'s precision, as eight interleaved partial sums added
+    pairwise, then the tail: a fixed order (the same on every CPU) that vectorises."""
+    T = A.dtype.type
+    m8 = m - m % 8
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = T(0.0)
+    for j in range(ao, ao + m8, 8):
+        a0, a1, a2, a3 = a0 + A[j], a1 + A[j + 1], a2 + A[j + 2], a3 + A[j + 3]
+        a4, a5, a6, a7 = a4 + A[j + 4], a5 + A[j + 5], a6 + A[j + 6], a7 + A[j + 7]
+    s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    for j in range(ao + m8, ao + m):
+        s += A[j]
+    return s
+
+
+@njit(**JIT_INLINE)
+def exp_shifted(Z, zo, A, ao, m, mx):
+    """``A[ao+j] <- exp(Z[zo+j] - mx)`` for ``j < m`` (may be in place); returns their
+    ``row_sum``."""
+    for j in range(m):
+        A[ao + j] = vexp(Z[zo + j] - mx)
+    return row_sum(A, ao, m)
 
 
 @njit(**JIT_INLINE)
 def softmax_row(Z, zo, A, ao, m):
     """``A[ao:ao+m] <- softmax(Z[zo:zo+m])``, shifted by the row maximum (may be in place)."""
     T = A.dtype.type
-    mx = row_max(Z, zo, m)
-    s = T(0.0)
-    for j in range(m):
-        e = vexp(Z[zo + j] - mx)
-        A[ao + j] = e
-        s += e
-    inv = T(1.0) / s
+    inv = T(1.0) / exp_shifted(Z, zo, A, ao, m, row_max(Z, zo, m))
     for j in range(m):
         A[ao + j] *= inv
 

@@ -26,7 +26,7 @@ from numba.extending import overload
 
 from .._config import JIT, JIT_INLINE
 from ..spec import CROSS_ENTROPY, HUBER, MAE, MSE, POISSON, QUANTILE, SOFTMAX
-from .activations import mul_dact, row_max, softmax_jvp, softplus
+from .activations import exp_shifted, mul_dact, row_max, softmax_jvp, softplus
 
 
 @njit(**JIT_INLINE)
@@ -106,13 +106,11 @@ def log_sum_exp(mx, s):
 
 
 @njit(**JIT_INLINE)
-def row_log_sum_exp(Z, zo, m):
-    """``log sum_k exp(Z[zo+k])`` over ``k < m`` in float64, shifted by the maximum."""
+def row_log_sum_exp(Z, zo, m, E, eo):
+    """``log sum_k exp(Z[zo+k])`` over ``k < m``, shifted by the maximum (the sum as
+    ``softmax_row`` forms it); ``E[eo:eo+m]`` is scratch."""
     mx = row_max(Z, zo, m)
-    s = 0.0
-    for k in range(m):
-        s += math.exp(float(Z[zo + k] - mx))
-    return log_sum_exp(mx, s)
+    return log_sum_exp(mx, exp_shifted(Z, zo, E, eo, m, mx))
 
 
 @njit(**JIT_INLINE)
@@ -125,6 +123,30 @@ def ce_loss(t, lse, z):
 def bce_loss(z, t):
     """Binary cross-entropy of the logit ``z``, stable: ``softplus(z) - t z``."""
     return softplus(z) - t * z
+
+
+@njit(**JIT_INLINE)
+def _ce_dense(y, i, lse, Z, o, m):
+    """``ce_row`` for 2-D (one-hot or soft) targets."""
+    e = s = 0.0
+    for k in range(m):
+        t = target(y, i, k, True)
+        e += ce_loss(t, lse, Z[o + k])
+        s += t
+    return e, s
+
+
+def ce_row(y, i, lse, Z, o, m):
+    """``(sum_k ce_loss(d_k, lse, Z[o+k]), sum_k d_k)`` of sample ``i``'s targets ``d``
+    (integer labels: only the labelled class adds)."""
+    return _ce_dense(y, i, lse, Z, o, m)
+
+
+@overload(ce_row, jit_options=JIT)
+def _ce_row_impl(y, i, lse, Z, o, m):
+    if isinstance(y, types.Array) and y.ndim == 1 and isinstance(y.dtype, types.Integer):
+        return lambda y, i, lse, Z, o, m: (ce_loss(1.0, lse, Z[o + y[i]]), 1.0)
+    return lambda y, i, lse, Z, o, m: _ce_dense(y, i, lse, Z, o, m)
 
 
 @njit(**JIT_INLINE)
@@ -163,12 +185,9 @@ def row_loss_delta(total, A, Z, o, y, i, m, loss, act, alpha, lp, sc, D, want_de
         return total
     s = 1.0
     if loss == CROSS_ENTROPY:
-        lse = row_log_sum_exp(Z, o, m)
-        s = 0.0
-        for k in range(m):
-            t = target(y, i, k, lab)
-            total += ce_loss(t, lse, Z[o + k])
-            s += t
+        lse = row_log_sum_exp(Z, o, m, D, o)
+        e, s = ce_row(y, i, lse, Z, o, m)
+        total += e
     elif loss == POISSON:
         for k in range(m):
             total += poisson_loss(float(Z[o + k]), target(y, i, k, lab))
