@@ -68,7 +68,8 @@ GROUP = 8
 #: shape-specialised epoch kernel (``fastbp/_gen``) when the epoch is one it
 #: covers.  Measured with ``bench/gen_ab.py``: at or below it the generated
 #: kernel ran 1.2-3.2x the generic engine (which takes its flat path there,
-#: with results the generated kernel reproduces bit for bit); above it the
+#: with results the generated kernel reproduces bit for bit where its dot
+#: products are short, see ``_gen/source.DOT_SPLIT``); above it the
 #: generic engine's BLAS / matmul products won (0.5-0.8x with the bound
 #: lifted), the generated kernel's sums being serial chains in the flat
 #: path's order (fast-math has no ``reassoc``: see FASTMATH).

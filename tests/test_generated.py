@@ -93,6 +93,10 @@ CASES = [
      lambda: Adam(lr=0.01, weight_decay=0.01)),
     ((3, 5, 2), ["relu"], "sigmoid", "binary_cross_entropy", "float32", 1, True,
      lambda: AdamW(lr=0.01, weight_decay=0.1)),
+    # dot products over >= source.DOT_SPLIT inputs, split into partial sums plus a tail
+    ((21, 3, 19, 2), ["sigmoid", "relu"], "identity", "mse", "float32", 3, True, 0.0),
+    ((17, 4, 3), ["tanh"], "softmax", "cross_entropy", "float64", 1, True,
+     lambda: Adam(lr=0.01)),
 ]
 
 

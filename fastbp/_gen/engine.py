@@ -10,7 +10,8 @@ no batch norm, no sample weights, no per-step learning rates,
 any activation and loss, float32 and float64, any batch size and shuffle
 setting -- for networks whose multiply-adds per batch stay at or below
 ``_config.GEN_NET_MACS`` for plain SGD (where the generic engine would take
-its flat path, whose results the generated kernel reproduces bit for bit) or
+its flat path, whose results the generated kernel reproduces bit for bit where
+every dot product is shorter than ``source.DOT_SPLIT``) or
 ``_config.GEN_STATE_MACS`` for the other optimizers (above them the generic
 engine's vectorised products win), and with at most ``GEN_MAX_LAYERS``
 weight layers (the kernel's code, hence its compile time, grows with the
