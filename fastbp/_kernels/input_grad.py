@@ -63,8 +63,8 @@ def propagate_to_input(model, work, n, dX):
             bn_backward(Dp, block(work.bnx, prev, n, m), work.bninv[u:u + m], gam,
                         work.bnstat[u:u + m], work.bnstat[W2 + u:W2 + u + m], False)
         off = prev
-    W0, _ = layer_params(model.params, layout, 0)
-    mm_nn(1.0, block(work.deltas, 0, n, layout[0, L_OUT]), W0, 0.0, dX)
+    W0, _ = layer_params(model.params, layout, runtime(0))
+    mm_nn(1.0, block(work.deltas, runtime(0), n, layout[0, L_OUT]), W0, 0.0, dX)
 
 
 @njit(**JIT)
