@@ -8,13 +8,29 @@ with the old formula.  The locators below stamp every fastbp kernel with one
 hash over all of fastbp's kernel sources instead: any change to any of them
 makes every cached fastbp kernel stale, and Numba recompiles it.  Functions
 outside fastbp keep Numba's own locators.
+
+Processes that start together (test workers, MPI ranks, dask workers, the
+warm-up's compilers) would each compile the same kernel.  A fastbp kernel's
+cache miss therefore takes a lock file for that signature next to its cache
+entry: the first process compiles and saves it, the others wait and load it
+(``_config.COMPILE_LOCK_WAIT_S`` at most, then compile themselves).  Locks
+follow the call graph (a kernel's compile only waits on its callees), so they
+cannot deadlock; a failed compile releases its lock, and so does a process
+that dies.  Not on Windows (no ``fcntl``): there each process compiles.
 """
 
 import functools
 import hashlib
+import os
 import pathlib
+import time
 
-from numba.core import caching
+from numba.core import caching, event
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 _PACKAGE = pathlib.Path(__file__).resolve().parent
 _ALWAYS = ("_config.py", "spec.py")
@@ -80,9 +96,105 @@ class UserWideLocator(_PackageStamp, caching.UserWideCacheLocator):
 LOCATORS = (UserProvidedLocator, InTreeLocator, UserWideLocator)
 
 
+#: Lock files this process holds (path -> file descriptor): compiles under way.
+_HELD = {}
+
+
+def _ours(cache):
+    return isinstance(getattr(cache, "_impl", None) and cache._impl.locator, _PackageStamp)
+
+
+def _lock_path(cache, sig):
+    digest = hashlib.sha256(repr(tuple(sig) if isinstance(sig, list) else sig).encode())
+    return os.path.join(cache.cache_path,
+                        f"{cache._impl.filename_base}.{digest.hexdigest()[:16]}.lock")
+
+
+def _acquire(path, wait_s):
+    """Hold ``path``'s lock: True once held, False when it cannot be had in ``wait_s``."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return False
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _HELD[path] = fd
+            return True
+        except OSError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return False
+            time.sleep(0.02)
+
+
+def _release(path):
+    fd = _HELD.pop(path, None)
+    if fd is not None:
+        os.close(fd)  # closing the descriptor drops the lock
+
+
+def _load_overload(self, sig, target_context):
+    """``Cache.load_overload``; a fastbp kernel's miss waits for another process
+    compiling the same signature, then loads its result (see the module docstring)."""
+    data = _ORIGINAL["load"](self, sig, target_context)
+    if data is not None or fcntl is None or not _ours(self):
+        return data
+    path = _lock_path(self, sig)
+    if path in _HELD or not _acquire(path, _wait_s()):
+        return None
+    data = _ORIGINAL["load"](self, sig, target_context)  # saved while this process waited
+    if data is not None:
+        _release(path)
+    return data  # None: this process compiles, and save_overload releases the lock
+
+
+def _save_overload(self, sig, data):
+    """``Cache.save_overload``, then the signature's lock is released."""
+    try:
+        _ORIGINAL["save"](self, sig, data)
+    finally:
+        if _HELD and _ours(self):
+            _release(_lock_path(self, sig))
+
+
+def _wait_s():
+    from ._config import COMPILE_LOCK_WAIT_S
+    return COMPILE_LOCK_WAIT_S
+
+
+class _FailedCompile(event.Listener):
+    """Releases the locks of a compile that raised (no ``save_overload`` follows)."""
+
+    def on_start(self, ev):
+        pass
+
+    def on_end(self, ev):
+        exc = getattr(ev, "_exc_details", None)  # (type, value, traceback); no public accessor
+        if not _HELD or not exc or exc[0] is None:
+            return
+        cache = getattr(ev.data.get("dispatcher"), "_cache", None)
+        if cache is not None and _ours(cache):
+            prefix = os.path.join(cache.cache_path, cache._impl.filename_base + ".")
+            for path in [p for p in _HELD if p.startswith(prefix)]:
+                _release(path)
+
+
+_ORIGINAL = {}
+
+
 def install():
-    """Put fastbp's locators first in Numba's search order (idempotent)."""
+    """Put fastbp's locators first in Numba's search order and the compile locks on
+    Numba's cache (idempotent)."""
     classes = caching.CacheImpl._locator_classes
     for cls in reversed(LOCATORS):
         if cls not in classes:
             classes.insert(0, cls)
+    if not _ORIGINAL and fcntl is not None:
+        _ORIGINAL["load"] = caching.Cache.load_overload
+        _ORIGINAL["save"] = caching.Cache.save_overload
+        caching.Cache.load_overload = _load_overload
+        caching.Cache.save_overload = _save_overload
+        event.register("numba:compile", _FailedCompile())

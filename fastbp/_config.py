@@ -91,6 +91,11 @@ GEN_MAX_LAYERS = 6
 #: grows with the parameter count.
 GEN_REG_PARAMS = 96
 
+#: A process missing a fastbp kernel in the on-disk cache while another
+#: process compiles the same signature waits at most this long for it
+#: (``_cache.py``), then compiles it itself.
+COMPILE_LOCK_WAIT_S = 300.0
+
 # Stamp fastbp's cached kernels with a hash over all kernel sources (not just
 # the defining file), so an edit or upgrade of a callee never loads stale code.
 from . import _cache  # noqa: E402

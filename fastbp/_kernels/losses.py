@@ -157,10 +157,10 @@ def fused_delta(a, s, t):
     return a * s - t
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def _elem_row(total, A, Z, o, y, i, m, loss, act, alpha, lp, sc, D, want_delta):
-    """``row_loss_delta`` for an elementwise ``loss`` (a constant at each call) and an output
-    activation other than softmax."""
+    """``row_loss_delta`` for an elementwise ``loss`` and an output activation other than
+    softmax (a call of its own: one copy however many kernels inline ``row_loss_delta``)."""
     T = A.dtype.type
     for k in range(m):
         r = A[o + k] - target(y, i, k, False)
@@ -186,15 +186,8 @@ def row_loss_delta(total, A, Z, o, y, i, m, loss, act, alpha, lp, sc, D, want_de
     T = A.dtype.type
     lab = loss == CROSS_ENTROPY
     if elementwise(loss) and act != SOFTMAX and m >= 8:
-        # the same values, with the loss code a constant in each loop and f' in
-        # a vectorised loop of its own (``mul_dact_range``)
-        if loss == MSE:
-            return _elem_row(total, A, Z, o, y, i, m, MSE, act, alpha, lp, sc, D, want_delta)
-        if loss == HUBER:
-            return _elem_row(total, A, Z, o, y, i, m, HUBER, act, alpha, lp, sc, D, want_delta)
-        if loss == MAE:
-            return _elem_row(total, A, Z, o, y, i, m, MAE, act, alpha, lp, sc, D, want_delta)
-        return _elem_row(total, A, Z, o, y, i, m, QUANTILE, act, alpha, lp, sc, D, want_delta)
+        # the same values, f' in a vectorised loop of its own (``mul_dact_range``)
+        return _elem_row(total, A, Z, o, y, i, m, loss, act, alpha, lp, sc, D, want_delta)
     if elementwise(loss):
         gp = 0.0
         for k in range(m):
