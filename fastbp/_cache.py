@@ -143,7 +143,7 @@ def _load_overload(self, sig, target_context):
     if data is not None or fcntl is None or not _ours(self):
         return data
     path = _lock_path(self, sig)
-    if path in _HELD or not _acquire(path, _wait_s()):
+    if path in _HELD or not _acquire(path, _LOCK_WAIT_S[0]):
         return None
     data = _ORIGINAL["load"](self, sig, target_context)  # saved while this process waited
     if data is not None:
@@ -158,11 +158,6 @@ def _save_overload(self, sig, data):
     finally:
         if _HELD and _ours(self):
             _release(_lock_path(self, sig))
-
-
-def _wait_s():
-    from ._config import COMPILE_LOCK_WAIT_S
-    return COMPILE_LOCK_WAIT_S
 
 
 class _FailedCompile(event.Listener):
@@ -183,11 +178,14 @@ class _FailedCompile(event.Listener):
 
 
 _ORIGINAL = {}
+#: Longest wait for another process's compile (``_config.COMPILE_LOCK_WAIT_S``).
+_LOCK_WAIT_S = [300.0]
 
 
-def install():
+def install(lock_wait_s):
     """Put fastbp's locators first in Numba's search order and the compile locks on
-    Numba's cache (idempotent)."""
+    Numba's cache (idempotent); a miss waits at most ``lock_wait_s`` for another process."""
+    _LOCK_WAIT_S[0] = float(lock_wait_s)
     classes = caching.CacheImpl._locator_classes
     for cls in reversed(LOCATORS):
         if cls not in classes:

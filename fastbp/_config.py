@@ -100,4 +100,4 @@ COMPILE_LOCK_WAIT_S = 300.0
 # the defining file), so an edit or upgrade of a callee never loads stale code.
 from . import _cache  # noqa: E402
 
-_cache.install()
+_cache.install(COMPILE_LOCK_WAIT_S)
