@@ -123,11 +123,14 @@ def _acquire(path, wait_s):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             _HELD[path] = fd
             return True
-        except OSError:
+        except BlockingIOError:  # another process holds it: wait
             if time.monotonic() > deadline:
                 os.close(fd)
                 return False
             time.sleep(0.02)
+        except OSError:  # no locks on this file system: compile without one
+            os.close(fd)
+            return False
 
 
 def _release(path):
