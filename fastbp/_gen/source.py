@@ -42,7 +42,9 @@ SHADOW_OUT = 8
 #: Dot products over at least this many inputs (layers without the transposed
 #: copy) run as ``DOT_PARTS`` interleaved partial sums: a serial chain of adds
 #: is latency-bound (no ``reassoc`` in FASTMATH lets LLVM split it), the
-#: partial sums run side by side in one vector.  Shorter ones keep the flat
+#: partial sums are independent chains that run side by side (with Numba 0.68 LLVM's SLP
+#: pass keeps them scalar: not packed into a vector).  The same order as
+#: ``matmul.mm_nt``'s and ``activations.row_sum``'s.  Shorter ones keep the flat
 #: path's input order, so small networks stay bit-identical to it.
 DOT_SPLIT = 16
 DOT_PARTS = 8
@@ -95,7 +97,7 @@ def _inp(l):
 def _dot(l, ni):
     """Lines adding layer ``l``'s dot product for output ``j`` to ``s``: in input order, or
     for ``ni >= DOT_SPLIT`` inputs as ``DOT_PARTS`` interleaved partial sums added pairwise
-    before the tail (a fixed order; the chains run side by side and vectorise)."""
+    before the tail (a fixed order; independent chains that run side by side)."""
     if ni < DOT_SPLIT:
         return f"""
                 for k in range(NI{l}):

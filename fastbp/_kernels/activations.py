@@ -182,7 +182,7 @@ def mul_dact_range(D, A, Z, lo, hi, code, alpha):
 @njit(**JIT_INLINE)
 def row_max(Z, zo, m):
     """``max(Z[zo:zo+m])`` (``m >= 1``), as eight interleaved partial maxima (the same value
-    in any order) so that the loop vectorises."""
+    in any order): independent chains instead of one latency-bound chain."""
     m8 = m - m % 8
     if m8 == 0:
         mx = Z[zo]
@@ -204,7 +204,8 @@ def row_max(Z, zo, m):
 @njit(**JIT_INLINE)
 def row_sum(A, ao, m):
     """``sum(A[ao:ao+m])`` in ``A``'s precision, as eight interleaved partial sums added
-    pairwise, then the tail: a fixed order (the same on every CPU) that vectorises."""
+    pairwise, then the tail (``matmul.mm_nt``'s order): fixed, the same on every CPU, and
+    eight independent chains instead of one latency-bound chain."""
     T = A.dtype.type
     m8 = m - m % 8
     a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = T(0.0)
