@@ -22,7 +22,7 @@ from .registers import register_kernel
 from ..spec import HUBER, MAE, MSE, P_ALPHA, P_LOSS, QUANTILE, SOFTMAX
 
 #: Version of this template; part of every generated file's name.
-TEMPLATE = 8
+TEMPLATE = 9
 
 _ELEMENTWISE = (MSE, HUBER, MAE, QUANTILE)
 
@@ -41,11 +41,11 @@ SHADOW_OUT = 8
 
 #: Dot products over at least this many inputs (layers without the transposed
 #: copy) run as ``DOT_PARTS`` interleaved partial sums: a serial chain of adds
-#: is latency-bound (no ``reassoc`` in FASTMATH lets LLVM split it), the
-#: partial sums are independent chains that run side by side (with Numba 0.68 LLVM's SLP
-#: pass keeps them scalar: not packed into a vector).  The same order as
-#: ``matmul.mm_nt``'s and ``activations.row_sum``'s.  Shorter ones keep the flat
-#: path's input order, so small networks stay bit-identical to it.
+#: is latency-bound (no ``reassoc`` in FASTMATH lets LLVM split it); the
+#: partial sums are the lanes of one vector (``_kernels/vdot.py``), four
+#: outputs at a time.  The same order as ``matmul.mm_nt``'s and
+#: ``activations.row_sum``'s.  Shorter ones keep the flat path's input order,
+#: so small networks stay bit-identical to it.
 DOT_SPLIT = 16
 DOT_PARTS = 8
 
@@ -67,6 +67,7 @@ from fastbp._kernels.losses import loss_delta, target
 from fastbp._kernels.runtime import runtime
 from fastbp._kernels.update import (H_BETA1, H_BETA2, H_EPS, H_L1, H_LR, H_MOMENTUM,
                                     H_NESTEROV, H_WD)
+from fastbp._kernels.vdot import dot8, dot8x4, row_dot8, row_dot8x4
 from fastbp._kernels.views import copy_row
 
 LOSS = {loss}
@@ -94,27 +95,41 @@ def _inp(l):
     return "X[r, k]" if l == 0 else f"acts[o{l - 1} + i * NI{l} + k]"
 
 
-def _dot(l, ni):
-    """Lines adding layer ``l``'s dot product for output ``j`` to ``s``: in input order, or
-    for ``ni >= DOT_SPLIT`` inputs as ``DOT_PARTS`` interleaved partial sums added pairwise
-    before the tail (a fixed order; independent chains that run side by side)."""
+def _dots(l, ni, soft):
+    """Layer ``l``'s pre-activations ``pre[z + j]`` (and ``acts`` when ``soft``): bias plus
+    the dot product, in input order, or for ``ni >= DOT_SPLIT`` inputs in the eight-partial
+    order of ``_kernels/vdot.py`` (vector lanes, four outputs at a time) before the tail
+    (a fixed order; independent chains that run side by side)."""
+    copy = (f"""
+            for j in range(NO{l}):
+                acts[z + j] = pre[z + j]""" if soft else "")
     if ni < DOT_SPLIT:
         return f"""
+            for j in range(NO{l}):
+                s = params[B{l} + j]
                 for k in range(NI{l}):
-                    s += {_inp(l)} * params[W{l} + j * NI{l} + k]"""
-    parts = [f"p{c}" for c in range(DOT_PARTS)]
-    acc = "".join(f"""
-                    p{c} += {_inp(l).replace("k]", f"k + {c}]")} * params[wj + k + {c}]"""
-                  for c in range(DOT_PARTS))
-    while len(parts) > 1:
-        parts = [f"({a} + {b})" for a, b in zip(parts[::2], parts[1::2])]
-    return f"""
-                wj = W{l} + j * NI{l}
-                {" = ".join(f"p{c}" for c in range(DOT_PARTS))} = T(0.0)
-                for k in range(0, NI{l} - NI{l} % {DOT_PARTS}, {DOT_PARTS}):{acc}
-                s += {parts[0]}
-                for k in range(NI{l} - NI{l} % {DOT_PARTS}, NI{l}):
-                    s += {_inp(l)} * params[wj + k]"""
+                    s += {_inp(l)} * params[W{l} + j * NI{l} + k]
+                pre[z + j] = s""" + copy
+    k8 = ni - ni % DOT_PARTS
+    dot4, dot1 = (("row_dot8x4(X, r, ", "row_dot8(X, r, ") if l == 0 else
+                  (f"dot8x4(acts, o{l - 1} + i * NI{l}, ", f"dot8(acts, o{l - 1} + i * NI{l}, "))
+    text = f"""
+            for j in range(0, NO{l} - NO{l} % 4, 4):
+                d0, d1, d2, d3 = {dot4}params, W{l} + j * NI{l}, NI{l}, {k8})
+                pre[z + j] = params[B{l} + j] + d0
+                pre[z + j + 1] = params[B{l} + j + 1] + d1
+                pre[z + j + 2] = params[B{l} + j + 2] + d2
+                pre[z + j + 3] = params[B{l} + j + 3] + d3
+            for j in range(NO{l} - NO{l} % 4, NO{l}):
+                pre[z + j] = params[B{l} + j] + {dot1}params, W{l} + j * NI{l}, {k8})"""
+    if k8 < ni:
+        text += f"""
+            for j in range(NO{l}):
+                s = pre[z + j]
+                for k in range({k8}, NI{l}):
+                    s += {_inp(l)} * params[W{l} + j * NI{l} + k]
+                pre[z + j] = s"""
+    return text + copy
 
 
 def _forward(l, soft, shadow, ni):
@@ -123,12 +138,9 @@ def _forward(l, soft, shadow, ni):
     s = f"""
         # layer {l}: z = W{l} a + b{l}, a = f(z)
         {{loop}}{{row}}
-            for j in range(NO{l}):
-                s = params[B{l} + j]{_dot(l, ni)}
-                pre[o{l} + i * NO{l} + j] = s
+            z = o{l} + i * NO{l}{_dots(l, ni, soft)}
 """
     if soft:
-        s += f"                acts[o{l} + i * NO{l} + j] = s\n"
         s += (f"        bias_act(block(acts, o{l}, n, runtime(NO{l})), params, runtime(A{l}), 0.0, "
               f"block(pre, o{l}, n, runtime(NO{l})), runtime(False), runtime(False))\n")
     else:

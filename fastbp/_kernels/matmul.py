@@ -12,10 +12,12 @@ slower than these loops on 784-256-128-10).
 """
 
 from numba import njit
+from numba.extending import overload
 
-from .._config import JIT, SMALL_GEMM_MACS
+from .._config import JIT, JIT_INLINE, SMALL_GEMM_MACS
 from .blas import gemm
 from .runtime import runtime
+from .vdot import dot8, dot8x4, flat_ok
 
 
 @njit(**JIT)
@@ -31,6 +33,62 @@ def _scale(beta, C):
             C[i, j] = C[i, j] * bt if bt != T(0.0) else T(0.0)
 
 
+def _dots_nt(al, A, B, C):
+    """``C += al * A @ B.T`` as row dot products in the eight-partial order (typed below)."""
+
+
+@njit(**JIT_INLINE)
+def _tail(s, A, i, B, j, k8, k):
+    """``s`` plus the products ``A[i, p] * B[j, p]`` for ``p`` in ``k8 .. k-1``, in turn."""
+    for p in range(k8, k):
+        s += A[i, p] * B[j, p]
+    return s
+
+
+@overload(_dots_nt, jit_options=JIT)
+def _dots_nt_impl(al, A, B, C):
+    if flat_ok(A, B):
+        # C-contiguous: the partials are the lanes of a vector (``vdot.py``),
+        # four rows of B at a time
+        def impl(al, A, B, C):
+            n, k = A.shape
+            m = B.shape[0]
+            k8 = k - k % 8
+            m4 = m - m % 4
+            for i in range(n):
+                a = i * k
+                for j in range(0, m4, 4):
+                    s0, s1, s2, s3 = dot8x4(A, a, B, j * k, k, k8)
+                    C[i, j] += al * _tail(s0, A, i, B, j, k8, k)
+                    C[i, j + 1] += al * _tail(s1, A, i, B, j + 1, k8, k)
+                    C[i, j + 2] += al * _tail(s2, A, i, B, j + 2, k8, k)
+                    C[i, j + 3] += al * _tail(s3, A, i, B, j + 3, k8, k)
+                for j in range(m4, m):
+                    C[i, j] += al * _tail(dot8(A, a, B, j * k, k8), A, i, B, j, k8, k)
+        return impl
+
+    def impl_strided(al, A, B, C):
+        n, k = A.shape
+        m = B.shape[0]
+        T = C.dtype.type
+        k8 = k - k % 8
+        for i in range(n):
+            for j in range(m):
+                s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = T(0.0)
+                for p in range(0, k8, 8):
+                    s0 += A[i, p] * B[j, p]
+                    s1 += A[i, p + 1] * B[j, p + 1]
+                    s2 += A[i, p + 2] * B[j, p + 2]
+                    s3 += A[i, p + 3] * B[j, p + 3]
+                    s4 += A[i, p + 4] * B[j, p + 4]
+                    s5 += A[i, p + 5] * B[j, p + 5]
+                    s6 += A[i, p + 6] * B[j, p + 6]
+                    s7 += A[i, p + 7] * B[j, p + 7]
+                s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+                C[i, j] += al * _tail(s, A, i, B, j, k8, k)
+    return impl_strided
+
+
 @njit(**JIT)
 def mm_nt(alpha, A, B, beta, C):
     """``C <- alpha * A @ B.T + beta * C``."""
@@ -39,28 +97,8 @@ def mm_nt(alpha, A, B, beta, C):
     if n * m * k >= SMALL_GEMM_MACS and n > 1:
         gemm(runtime(False), runtime(True), alpha, A, B, beta, C)
         return
-    T = C.dtype.type
-    al = T(alpha)
     _scale(beta, C)
-    k8 = k - k % 8
-    for i in range(n):
-        for j in range(m):
-            # eight partial sums in a fixed order: SIMD-friendly, and the
-            # result does not depend on how the compiler vectorises
-            s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = T(0.0)
-            for p in range(0, k8, 8):
-                s0 += A[i, p] * B[j, p]
-                s1 += A[i, p + 1] * B[j, p + 1]
-                s2 += A[i, p + 2] * B[j, p + 2]
-                s3 += A[i, p + 3] * B[j, p + 3]
-                s4 += A[i, p + 4] * B[j, p + 4]
-                s5 += A[i, p + 5] * B[j, p + 5]
-                s6 += A[i, p + 6] * B[j, p + 6]
-                s7 += A[i, p + 7] * B[j, p + 7]
-            s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-            for p in range(k8, k):
-                s += A[i, p] * B[j, p]
-            C[i, j] += al * s
+    _dots_nt(C.dtype.type(alpha), A, B, C)
 
 
 @njit(**JIT)

@@ -1,0 +1,79 @@
+"""The vector dot products (``_kernels/vdot.py``) give the eight-partial sums bit for bit."""
+
+import numpy as np
+import pytest
+from numba import njit
+
+from fastbp._config import JIT
+from fastbp._kernels.matmul import mm_nt
+from fastbp._kernels.vdot import dot8, dot8x4, row_dot8, row_dot8x4
+
+
+def _reference(a, b):
+    """The eight-partial order in the arrays' own precision, one rounding per operation."""
+    T = a.dtype.type
+    k8 = len(a) - len(a) % 8
+    s = [T(0.0)] * 8
+    for p in range(0, k8, 8):
+        for c in range(8):
+            s[c] = T(s[c] + T(a[p + c] * b[p + c]))
+    return T(T(T(s[0] + s[1]) + T(s[2] + s[3])) + T(T(s[4] + s[5]) + T(s[6] + s[7])))
+
+
+@njit(**JIT)
+def _flat(A, a, B, b, bs, k8):
+    """dot8 and dot8x4 at the given offsets."""
+    return dot8(A, a, B, b, k8), dot8x4(A, a, B, b, bs, k8)
+
+
+@njit(**JIT)
+def _rows(X, r, B, b, bs, k8):
+    """row_dot8 and row_dot8x4 of row r."""
+    return row_dot8(X, r, B, b, k8), row_dot8x4(X, r, B, b, bs, k8)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [0, 8, 13, 64, 203])
+def test_dot_products_follow_the_eight_partial_order(dtype, k):
+    rng = np.random.default_rng(k)
+    A = rng.standard_normal(3 + k).astype(dtype)
+    B = rng.standard_normal(5 + 4 * k + 16).astype(dtype)
+    k8 = k - k % 8
+    a, b, bs = 3, 5, k + 4
+    one, four = _flat(A, a, B, b, bs, k8)
+    assert one == _reference(A[a:a + k8], B[b:b + k8])
+    for r in range(4):
+        assert four[r] == _reference(A[a:a + k8], B[b + r * bs:b + r * bs + k8])
+    # strided 1-D arrays take the scalar form: the same numbers
+    As, Bs = np.repeat(A, 2)[::2], np.repeat(B, 2)[::2]
+    assert not As.flags.c_contiguous
+    assert _flat(As, a, Bs, b, bs, k8) == (one, four)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_row_forms_match_the_flat_form(order):
+    rng = np.random.default_rng(1)
+    X = np.asarray(rng.standard_normal((4, 37)), dtype=np.float32, order=order)
+    B = rng.standard_normal(200).astype(np.float32)
+    for r in range(4):
+        one, four = _rows(X, r, B, 7, 41, 32)
+        flat = np.ascontiguousarray(X[r])
+        assert (one, four) == _flat(flat, 0, B, 7, 41, 32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mm_nt_own_loops_same_for_every_layout(dtype):
+    """mm_nt's vector loops (C arrays) and its scalar loops (other layouts) agree exactly,
+    and match numpy to rounding."""
+    rng = np.random.default_rng(2)
+    for n, k, m in [(1, 300, 37), (3, 19, 7), (2, 7, 9), (4, 64, 13), (1, 8, 4)]:
+        A = rng.standard_normal((n, k)).astype(dtype)
+        B = rng.standard_normal((m, k)).astype(dtype)
+        C0 = rng.standard_normal((n, m)).astype(dtype)
+        C1, C2 = C0.copy(), C0.copy()
+        mm_nt(0.5, A, B, 2.0, C1)
+        mm_nt(0.5, np.asfortranarray(A), np.asfortranarray(B), 2.0, C2)
+        np.testing.assert_array_equal(C1, C2)
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(C1, 0.5 * A.astype(np.float64) @ B.T.astype(np.float64)
+                                   + 2.0 * C0, rtol=tol * 10, atol=tol * k)
