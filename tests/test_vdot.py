@@ -5,6 +5,7 @@ import pytest
 from numba import njit
 
 from fastbp._config import JIT
+from fastbp._kernels.activations import row_sum
 from fastbp._kernels.matmul import mm_nt
 from fastbp._kernels.vdot import dot8, dot8x4, row_dot8, row_dot8x4
 
@@ -77,3 +78,23 @@ def test_mm_nt_own_loops_same_for_every_layout(dtype):
         tol = 1e-5 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(C1, 0.5 * A.astype(np.float64) @ B.T.astype(np.float64)
                                    + 2.0 * C0, rtol=tol * 10, atol=tol * k)
+
+
+@njit(**JIT)
+def _sum(A, a, m):
+    """row_sum of A[a:a+m]."""
+    return row_sum(A, a, m)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m", [1, 7, 8, 29, 875])
+def test_row_sum_is_the_eight_partial_sum_then_the_tail(dtype, m):
+    rng = np.random.default_rng(m)
+    A = rng.standard_normal(m + 5).astype(dtype)
+    T = A.dtype.type
+    m8 = m - m % 8
+    s = _reference(A[2:2 + m8], np.ones(m8, dtype))
+    for j in range(2 + m8, 2 + m):
+        s = T(s + A[j])
+    assert _sum(A, 2, m) == s
+    assert _sum(np.repeat(A, 2)[::2], 2, m) == s

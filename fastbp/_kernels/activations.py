@@ -22,6 +22,7 @@ from numba import njit
 from .._config import JIT, JIT_INLINE, JIT_NO_NRT
 from ..spec import ELU, EXP, GELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, SOFTPLUS, TANH
 from .approx import vexp, vsigmoid, vtanh
+from .vdot import sum8
 
 _GELU_C = math.sqrt(2.0 / math.pi)
 #: The cubic coefficient of the tanh form of GELU.
@@ -203,16 +204,10 @@ def row_max(Z, zo, m):
 
 @njit(**JIT_INLINE)
 def row_sum(A, ao, m):
-    """``sum(A[ao:ao+m])`` in ``A``'s precision, as eight interleaved partial sums added
-    pairwise, then the tail (``matmul.mm_nt``'s order): fixed, the same on every CPU, and
-    eight independent chains instead of one latency-bound chain."""
-    T = A.dtype.type
+    """``sum(A[ao:ao+m])`` in ``A``'s precision: ``vdot.sum8``'s eight partial sums, then the
+    tail (``matmul.mm_nt``'s order; fixed, the same on every CPU)."""
     m8 = m - m % 8
-    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = T(0.0)
-    for j in range(ao, ao + m8, 8):
-        a0, a1, a2, a3 = a0 + A[j], a1 + A[j + 1], a2 + A[j + 2], a3 + A[j + 3]
-        a4, a5, a6, a7 = a4 + A[j + 4], a5 + A[j + 5], a6 + A[j + 6], a7 + A[j + 7]
-    s = ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))
+    s = sum8(A, ao, m8)
     for j in range(ao + m8, ao + m):
         s += A[j]
     return s

@@ -68,24 +68,13 @@ def _dots_nt_impl(al, A, B, C):
         return impl
 
     def impl_strided(al, A, B, C):
+        # other layouts: the same sums from row views (``vdot``'s scalar form)
         n, k = A.shape
         m = B.shape[0]
-        T = C.dtype.type
         k8 = k - k % 8
         for i in range(n):
             for j in range(m):
-                s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = T(0.0)
-                for p in range(0, k8, 8):
-                    s0 += A[i, p] * B[j, p]
-                    s1 += A[i, p + 1] * B[j, p + 1]
-                    s2 += A[i, p + 2] * B[j, p + 2]
-                    s3 += A[i, p + 3] * B[j, p + 3]
-                    s4 += A[i, p + 4] * B[j, p + 4]
-                    s5 += A[i, p + 5] * B[j, p + 5]
-                    s6 += A[i, p + 6] * B[j, p + 6]
-                    s7 += A[i, p + 7] * B[j, p + 7]
-                s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-                C[i, j] += al * _tail(s, A, i, B, j, k8, k)
+                C[i, j] += al * _tail(dot8(A[i], 0, B[j], 0, k8), A, i, B, j, k8, k)
     return impl_strided
 
 

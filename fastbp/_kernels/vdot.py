@@ -11,7 +11,7 @@ operations (a multiply, then an add: no fused multiply-add, as in the scalar
 form) in the same order, so the result is bit-identical to the scalar form on
 any CPU, at a vector load pair per eight multiply-adds.
 
-``dot8(A, a, B, b, k8)`` is one product; ``dot8x4`` forms four products that
+``sum8(A, a, k8)`` is a plain sum, ``dot8(A, a, B, b, k8)`` one product; ``dot8x4`` forms four products that
 share the same ``A`` vector (rows of ``B`` ``bs`` apart), which hides the add
 latency behind four independent chains and loads ``A`` once for four rows.
 Offsets are flat element offsets (C-contiguous arrays, 1-D or 2-D; strided
@@ -58,15 +58,17 @@ def _pairwise(builder, vec):
 
 
 def _codegen(rows):
-    """Codegen of ``rows`` dot products over ``k8`` elements sharing the ``A`` vector."""
+    """Codegen of ``rows`` dot products over ``k8`` elements sharing the ``A`` vector
+    (``rows == 0``: the sum of ``A``'s elements)."""
 
     def codegen(context, builder, sig, args):
-        tA, _, tB = sig.args[:3]
+        tA = sig.args[0]
         A = _data(context, builder, tA, args[0])
-        B = _data(context, builder, tB, args[2])
+        B = _data(context, builder, sig.args[2], args[2]) if rows else None
         ints = [context.cast(builder, v, t, types.intp)
                 for v, t in zip(args[1:], sig.args[1:]) if isinstance(t, types.Integer)]
-        a0, b0 = ints[0], ints[1]
+        a0 = ints[0]
+        b0 = ints[1] if rows else None
         bs = ints[2] if rows > 1 else None
         k8 = ints[-1]
         elem = context.get_data_type(tA.dtype)
@@ -74,7 +76,7 @@ def _codegen(rows):
         align = context.get_abi_sizeof(elem)
         zero = ir.Constant(vty, [ir.Constant(elem, 0.0)] * _PARTS)
         accs = []
-        for _ in range(rows):
+        for _ in range(max(rows, 1)):
             acc = cgutils.alloca_once(builder, vty)
             builder.store(zero, acc)
             accs.append(acc)
@@ -84,11 +86,13 @@ def _codegen(rows):
         with cgutils.for_range(builder, n8) as loop:
             t = builder.mul(loop.index, loop.index.type(_PARTS))
             av = _vload(builder, A, builder.add(a0, t), vty, align)
+            if not rows:
+                builder.store(builder.fadd(builder.load(accs[0]), av), accs[0])
             for r in range(rows):
                 bv = _vload(builder, B, builder.add(brow[r], t), vty, align)
                 builder.store(builder.fadd(builder.load(accs[r]), builder.fmul(av, bv)), accs[r])
         sums = [_pairwise(builder, builder.load(acc)) for acc in accs]
-        if rows == 1:
+        if rows <= 1:
             return sums[0]
         return context.make_tuple(builder, sig.return_type, sums)
 
@@ -109,6 +113,18 @@ def _vdot4(typingctx, A, a, B, b, bs, k8):
     if not (flat_ok(A, B) and all(isinstance(v, types.Integer) for v in (a, b, bs, k8))):
         return None
     return types.UniTuple(A.dtype, 4)(A, a, B, b, bs, k8), _codegen(4)
+
+
+@intrinsic
+def _vsum(typingctx, A, a, k8):
+    """``sum_{p < k8} A[a + p]`` in the eight-partial order (``k8 % 8 == 0``)."""
+    if not (flat_ok(A) and all(isinstance(v, types.Integer) for v in (a, k8))):
+        return None
+    return A.dtype(A, a, k8), _codegen(0)
+
+
+def sum8(A, a, k8):
+    """``sum_{p < k8} A[a + p]`` in the eight-partial order (typed below)."""
 
 
 def dot8(A, a, B, b, k8):
@@ -148,6 +164,21 @@ def _dot8_impl(A, a, B, b, k8):
             s5 += A[a + p + 5] * B[b + p + 5]
             s6 += A[a + p + 6] * B[b + p + 6]
             s7 += A[a + p + 7] * B[b + p + 7]
+        return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    return strided
+
+
+@overload(sum8, jit_options=JIT)
+def _sum8_impl(A, a, k8):
+    if flat_ok(A):
+        return lambda A, a, k8: _vsum(A, a, k8)
+
+    def strided(A, a, k8):
+        T = A.dtype.type
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = T(0.0)
+        for p in range(a, a + k8, 8):
+            s0, s1, s2, s3 = s0 + A[p], s1 + A[p + 1], s2 + A[p + 2], s3 + A[p + 3]
+            s4, s5, s6, s7 = s4 + A[p + 4], s5 + A[p + 5], s6 + A[p + 6], s7 + A[p + 7]
         return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
     return strided
 
