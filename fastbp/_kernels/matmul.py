@@ -11,13 +11,13 @@ its time packing the weight matrix (OpenBLAS 0.3.31's Haswell kernels: 8x
 slower than these loops on 784-256-128-10).
 """
 
-from numba import njit
+from numba import njit, types
 from numba.extending import overload
 
 from .._config import JIT, JIT_INLINE, SMALL_GEMM_MACS
 from .blas import gemm
 from .runtime import runtime
-from .vdot import dot8, dot8x4, flat_ok
+from .vdot import dot8, dot8x4, flat_ok, tile2x4
 
 
 @njit(**JIT)
@@ -45,27 +45,59 @@ def _tail(s, A, i, B, j, k8, k):
     return s
 
 
+@njit(**JIT_INLINE)
+def _add4(C, i, j, al, s0, s1, s2, s3, A, B, k8, k):
+    """``C[i, j + r] += al * (s_r + tail)`` for ``r = 0..3`` (``_tail`` of row ``j + r``)."""
+    C[i, j] += al * _tail(s0, A, i, B, j, k8, k)
+    C[i, j + 1] += al * _tail(s1, A, i, B, j + 1, k8, k)
+    C[i, j + 2] += al * _tail(s2, A, i, B, j + 2, k8, k)
+    C[i, j + 3] += al * _tail(s3, A, i, B, j + 3, k8, k)
+
+
+@njit(**JIT_INLINE)
+def _row_nt(al, A, i, B, C, k8):
+    """Row ``i`` of ``C += al * A @ B.T``: four rows of ``B`` at a time (C-contiguous)."""
+    k = A.shape[1]
+    m = B.shape[0]
+    m4 = m - m % 4
+    a = i * k
+    for j in range(0, m4, 4):
+        s0, s1, s2, s3 = dot8x4(A, a, B, j * k, k, k8)
+        _add4(C, i, j, al, s0, s1, s2, s3, A, B, k8, k)
+    for j in range(m4, m):
+        C[i, j] += al * _tail(dot8(A, a, B, j * k, k8), A, i, B, j, k8, k)
+
+
 @overload(_dots_nt, jit_options=JIT)
 def _dots_nt_impl(al, A, B, C):
-    if flat_ok(A, B):
-        # C-contiguous: the partials are the lanes of a vector (``vdot.py``),
-        # four rows of B at a time
-        def impl(al, A, B, C):
+    if flat_ok(A, B) and A.dtype == types.float32:
+        # C-contiguous float32: the partials are the lanes of a vector (``vdot.py``),
+        # tiles of two rows of A by four rows of B (eight vector accumulators)
+        def pairs(al, A, B, C):
             n, k = A.shape
             m = B.shape[0]
             k8 = k - k % 8
             m4 = m - m % 4
-            for i in range(n):
+            for i in range(0, n - n % 2, 2):
                 a = i * k
                 for j in range(0, m4, 4):
-                    s0, s1, s2, s3 = dot8x4(A, a, B, j * k, k, k8)
-                    C[i, j] += al * _tail(s0, A, i, B, j, k8, k)
-                    C[i, j + 1] += al * _tail(s1, A, i, B, j + 1, k8, k)
-                    C[i, j + 2] += al * _tail(s2, A, i, B, j + 2, k8, k)
-                    C[i, j + 3] += al * _tail(s3, A, i, B, j + 3, k8, k)
+                    s = tile2x4(A, a, k, B, j * k, k, k8)
+                    _add4(C, i, j, al, s[0], s[1], s[2], s[3], A, B, k8, k)
+                    _add4(C, i + 1, j, al, s[4], s[5], s[6], s[7], A, B, k8, k)
                 for j in range(m4, m):
                     C[i, j] += al * _tail(dot8(A, a, B, j * k, k8), A, i, B, j, k8, k)
-        return impl
+                    C[i + 1, j] += al * _tail(dot8(A, a + k, B, j * k, k8), A, i + 1, B, j,
+                                              k8, k)
+            if n % 2:
+                _row_nt(al, A, n - 1, B, C, k8)
+        return pairs
+    if flat_ok(A, B):
+        # float64: one row of A by four rows of B (a 2 x 4 tile would spill)
+        def rows(al, A, B, C):
+            k = A.shape[1]
+            for i in range(A.shape[0]):
+                _row_nt(al, A, i, B, C, k - k % 8)
+        return rows
 
     def impl_strided(al, A, B, C):
         # other layouts: the same sums from row views (``vdot``'s scalar form)

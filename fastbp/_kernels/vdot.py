@@ -11,7 +11,8 @@ operations (a multiply, then an add: no fused multiply-add, as in the scalar
 form) in the same order, so the result is bit-identical to the scalar form on
 any CPU, at a vector load pair per eight multiply-adds.
 
-``sum8(A, a, k8)`` is a plain sum, ``dot8(A, a, B, b, k8)`` one product; ``dot8x4`` forms four products that
+``sum8(A, a, k8)`` is a plain sum, ``dot8(A, a, B, b, k8)`` one product;
+``tile2x4`` a 2 x 4 tile of products (two rows of ``A``, loaded once each); ``dot8x4`` forms four products that
 share the same ``A`` vector (rows of ``B`` ``bs`` apart), which hides the add
 latency behind four independent chains and loads ``A`` once for four rows.
 Offsets are flat element offsets (C-contiguous arrays, 1-D or 2-D; strided
@@ -57,42 +58,54 @@ def _pairwise(builder, vec):
     return parts[0]
 
 
-def _codegen(rows):
-    """Codegen of ``rows`` dot products over ``k8`` elements sharing the ``A`` vector
-    (``rows == 0``: the sum of ``A``'s elements)."""
+def _codegen(ra, rb):
+    """Codegen of the ``ra x rb`` dot products of ``ra`` rows of ``A`` (``as`` apart) with
+    ``rb`` rows of ``B`` (``bs`` apart) over ``k8`` elements, each ``A`` vector loaded once
+    for its ``rb`` products (``rb == 0``: the sum of one row of ``A``).  Arguments
+    ``(A, a[, as], B, b[, bs], k8)``, or ``(A, a, k8)`` for a sum; the products come back
+    row of ``A`` by row of ``A``."""
 
     def codegen(context, builder, sig, args):
         tA = sig.args[0]
-        A = _data(context, builder, tA, args[0])
-        B = _data(context, builder, sig.args[2], args[2]) if rows else None
-        ints = [context.cast(builder, v, t, types.intp)
-                for v, t in zip(args[1:], sig.args[1:]) if isinstance(t, types.Integer)]
-        a0 = ints[0]
-        b0 = ints[1] if rows else None
-        bs = ints[2] if rows > 1 else None
-        k8 = ints[-1]
+        ints = iter(context.cast(builder, v, t, types.intp)
+                    for v, t in zip(args, sig.args) if isinstance(t, types.Integer))
+        arrays = [v for v, t in zip(args, sig.args) if isinstance(t, types.Array)]
+        A = _data(context, builder, tA, arrays[0])
+        a0 = next(ints)
+        as_ = next(ints) if ra > 1 else None
+        B = _data(context, builder, tA, arrays[1]) if rb else None
+        b0 = next(ints) if rb else None
+        bs = next(ints) if rb > 1 else None
+        k8 = next(ints)
         elem = context.get_data_type(tA.dtype)
         vty = ir.VectorType(elem, _PARTS)
         align = context.get_abi_sizeof(elem)
         zero = ir.Constant(vty, [ir.Constant(elem, 0.0)] * _PARTS)
+        arow = [a0 if r == 0 else builder.add(a0, builder.mul(as_, as_.type(r)))
+                for r in range(ra)]
+        brow = [b0 if r == 0 else builder.add(b0, builder.mul(bs, bs.type(r)))
+                for r in range(rb)]
         accs = []
-        for _ in range(max(rows, 1)):
+        for _ in range(ra * max(rb, 1)):
             acc = cgutils.alloca_once(builder, vty)
             builder.store(zero, acc)
             accs.append(acc)
-        brow = [b0 if r == 0 else builder.add(b0, builder.mul(bs, bs.type(r)))
-                for r in range(rows)]
+
+        def add(acc, v):
+            builder.store(builder.fadd(builder.load(acc), v), acc)
+
         n8 = builder.sdiv(k8, k8.type(_PARTS))
         with cgutils.for_range(builder, n8) as loop:
             t = builder.mul(loop.index, loop.index.type(_PARTS))
-            av = _vload(builder, A, builder.add(a0, t), vty, align)
-            if not rows:
-                builder.store(builder.fadd(builder.load(accs[0]), av), accs[0])
-            for r in range(rows):
-                bv = _vload(builder, B, builder.add(brow[r], t), vty, align)
-                builder.store(builder.fadd(builder.load(accs[r]), builder.fmul(av, bv)), accs[r])
+            avs = [_vload(builder, A, builder.add(ar, t), vty, align) for ar in arow]
+            if not rb:
+                add(accs[0], avs[0])
+            bvs = [_vload(builder, B, builder.add(br, t), vty, align) for br in brow]
+            for i, av in enumerate(avs):
+                for j, bv in enumerate(bvs):
+                    add(accs[i * rb + j], builder.fmul(av, bv))
         sums = [_pairwise(builder, builder.load(acc)) for acc in accs]
-        if rows <= 1:
+        if len(sums) == 1:
             return sums[0]
         return context.make_tuple(builder, sig.return_type, sums)
 
@@ -104,7 +117,7 @@ def _vdot(typingctx, A, a, B, b, k8):
     """``sum_{p < k8} A[a + p] * B[b + p]`` in the eight-partial order (``k8 % 8 == 0``)."""
     if not (flat_ok(A, B) and all(isinstance(v, types.Integer) for v in (a, b, k8))):
         return None
-    return A.dtype(A, a, B, b, k8), _codegen(1)
+    return A.dtype(A, a, B, b, k8), _codegen(1, 1)
 
 
 @intrinsic
@@ -112,7 +125,16 @@ def _vdot4(typingctx, A, a, B, b, bs, k8):
     """The four ``_vdot(A, a, B, b + r * bs, k8)``, ``r = 0..3``, as a tuple."""
     if not (flat_ok(A, B) and all(isinstance(v, types.Integer) for v in (a, b, bs, k8))):
         return None
-    return types.UniTuple(A.dtype, 4)(A, a, B, b, bs, k8), _codegen(4)
+    return types.UniTuple(A.dtype, 4)(A, a, B, b, bs, k8), _codegen(1, 4)
+
+
+@intrinsic
+def tile2x4(typingctx, A, a, as_, B, b, bs, k8):
+    """The eight ``dot8(A, a + i * as_, B, b + r * bs, k8)``, ``i = 0..1``, ``r = 0..3``,
+    as a tuple (``i`` major): a 2 x 4 tile of products (C-contiguous arrays only)."""
+    if not (flat_ok(A, B) and all(isinstance(v, types.Integer) for v in (a, as_, b, bs, k8))):
+        return None
+    return types.UniTuple(A.dtype, 8)(A, a, as_, B, b, bs, k8), _codegen(2, 4)
 
 
 @intrinsic
@@ -120,7 +142,7 @@ def _vsum(typingctx, A, a, k8):
     """``sum_{p < k8} A[a + p]`` in the eight-partial order (``k8 % 8 == 0``)."""
     if not (flat_ok(A) and all(isinstance(v, types.Integer) for v in (a, k8))):
         return None
-    return A.dtype(A, a, k8), _codegen(0)
+    return A.dtype(A, a, k8), _codegen(1, 0)
 
 
 def sum8(A, a, k8):
