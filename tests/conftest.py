@@ -31,6 +31,25 @@ except ImportError:  # pragma: no cover
     pass
 
 
+#: Test modules that exercise the generated engine's automatic choice.  Everywhere
+#: else the automatic rule skips it: each new architecture would compile its own
+#: generated kernel (2-5 s each; 245 of them were 38 % of the suite's compile time),
+#: while the engines' agreement is tested by forcing each engine onto the same cases
+#: (``tests/engines.py``: test_reference, test_gradients, test_generated).
+_GENERATED_AUTO = {"test_generated", "test_engine"}
+
+
+@pytest.fixture(autouse=True)
+def _generated_engine_only_where_tested(request, monkeypatch):
+    """The generated engine's automatic choice is off outside ``_GENERATED_AUTO``, in this
+    process and in the processes a test starts (forcing it still works)."""
+    if request.module.__name__.rsplit(".", 1)[-1] not in _GENERATED_AUTO:
+        from fastbp._gen import engine
+
+        monkeypatch.setattr(engine, "ENABLED", False)
+        monkeypatch.setenv("FASTBP_GENERATED", "0")
+
+
 @pytest.fixture
 def rng():
     """A fresh, seeded generator for each test."""
