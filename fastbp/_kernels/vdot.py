@@ -69,11 +69,11 @@ def _codegen(ra, rb):
         tA = sig.args[0]
         ints = iter(context.cast(builder, v, t, types.intp)
                     for v, t in zip(args, sig.args) if isinstance(t, types.Integer))
-        arrays = [v for v, t in zip(args, sig.args) if isinstance(t, types.Array)]
-        A = _data(context, builder, tA, arrays[0])
+        arrays = [(v, t) for v, t in zip(args, sig.args) if isinstance(t, types.Array)]
+        A = _data(context, builder, tA, arrays[0][0])
         a0 = next(ints)
         as_ = next(ints) if ra > 1 else None
-        B = _data(context, builder, tA, arrays[1]) if rb else None
+        B = _data(context, builder, arrays[1][1], arrays[1][0]) if rb else None
         b0 = next(ints) if rb else None
         bs = next(ints) if rb > 1 else None
         k8 = next(ints)
