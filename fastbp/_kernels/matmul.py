@@ -4,11 +4,13 @@
 * ``mm_nn``: ``C <- alpha * A @ B   + beta * C``  (deltas:   D @ W)
 * ``mm_tn``: ``C <- alpha * A.T @ B + beta * C``  (weights:  D.T @ X, fused update)
 
-Products below ``SMALL_GEMM_MACS`` multiply-adds run as plain loops: for tiny
+Products below ``SMALL_GEMM_MACS`` multiply-adds run as own loops: for tiny
 layers the BLAS call overhead dominates the arithmetic.  So do products of a
 single sample (batch 1: a matrix-vector product), where a BLAS gemm spends
-its time packing the weight matrix (OpenBLAS 0.3.31's Haswell kernels: 8x
-slower than these loops on 784-256-128-10).
+its time packing the weight matrix.  ``mm_nt``'s loops are row dot products
+in the eight-partial order as vector code (``vdot.py``; float32 in 2 x 4
+tiles): 784 -> 256 at batch 1 took 17-19 us against 106-150 us as eight
+scalar chains (same results, bit for bit).
 """
 
 from numba import njit, types
