@@ -23,6 +23,20 @@ JIT_PARALLEL = dict(JIT, parallel=True)
 #: larger ones call BLAS (sgemm/dgemm through scipy.linalg.cython_blas).
 SMALL_GEMM_MACS = 32768
 
+#: Products over at most this many samples run as own loops at any size
+#: (``matmul.py``): a BLAS gemm packs the weight matrix on every call, which
+#: costs more than the product itself for a few samples.  Measured
+#: (OpenBLAS 0.3.31 Haswell kernels, 2-core AMD EPYC, float32, layers of
+#: 53-908 inputs by 7-823 outputs; BLAS time / own loops time): the forward
+#: ``mm_nt`` (vector dot products) 2.2-9.3x at 2 samples, 1.3-4.6x at 4,
+#: 0.6-3.0x at 8, 0.5-1.8x at 16; the input delta ``mm_nn`` (four rank-1
+#: terms per pass) 4.4-8.6x at 2, 1.7-3.7x at 4, 1.0-2.3x at 8, 0.5-1.4x at
+#: 16.  The weight gradient ``mm_tn`` (its rows are the batch) is BLAS's from
+#: 2 samples on (own loops 0.66-0.86x at 2, 0.66-1.44x at 4).
+OWN_NT_ROWS = 8
+OWN_NN_ROWS = 8
+OWN_TN_ROWS = 1
+
 #: OpenBLAS runs a gemm on one thread by itself below about this many
 #: multiply-adds (its ``SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD``).
 OPENBLAS_THREAD_MIN_MACS = 262144

@@ -5,9 +5,11 @@
 * ``mm_tn``: ``C <- alpha * A.T @ B + beta * C``  (weights:  D.T @ X, fused update)
 
 Products below ``SMALL_GEMM_MACS`` multiply-adds run as own loops: for tiny
-layers the BLAS call overhead dominates the arithmetic.  So do products of a
-single sample (batch 1: a matrix-vector product), where a BLAS gemm spends
-its time packing the weight matrix.  ``mm_nt``'s loops are row dot products
+layers the BLAS call overhead dominates the arithmetic.  So do products over
+a few samples (``_config.OWN_*_ROWS``; batch 1 is a matrix-vector product),
+where a BLAS gemm spends its time packing the weight matrix.  ``mm_nn`` and
+``mm_tn`` add four rank-1 terms per pass over a row of ``C`` (each element
+still sums them in order).  ``mm_nt``'s loops are row dot products
 in the eight-partial order as vector code (``vdot.py``; float32 in 2 x 4
 tiles): 784 -> 256 at batch 1 took 17-19 us against 106-150 us as eight
 scalar chains (same results, bit for bit).
@@ -16,7 +18,7 @@ scalar chains (same results, bit for bit).
 from numba import njit, types
 from numba.extending import overload
 
-from .._config import JIT, JIT_INLINE, SMALL_GEMM_MACS
+from .._config import JIT, JIT_INLINE, OWN_NN_ROWS, OWN_NT_ROWS, OWN_TN_ROWS, SMALL_GEMM_MACS
 from .blas import gemm
 from .runtime import runtime
 from .vdot import dot8, dot8x4, flat_ok, tile2x4
@@ -117,11 +119,26 @@ def mm_nt(alpha, A, B, beta, C):
     """``C <- alpha * A @ B.T + beta * C``."""
     n, k = A.shape
     m = B.shape[0]
-    if n * m * k >= SMALL_GEMM_MACS and n > 1:
+    if n * m * k >= SMALL_GEMM_MACS and n > OWN_NT_ROWS:
         gemm(runtime(False), runtime(True), alpha, A, B, beta, C)
         return
     _scale(beta, C)
     _dots_nt(C.dtype.type(alpha), A, B, C)
+
+
+@njit(**JIT_INLINE)
+def _axpy4(c, s0, b0, s1, b1, s2, b2, s3, b3):
+    """``c <- (((c + s0 b0) + s1 b1) + s2 b2) + s3 b3`` elementwise: four rank-1 terms
+    in one pass over ``c`` (the order of four passes, a quarter of the traffic)."""
+    for j in range(c.shape[0]):
+        c[j] = (((c[j] + s0 * b0[j]) + s1 * b1[j]) + s2 * b2[j]) + s3 * b3[j]
+
+
+@njit(**JIT_INLINE)
+def _axpy(c, s, b):
+    """``c <- c + s b`` elementwise."""
+    for j in range(c.shape[0]):
+        c[j] += s * b[j]
 
 
 @njit(**JIT)
@@ -129,19 +146,20 @@ def mm_nn(alpha, A, B, beta, C):
     """``C <- alpha * A @ B + beta * C``."""
     n, k = A.shape
     m = B.shape[1]
-    if n * m * k >= SMALL_GEMM_MACS and n > 1:
+    if n * m * k >= SMALL_GEMM_MACS and n > OWN_NN_ROWS:
         gemm(runtime(False), runtime(False), alpha, A, B, beta, C)
         return
     T = C.dtype.type
     al = T(alpha)
     _scale(beta, C)
+    k4 = k - k % 4
     for i in range(n):
         c = C[i]
-        for p in range(k):
-            s = al * A[i, p]
-            b = B[p]
-            for j in range(m):
-                c[j] += s * b[j]
+        for p in range(0, k4, 4):
+            _axpy4(c, al * A[i, p], B[p], al * A[i, p + 1], B[p + 1],
+                   al * A[i, p + 2], B[p + 2], al * A[i, p + 3], B[p + 3])
+        for p in range(k4, k):
+            _axpy(c, al * A[i, p], B[p])
 
 
 @njit(**JIT)
@@ -149,16 +167,17 @@ def mm_tn(alpha, A, B, beta, C):
     """``C <- alpha * A.T @ B + beta * C``."""
     k, n = A.shape
     m = B.shape[1]
-    if n * m * k >= SMALL_GEMM_MACS and k > 1:
+    if n * m * k >= SMALL_GEMM_MACS and k > OWN_TN_ROWS:
         gemm(runtime(True), runtime(False), alpha, A, B, beta, C)
         return
     T = C.dtype.type
     al = T(alpha)
     _scale(beta, C)
-    for p in range(k):
-        b = B[p]
+    k4 = k - k % 4
+    for p in range(0, k4, 4):
         for i in range(n):
-            s = al * A[p, i]
-            c = C[i]
-            for j in range(m):
-                c[j] += s * b[j]
+            _axpy4(C[i], al * A[p, i], B[p], al * A[p + 1, i], B[p + 1],
+                   al * A[p + 2, i], B[p + 2], al * A[p + 3, i], B[p + 3])
+    for p in range(k4, k):
+        for i in range(n):
+            _axpy(C[i], al * A[p, i], B[p])
