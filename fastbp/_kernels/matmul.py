@@ -11,7 +11,7 @@ where a BLAS gemm spends its time packing the weight matrix.  ``mm_nn`` and
 ``mm_tn`` add four rank-1 terms per pass over a row of ``C`` (each element
 still sums them in order).  ``mm_nt``'s loops are row dot products
 in the eight-partial order as vector code (``vdot.py``; float32 in 2 x 4
-tiles): 784 -> 256 at batch 1 took 17-19 us against 106-150 us as eight
+tiles): 784 -> 256 at batch 1 took 14-39 us against 106-154 us as eight
 scalar chains (same results, bit for bit).
 """
 
