@@ -57,7 +57,7 @@ def register_kernel(sizes):
         for j in range(no):
             terms = "".join(f" + {_in(l, k)} * {_w(l, j, k)}" for k in range(ni))
             body.append(f"{ind2}z{l}_{j} = b{l}_{j}{terms}")
-            body.append(f"{ind2}a{l}_{j} = T(act_of(z{l}_{j}, runtime(A{l}), al{l}))")
+            body.append(f"{ind2}a{l}_{j} = T(act(z{l}_{j}, runtime(A{l}), al{l}))")
     last = L - 1
     body.append(f"{ind2}total = 0.0")
     for k in range(sizes[-1]):
@@ -73,17 +73,17 @@ def register_kernel(sizes):
         if l > 0:
             for k in range(ni):
                 terms = "".join(f" + d{l}_{j} * {_w(l, j, k)}" for j in range(no))
-                body.append(f"{ind2}d{l - 1}_{k} = T(mul_dact_of(zero{terms}, a{l - 1}_{k}, "
+                body.append(f"{ind2}d{l - 1}_{k} = T(mul_dact(zero{terms}, a{l - 1}_{k}, "
                             f"z{l - 1}_{k}, runtime(A{l - 1}), al{l - 1}))")
         body.append(f"{ind2}if decaying:")
         for j in range(no):
             for k in range(ni):
-                body.append(f"{ind3}{_w(l, j, k)} = decayed_of({_w(l, j, k)}, dec)")
+                body.append(f"{ind3}{_w(l, j, k)} = decayed({_w(l, j, k)}, dec)")
         for j in range(no):
-            body.append(f"{ind2}b{l}_{j} = sgd_of(b{l}_{j}, d{l}_{j}, step)")
+            body.append(f"{ind2}b{l}_{j} = sgd_step(b{l}_{j}, d{l}_{j}, step)")
             body.append(f"{ind2}g = step * d{l}_{j}")
             for k in range(ni):  # the rank-1 term (step d_j) a_k, as in the loop kernel
-                body.append(f"{ind2}{_w(l, j, k)} = sgd_of({_w(l, j, k)}, {_in(l, k)}, g)")
+                body.append(f"{ind2}{_w(l, j, k)} = sgd_step({_w(l, j, k)}, {_in(l, k)}, g)")
     body += [f"{ind2}epoch_total += total", f"{ind2}done += 1", f"{ind2}steps += 1"]
     return '''
 
@@ -98,7 +98,7 @@ def epoch(params, lparams, X, y, order, batch_size, shuffle, acts, pre, deltas, 
     """
     T = params.dtype.type
     step = T(hyper[H_LR])
-    dec = T(decay_of(hyper[H_LR], hyper[H_WD]))
+    dec = T(decay_factor(hyper[H_LR], hyper[H_WD]))
     decaying = dec != T(1.0)
     zero = T(0.0)
     one = T(1.0)

@@ -22,7 +22,7 @@ from .registers import register_kernel
 from ..spec import HUBER, MAE, MSE, P_ALPHA, P_LOSS, QUANTILE, SOFTMAX
 
 #: Version of this template; part of every generated file's name.
-TEMPLATE = 9
+TEMPLATE = 10
 
 _ELEMENTWISE = (MSE, HUBER, MAE, QUANTILE)
 
@@ -59,14 +59,14 @@ import math
 from numba import njit
 
 from fastbp._config import JIT
-from fastbp._gen.scalar import (act_of, adam_of, mul_dact_of, decay_of, decayed_of, elem_delta,
-                                factors_of, momentum_of, reg_of, sgd_of)
-from fastbp._kernels.activations import bias_act
+from fastbp._gen.scalar import elem_delta
+from fastbp._kernels.activations import act, bias_act, mul_dact
 from fastbp._kernels.forward import block
 from fastbp._kernels.losses import loss_delta, target
 from fastbp._kernels.runtime import runtime
 from fastbp._kernels.update import (H_BETA1, H_BETA2, H_EPS, H_L1, H_LR, H_MOMENTUM,
-                                    H_NESTEROV, H_WD)
+                                    H_NESTEROV, H_WD, adam_factors, adam_step, decay_factor,
+                                    decayed, momentum_step, reg_grad, sgd_step)
 from fastbp._kernels.vdot import dot8, dot8x4, row_dot8, row_dot8x4
 from fastbp._kernels.views import copy_row
 
@@ -146,7 +146,7 @@ def _forward(l, soft, shadow, ni):
     else:
         # the activation in a loop of its own over the outputs, which vectorises
         s += (f"            for j in range(o{l} + i * NO{l}, o{l} + (i + 1) * NO{l}):\n"
-              f"                acts[j] = act_of(pre[j], runtime(A{l}), al{l})\n")
+              f"                acts[j] = act(pre[j], runtime(A{l}), al{l})\n")
     return s
 
 
@@ -155,7 +155,7 @@ def _forward_shadow(l, soft):
     ``grad``): input-major, so the inner loop runs along contiguous outputs and vectorises,
     while each output still adds its terms in input order (the same sums as ``_forward``)."""
     fin = ("acts[z + j] = pre[z + j]" if soft else
-           f"acts[z + j] = act_of(pre[z + j], runtime(A{l}), al{l})")
+           f"acts[z + j] = act(pre[z + j], runtime(A{l}), al{l})")
     s = f"""
         # layer {l}: z = b{l} + sum_k a_k WT{l}[k], a = f(z)
         {{loop}}{{row}}
@@ -189,14 +189,14 @@ def _shadow_update(l):
     return f"""
         if dec != T(1.0):
             for q in range(W{l}, B{l}):
-                grad[q] = decayed_of(grad[q], dec)
+                grad[q] = decayed(grad[q], dec)
         {{loop}}{"{row}" if l == 0 else ""}
             d = o{l} + i * NO{l}
             for k in range(NI{l}):
                 xk = {_inp(l)}
                 for j in range(NO{l}):
                     q = W{l} + k * NO{l} + j
-                    grad[q] = sgd_of(grad[q], xk, step * deltas[d + j])
+                    grad[q] = sgd_step(grad[q], xk, step * deltas[d + j])
 """
 
 
@@ -241,7 +241,7 @@ def _backward(l, opt, shadow):
                 for k in range(NI{l}):
                     deltas[p + k] += dj * params[W{l} + j * NI{l} + k]
             for k in range(NI{l}):
-                deltas[p + k] = mul_dact_of(deltas[p + k], acts[p + k], pre[p + k],
+                deltas[p + k] = mul_dact(deltas[p + k], acts[p + k], pre[p + k],
                                              runtime(A{l - 1}), al{l - 1})"""
     if opt != "sgd":
         return s + _grad_step(l, opt)
@@ -253,24 +253,24 @@ def _fused_sgd(l):
     return f"""
         if dec != T(1.0):
             for q in range(W{l}, B{l}):
-                params[q] = decayed_of(params[q], dec)
+                params[q] = decayed(params[q], dec)
         {{loop}}{"{row}" if l == 0 else ""}
             d = o{l} + i * NO{l}
             for j in range(NO{l}):
                 # bias: x - step d_j; weights: the rank-1 term (step d_j) a_k as a step
                 # of rate step d_j along a_k (the same product, the same rounding)
-                params[B{l} + j] = sgd_of(params[B{l} + j], deltas[d + j], step)
+                params[B{l} + j] = sgd_step(params[B{l} + j], deltas[d + j], step)
                 g = step * deltas[d + j]
                 for k in range(NI{l}):
                     q = W{l} + j * NI{l} + k
-                    params[q] = sgd_of(params[q], {_inp(l)}, g)
+                    params[q] = sgd_step(params[q], {_inp(l)}, g)
 """
 
 
 _STEPS = {
-    "sgd-l1": "params[q] = sgd_of(params[q], g, lr)",
-    "momentum": "params[q], state[0, q] = momentum_of(params[q], g, state[0, q], lr, mu, nest)",
-    "adam": ("params[q], state[0, q], state[1, q] = adam_of(params[q], g, state[0, q], "
+    "sgd-l1": "params[q] = sgd_step(params[q], g, lr)",
+    "momentum": "params[q], state[0, q] = momentum_step(params[q], g, state[0, q], lr, mu, nest)",
+    "adam": ("params[q], state[0, q], state[1, q] = adam_step(params[q], g, state[0, q], "
              "state[1, q], fa, fb, b1, b2, eps)"),
 }
 _STEPS["adamw"] = _STEPS["adam"]
@@ -283,10 +283,10 @@ def _grad_step(l, opt):
     step = _STEPS[opt]
     decay = ("""
             if decoupled:
-                params[q] = decayed_of(params[q], dec)""" if opt == "adamw" else "")
+                params[q] = decayed(params[q], dec)""" if opt == "adamw" else "")
     reg = """
             if regularize:
-                g = reg_of(params[q], g, wd, l1)"""
+                g = reg_grad(params[q], g, wd, l1)"""
     return f"""
         for q in range(W{l}, B{l} + NO{l}):
             grad[q] = T(0.0)
@@ -311,7 +311,7 @@ def _prologue(opt):
     text = """    T = params.dtype.type
     lr = T(hyper[H_LR])
     step = lr
-    dec = T(decay_of(hyper[H_LR], hyper[H_WD]))
+    dec = T(decay_factor(hyper[H_LR], hyper[H_WD]))
 """
     if opt in ("sgd-l1", "momentum", "adam"):
         text += """    regularize = hyper[H_WD] > 0.0 or hyper[H_L1] > 0.0
@@ -341,7 +341,7 @@ def _per_step(opt):
     if opt not in ("adam", "adamw"):
         return ""
     return """
-        fa, fb = factors_of(hyper[H_LR], hyper[H_BETA1], hyper[H_BETA2], t0 + steps + 1)
+        fa, fb = adam_factors(hyper[H_LR], hyper[H_BETA1], hyper[H_BETA2], t0 + steps + 1)
         fa = T(fa)
         fb = T(fb)"""
 

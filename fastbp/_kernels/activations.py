@@ -22,6 +22,7 @@ from numba import njit
 from .._config import JIT, JIT_INLINE, JIT_NO_NRT
 from ..spec import ELU, EXP, GELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, SOFTPLUS, TANH
 from .approx import vexp, vsigmoid, vtanh
+from .runtime import runtime
 from .vdot import sum8
 
 _GELU_C = math.sqrt(2.0 / math.pi)
@@ -35,14 +36,14 @@ def softplus(z):
     return max(z, type(z)(0.0)) + math.log1p(math.exp(-abs(z)))
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def _gelu_tanh(z):
     """The tanh of GELU's tanh form, ``tanh(c (z + k z^3))``."""
     T = type(z)
     return vtanh(T(_GELU_C) * (z + T(_GELU_K3) * z * z * z))
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def act(z, code, alpha):
     """Activation code applied to the scalar z (softmax: see ``softmax_row``)."""
     T = type(z)
@@ -65,7 +66,7 @@ def act(z, code, alpha):
     return z
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def mul_dact(d, a, z, code, alpha):
     """``d * f'(z)`` from the output ``a = f(z)`` (and ``z`` for GELU).
 
@@ -96,8 +97,10 @@ def mul_dact(d, a, z, code, alpha):
     return d
 
 
-# The range functions dispatch with the code as a literal in each branch, so
-# LLVM folds act's / mul_dact's dispatch out of the loop and vectorises it.
+# The range functions dispatch with the code as a constant in each branch, so
+# LLVM, inlining act / mul_dact, folds their dispatch out of the loop and
+# vectorises it.  The constant goes in as ``runtime(CODE)``: a literal would
+# type-specialise act / mul_dact once per code (nine compilations of each).
 # Unsigned indices: Numba then skips negative-index wraparound, which would
 # otherwise stop the vectoriser.  They are compiled once per array type (not
 # IR-inlined into every caller, which multiplied compile times).
@@ -109,31 +112,31 @@ def _act_by_code(Y, X, lo, hi, code, alpha):
     hi = np.uint64(hi)
     if code == RELU:
         for e in range(lo, hi):
-            Y[e] = act(X[e], RELU, alpha)
+            Y[e] = act(X[e], runtime(RELU), alpha)
     elif code == SIGMOID:
         for e in range(lo, hi):
-            Y[e] = act(X[e], SIGMOID, alpha)
+            Y[e] = act(X[e], runtime(SIGMOID), alpha)
     elif code == TANH:
         for e in range(lo, hi):
-            Y[e] = act(X[e], TANH, alpha)
+            Y[e] = act(X[e], runtime(TANH), alpha)
     elif code == LEAKY_RELU:
         for e in range(lo, hi):
-            Y[e] = act(X[e], LEAKY_RELU, alpha)
+            Y[e] = act(X[e], runtime(LEAKY_RELU), alpha)
     elif code == ELU:
         for e in range(lo, hi):
-            Y[e] = act(X[e], ELU, alpha)
+            Y[e] = act(X[e], runtime(ELU), alpha)
     elif code == SOFTPLUS:
         for e in range(lo, hi):
-            Y[e] = act(X[e], SOFTPLUS, alpha)
+            Y[e] = act(X[e], runtime(SOFTPLUS), alpha)
     elif code == GELU:
         for e in range(lo, hi):
-            Y[e] = act(X[e], GELU, alpha)
+            Y[e] = act(X[e], runtime(GELU), alpha)
     elif code == EXP:
         for e in range(lo, hi):
-            Y[e] = act(X[e], EXP, alpha)
+            Y[e] = act(X[e], runtime(EXP), alpha)
     else:
         for e in range(lo, hi):
-            Y[e] = act(X[e], IDENTITY, alpha)
+            Y[e] = act(X[e], runtime(IDENTITY), alpha)
 
 
 @njit(**JIT_NO_NRT)
@@ -156,28 +159,28 @@ def mul_dact_range(D, A, Z, lo, hi, code, alpha):
     hi = np.uint64(hi)
     if code == RELU:
         for e in range(lo, hi):
-            D[e] = mul_dact(D[e], A[e], Z[e], RELU, alpha)
+            D[e] = mul_dact(D[e], A[e], Z[e], runtime(RELU), alpha)
     elif code == SIGMOID:
         for e in range(lo, hi):
-            D[e] = mul_dact(D[e], A[e], Z[e], SIGMOID, alpha)
+            D[e] = mul_dact(D[e], A[e], Z[e], runtime(SIGMOID), alpha)
     elif code == TANH:
         for e in range(lo, hi):
-            D[e] = mul_dact(D[e], A[e], Z[e], TANH, alpha)
+            D[e] = mul_dact(D[e], A[e], Z[e], runtime(TANH), alpha)
     elif code == LEAKY_RELU:
         for e in range(lo, hi):
-            D[e] = mul_dact(D[e], A[e], Z[e], LEAKY_RELU, alpha)
+            D[e] = mul_dact(D[e], A[e], Z[e], runtime(LEAKY_RELU), alpha)
     elif code == ELU:
         for e in range(lo, hi):
-            D[e] = mul_dact(D[e], A[e], Z[e], ELU, alpha)
+            D[e] = mul_dact(D[e], A[e], Z[e], runtime(ELU), alpha)
     elif code == SOFTPLUS:
         for e in range(lo, hi):
-            D[e] = mul_dact(D[e], A[e], Z[e], SOFTPLUS, alpha)
+            D[e] = mul_dact(D[e], A[e], Z[e], runtime(SOFTPLUS), alpha)
     elif code == GELU:
         for e in range(lo, hi):
-            D[e] = mul_dact(D[e], A[e], Z[e], GELU, alpha)
+            D[e] = mul_dact(D[e], A[e], Z[e], runtime(GELU), alpha)
     elif code == EXP:
         for e in range(lo, hi):
-            D[e] = mul_dact(D[e], A[e], Z[e], EXP, alpha)
+            D[e] = mul_dact(D[e], A[e], Z[e], runtime(EXP), alpha)
 
 
 @njit(**JIT_INLINE)
@@ -231,7 +234,7 @@ def softmax_row(Z, zo, A, ao, m):
         A[ao + j] *= inv
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def softmax_jvp(a, d, s):
     """Softmax Jacobian-vector product, one component: ``a * (d - s)`` with ``s = <d, a>``."""
     return a * (d - s)

@@ -41,6 +41,7 @@ from .approx import vexp
 from .layout import weight_range
 from .losses import bce_loss, ce_loss, elem_grad, elem_loss, fused_delta, log_sum_exp
 from .rng import permutation
+from .runtime import runtime
 from .simd import sigmoid_rows, tanh_rows, vdot, vger, vsgd
 from .update import (ADAMW, H_BETA1, H_BETA2, H_CLIP, H_DELTA_MAX, H_DELTA_MIN, H_EPS,
                      H_ETA_MINUS, H_ETA_PLUS, H_L1, H_LR, H_MOMENTUM, H_NESTEROV, H_WD,
@@ -153,8 +154,8 @@ def _loss_delta(A, Z, D, TG, S, lv, ao, m, loss, act, inv, t0):
         for k in range(m):
             for q in range(nl):
                 a = A[ao + k, q]
-                g = T(elem_grad(MSE, a - TG[t0 + k, q], 0.0))
-                lv[_BATCH_LOSS, q] += elem_loss(MSE, float(a) - float(TG[t0 + k, q]), 0.0)
+                g = T(elem_grad(runtime(MSE), a - TG[t0 + k, q], 0.0))
+                lv[_BATCH_LOSS, q] += elem_loss(runtime(MSE), float(a) - float(TG[t0 + k, q]), 0.0)
                 if act == SOFTMAX:
                     g = softmax_jvp(a, g, S[0, q])
                 else:

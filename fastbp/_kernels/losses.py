@@ -30,13 +30,13 @@ from .activations import (exp_shifted, mul_dact, mul_dact_range, row_max, softma
                           softplus)
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def elementwise(loss):
     """Whether ``loss`` is a function of each output's residual (mse, huber, mae, quantile)."""
     return loss == MSE or loss == HUBER or loss == MAE or loss == QUANTILE
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def elem_loss(loss, r, lp):
     """Per-output loss rho(r) of the residual ``r = output - target`` (float64)."""
     if loss == HUBER:
@@ -49,7 +49,7 @@ def elem_loss(loss, r, lp):
     return 0.5 * r * r
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def elem_grad(loss, r, lp):
     """rho'(r), d(per-output loss)/d(output); at a kink the subgradient 0."""
     if loss == HUBER:
@@ -61,7 +61,7 @@ def elem_grad(loss, r, lp):
     return r
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def poisson_loss(z, t):
     """Half Poisson deviance of log-rate ``z`` and count ``t >= 0``: exp(z) - t z + t log t - t."""
     v = math.exp(z) - t * z
@@ -100,7 +100,7 @@ def _target_impl(y, i, k, labels):
     return None
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def log_sum_exp(mx, s):
     """``log sum_k exp(z_k)`` from the maximum ``mx`` and ``s = sum_k exp(z_k - mx)`` (float64)."""
     return float(mx) + math.log(float(s))
@@ -114,13 +114,13 @@ def row_log_sum_exp(Z, zo, m, E, eo):
     return log_sum_exp(mx, exp_shifted(Z, zo, E, eo, m, mx))
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def ce_loss(t, lse, z):
     """Cross-entropy of one class, ``t (logsumexp(z) - z_k)``; 0 where ``t = 0``."""
     return t * (lse - float(z)) if t != 0.0 else 0.0
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def bce_loss(z, t):
     """Binary cross-entropy of the logit ``z``, stable: ``softplus(z) - t z``."""
     return softplus(z) - t * z
@@ -150,7 +150,7 @@ def _ce_row_impl(y, i, lse, Z, o, m):
     return lambda y, i, lse, Z, o, m: _ce_dense(y, i, lse, Z, o, m)
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def fused_delta(a, s, t):
     """dE/dz of an output with its canonical link (softmax + CE, sigmoid + BCE,
     exp + Poisson): ``a s - t``, ``s`` the sum of the sample's targets (CE) or 1."""

@@ -16,7 +16,7 @@ import math
 
 from numba import njit
 
-from .._config import JIT, JIT_INLINE
+from .._config import JIT
 from .layout import weight_range
 
 SGD, MOMENTUM, ADAM, ADAMW, RPROP = range(5)
@@ -34,44 +34,44 @@ _CLIP_EPS = 1e-12
 # are scalars of the parameter dtype (the caller converts hyper-parameters
 # once); the operation order is part of the definition (bit-exact results).
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def sign(x):
     """-1, 0 or 1 (of ``x``'s type) as ``x`` is negative, zero or positive."""
     T = type(x)
     return T(1.0) if x > 0 else (T(-1.0) if x < 0 else T(0.0))
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def reg_grad(x, g, wd, l1):
     """Gradient ``g`` of weight ``x`` plus its L2 (``wd``) and L1 (``l1``) terms."""
     return g + (wd * x + l1 * sign(x))
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def decay_factor(lr, wd):
     """Weight multiplier of one step of L2 decay ``wd`` at rate ``lr`` (float64)."""
     return 1.0 - lr * wd
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def decayed(x, decay):
     """Weight ``x`` shrunk by the factor ``decay`` (``decay_factor``; AdamW's decoupled decay)."""
     return x * decay
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def sgd_step(x, g, lr):
     """``x - lr * g``: one gradient-descent step."""
     return x - lr * g
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def sgd_decay_step(x, g, lr, decay):
     """SGD with L2 folded into ``decay = decay_factor(lr, wd)``: ``decay * x - lr * g``."""
     return sgd_step(decayed(x, decay), g, lr)
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def momentum_step(x, g, v, lr, mu, nesterov):
     """``(x', v')``: ``v' = mu v + g``; ``x' = x - lr (g + mu v')`` (Nesterov) or ``x - lr v'``."""
     v = mu * v + g
@@ -80,13 +80,13 @@ def momentum_step(x, g, v, lr, mu, nesterov):
     return x - lr * v, v
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def adam_factors(lr, b1, b2, t):
     """``(a, b)`` of ``adam_step`` at step ``t`` (1-based): ``lr / (1 - b1^t)``, ``1 / sqrt(1 - b2^t)``."""
     return lr / (1.0 - b1 ** t), 1.0 / math.sqrt(1.0 - b2 ** t)
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def adam_step(x, g, m, v, a, b, b1, b2, eps):
     """``(x', m', v')`` of bias-corrected Adam.
 
@@ -101,7 +101,7 @@ def adam_step(x, g, m, v, a, b, b1, b2, eps):
     return x - a * m / (math.sqrt(v) * b + eps), m, v
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def rprop_step(x, g, gprev, d, eta_plus, eta_minus, dmin, dmax):
     """``(x', g_stored, d')`` of iRPROP-.
 
@@ -124,7 +124,7 @@ def rprop_step(x, g, gprev, d, eta_plus, eta_minus, dmin, dmax):
     return x, g, d
 
 
-@njit(**JIT_INLINE)
+@njit(**JIT)
 def clip_scale(norm, max_norm):
     """Gradient multiplier that brings a norm ``norm`` down to ``max_norm`` (1 when it is
     within, or when ``max_norm <= 0``: no clipping)."""
