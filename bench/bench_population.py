@@ -19,6 +19,7 @@ from numba import njit
 
 import fastbp
 import fastbp.jit as fj
+from fastbp._kernels.runtime import no_values
 from fastbp._kernels.train import train_batch
 from fastbp.population import Population
 
@@ -88,7 +89,7 @@ def _steps_unchecked(state, X, y, n):
     s = 0.0
     for _ in range(n):
         s += train_batch(state.model, state.work, state.loss, X, y, state.opt, state.hyper,
-                         state.opt_state, state.step)
+                         state.opt_state, state.step, no_values())
     return s
 
 

@@ -86,6 +86,7 @@ from numba import njit
 
 import fastbp.jit as fj
 from fastbp._kernels.lanes import lanes_epoch
+from fastbp._kernels.runtime import no_values
 from fastbp._kernels.train import train_batch
 from fastbp.population import Population
 
@@ -316,7 +317,7 @@ def _unchecked(state, X, y, n):
     s = 0.0
     for _ in range(n):
         s += train_batch(state.model, state.work, state.loss, X, y, state.opt, state.hyper,
-                         state.opt_state, state.step) / X.shape[0]
+                         state.opt_state, state.step, no_values()) / X.shape[0]
     return s
 
 

@@ -32,6 +32,7 @@ import numpy as np
 from ._kernels.backward import backward
 from ._kernels.train import _forward_loss
 from ._kernels.update import H_LR, apply_update
+from ._kernels.weights import or_none
 from ._validate import check_int, check_sample_weight, check_weight_sum
 from ._kernels.rng import GOLDEN
 from .history import History
@@ -221,7 +222,7 @@ def _bind(net, opt, cap, rank, g):
     def grad(X, y, sw=None):
         n = X.shape[0] if sw is None else float(sw.sum())
         total = _forward_loss(model, work, loss, X, y, True, True, 1.0 / n if n else 0.0, True,
-                              sw)
+                              or_none(sw))
         backward(model, work, X, 0.0, 1.0, False, True)
         return total / n if n else 0.0
 

@@ -67,11 +67,11 @@ from numba.extending import overload
 from ._config import JIT
 from ._kernels.forward import block, forward
 from ._kernels.input_grad import input_grad, jacobian as _jacobian
-from ._kernels.runtime import runtime
+from ._kernels.runtime import no_values, runtime
 from ._kernels.sparse import SparseRows, csr_valid
 from ._kernels.train import loss_grad, loss_sum, train_batch
 from ._kernels.update import H_LR
-from ._kernels.weights import weight_total
+from ._kernels.weights import given, or_none, weight_total
 from .spec import CROSS_ENTROPY, L_IN, L_OUT, POISSON
 
 NetState = namedtuple("NetState", [
@@ -225,15 +225,16 @@ def loss(state, X, y, sw=None):
     _check_X(state, X)
     _check_y(state, X, y)
     _check_weights(X, sw)
+    w = or_none(sw)
     n = X.shape[0]
-    wsum = weight_total(sw, n)
+    wsum = weight_total(w, n)
     if wsum == 0.0:
         return 0.0
     total = 0.0
     for s in range(0, n, state.work.cap):
         e = min(s + state.work.cap, n)
         total += loss_sum(state.model, state.work, state.loss, X[s:e], y[s:e], runtime(False),
-                          None if sw is None else sw[s:e])
+                          w[s:e] if given(w) else w)
     return total / wsum
 
 
@@ -242,7 +243,7 @@ def gradient(state, X, y, sw=None):
     """Batch-mean (``sw``: weighted-mean) loss; ``state.work.grad`` receives its
     gradient (``n <= cap`` rows)."""
     _check_batch(state, X, y, sw)
-    return loss_grad(state.model, state.work, state.loss, X, y, runtime(False), sw)
+    return loss_grad(state.model, state.work, state.loss, X, y, runtime(False), or_none(sw))
 
 
 @njit(**JIT)
@@ -250,11 +251,12 @@ def train_step(state, X, y, sw=None):
     """One optimizer step on ``(X, y)`` (``n <= cap`` rows, optional weights ``sw``);
     returns the (weighted) batch-mean loss before it."""
     _check_batch(state, X, y, sw)
-    wsum = weight_total(sw, X.shape[0])
+    w = or_none(sw)
+    wsum = weight_total(w, X.shape[0])
     if wsum == 0.0:
         return 0.0
     total = train_batch(state.model, state.work, state.loss, X, y, state.opt, state.hyper,
-                        state.opt_state, state.step, sw)
+                        state.opt_state, state.step, w)
     return total / wsum
 
 
@@ -286,7 +288,7 @@ def train_step_one(state, x, y):
     for k in range(m):
         state.ybuf[0, k] = y[k]
     return train_batch(state.model, state.work, state.loss, state.xbuf, state.ybuf,
-                       state.opt, state.hyper, state.opt_state, state.step)
+                       state.opt, state.hyper, state.opt_state, state.step, no_values())
 
 
 @njit(**JIT)
@@ -404,7 +406,8 @@ def sparse_loss(state, data, indices, indptr, y):
     for s in range(0, n, state.work.cap):
         e = min(s + state.work.cap, n)
         total += loss_sum(state.model, state.work, state.loss,
-                          _csr_rows(state, data, indices, indptr, s, e), y[s:e], runtime(False))
+                          _csr_rows(state, data, indices, indptr, s, e), y[s:e], runtime(False),
+                          no_values())
     return total / n
 
 
@@ -424,7 +427,7 @@ def _sparse_batch(state, data, indices, indptr, y):
 def sparse_gradient(state, data, indices, indptr, y):
     """Batch-mean loss of CSR ``X``; ``state.work.grad`` receives its gradient (``n <= cap``)."""
     X = _sparse_batch(state, data, indices, indptr, y)
-    return loss_grad(state.model, state.work, state.loss, X, y, runtime(False))
+    return loss_grad(state.model, state.work, state.loss, X, y, runtime(False), no_values())
 
 
 @njit(**JIT)
@@ -432,7 +435,7 @@ def sparse_train_step(state, data, indices, indptr, y):
     """One optimizer step on CSR ``X`` and ``y`` (``n <= cap`` rows); returns the prior loss."""
     X = _sparse_batch(state, data, indices, indptr, y)
     total = train_batch(state.model, state.work, state.loss, X, y, state.opt, state.hyper,
-                        state.opt_state, state.step)
+                        state.opt_state, state.step, no_values())
     return total / X.shape[0]
 
 

@@ -9,6 +9,7 @@ from . import prepare, spec
 from ._kernels.forward import forward
 from ._kernels.state import Model
 from ._kernels.train import loss_grad, loss_sum, train_batch
+from ._kernels.weights import NO_VALUES, or_none
 from ._kernels.checks import all_finite
 from ._sparse import take_rows
 from .errors import DivergenceError  # re-exported: fastbp.network.DivergenceError
@@ -362,7 +363,7 @@ class MLP:
             for s, e in chunks:
                 total += loss_sum(self._model, ws.work, self._loss_code,
                                   take_rows(X, slice(s, e)), y[s:e], bool(training),
-                                  None if sw is None else sw[s:e])
+                                  NO_VALUES if sw is None else sw[s:e])
         return total / (n if sw is None else wsum)
 
     def gradient(self, X, y, training=False, sample_weight=None):
@@ -392,14 +393,15 @@ class MLP:
         with self._lock:
             ws, chunks = self._chunks(n, training)
             if len(chunks) == 1:
-                loss = loss_grad(self._model, ws.work, self._loss_code, X, y, bool(training), sw)
+                loss = loss_grad(self._model, ws.work, self._loss_code, X, y, bool(training),
+                                 or_none(sw))
                 return float(loss), ws.grad.copy()
             grad = np.zeros(self.n_params, dtype=np.float64)
             loss = 0.0
             for s, e in chunks:
                 part = loss_grad(self._model, ws.work, self._loss_code,
                                  take_rows(X, slice(s, e)), y[s:e], False,
-                                 None if sw is None else sw[s:e])
+                                 NO_VALUES if sw is None else sw[s:e])
                 w = (e - s) / n if sw is None else float(sw[s:e].sum()) / wsum
                 loss += part * w
                 grad += w * ws.grad
@@ -494,7 +496,7 @@ class MLP:
             ws = self._workspace(X.shape[0])
             snap = ws.snapshot(self, opt)
             total = train_batch(self._model, ws.work, self._loss_code, X, y,
-                                opt.code, opt.hyper, opt.state, opt.step, sw)
+                                opt.code, opt.hyper, opt.state, opt.step, or_none(sw))
             loss = total / n
             if not np.isfinite(loss):
                 snap.restore()

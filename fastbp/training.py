@@ -21,6 +21,7 @@ from ._gen.engine import run_generated
 from ._kernels.sparse_train import sparse_epoch
 from ._kernels.train import batch_epoch, flat_epoch
 from ._kernels.update import fused_sgd
+from ._kernels.weights import or_none
 from ._sparse import is_sparse
 from .errors import DivergenceError
 from .history import History
@@ -46,7 +47,7 @@ def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
         flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out)
     else:
         batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt,
-                    hyper, state, step, out, sw, wbuf, lrs)
+                    hyper, state, step, out, or_none(sw), or_none(wbuf), or_none(lrs))
 
 
 def train_rows(net, ws, X, y, order, identity, batch_size, shuffle, opt, out, sw=None,
@@ -68,8 +69,8 @@ def train_rows(net, ws, X, y, order, identity, batch_size, shuffle, opt, out, sw
     if is_sparse(X):  # the batches' matrix rows are gathered, never their values
         bufs = ws.sparse_buffers(net.weights[0].size if fused_sgd(opt.code, opt.hyper) else 0)
         sparse_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size, shuffle,
-                     bufs, ws.ybuf(y), opt.code, opt.hyper, opt.state, opt.step, out, sw, wbuf,
-                     lrs)
+                     bufs, ws.ybuf(y), opt.code, opt.hyper, opt.state, opt.step, out,
+                     or_none(sw), or_none(wbuf), or_none(lrs))
     else:
         train_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size, shuffle,
                     ws.xbuf, ws.ybuf(y), opt.code, opt.hyper, opt.state, opt.step, out, sw,

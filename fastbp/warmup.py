@@ -104,13 +104,14 @@ def warm_part(dtype, targets, part):
     from ._kernels.forward import commit_batch_stats
     from ._kernels.train import _forward_loss
     from ._kernels.update import apply_update
+    from ._kernels.weights import NO_VALUES
     net, X, y, batch = _example(dtype, targets, "batch")
     X, y = net._xy(X, y)
     Xb, yb = X[:batch], y[:batch]
     ws = net._workspace(batch)
     if part == "forward_loss":  # also the forward pass of predict
         _forward_loss(net._model, ws.work, net._loss_code, Xb, yb, True, False, 1.0 / batch,
-                      True)
+                      True, NO_VALUES)
     elif part == "backward":
         backward(net._model, ws.work, Xb, 0.0, 1.0, False, True)
     elif part == "update":

@@ -14,6 +14,7 @@ from numba import njit, types
 from fastbp import MLP
 from fastbp._kernels import backward, forward, matmul, train
 from fastbp._kernels.runtime import runtime
+from fastbp._kernels.weights import NO_VALUES
 from fastbp.warmup import announce, warm, warm_part
 
 
@@ -78,7 +79,7 @@ def test_fit_paths_match_train_epoch():
         for _ in range(2):
             train.train_epoch(b._model, ws.work, b._loss_code, X, y, order, batch, False,
                               ws.xbuf, ws.ybuf(y), opt.code, opt.hyper, opt.state, opt.step,
-                              out)
+                              out, NO_VALUES, NO_VALUES, NO_VALUES)
         np.testing.assert_array_equal(a.params, b.params)
         assert a.steps == b.steps
 

@@ -17,7 +17,7 @@ import naive
 fastbp = pytest.importorskip("fastbp")
 
 try:
-    from hypothesis import given
+    from hypothesis import given, settings
     from hypothesis import strategies as st
 except ImportError:  # pragma: no cover
     given = None
@@ -486,15 +486,27 @@ if given is not None:
          ("softmax", "cross_entropy", "int"), ("softmax", "cross_entropy", "onehot"), ("sigmoid", "binary_cross_entropy", None)]
     )
 
-    @pytest.mark.parametrize("engine", engines.ENGINES)
-    @given(
+    _arch = dict(
         sizes=st.lists(st.integers(1, 6), min_size=2, max_size=5),
         hidden=st.data(),
         out_loss=_out_loss,
         n=st.integers(1, 9),
         seed=st.integers(0, 2**31 - 1),
     )
+
+    @pytest.mark.parametrize("engine", [e for e in engines.ENGINES if e != "generated"])
+    @given(**_arch)
     def test_random_architectures_match_naive(engine, sizes, hidden, out_loss, n, seed):
+        _random_architecture_matches_naive(engine, sizes, hidden, out_loss, n, seed)
+
+    # Every example is a new architecture, so a new generated kernel to compile (seconds
+    # each); a third of the examples (the profile's share: more under fastbp-thorough).
+    @settings(max_examples=max(8, settings.default.max_examples // 3))
+    @given(**_arch)
+    def test_random_architectures_match_naive_generated(sizes, hidden, out_loss, n, seed):
+        _random_architecture_matches_naive("generated", sizes, hidden, out_loss, n, seed)
+
+    def _random_architecture_matches_naive(engine, sizes, hidden, out_loss, n, seed):
         output, loss, kind = out_loss
         acts = hidden.draw(st.lists(_hidden, min_size=len(sizes) - 2, max_size=len(sizes) - 2))
         net = fastbp.MLP(sizes, activation=acts if acts else "relu", output=output, loss=loss, seed=seed)

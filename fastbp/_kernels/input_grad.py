@@ -28,7 +28,7 @@ from .activations import mul_act_grad
 from .forward import block, bn_params, forward, layer_params, unit_offset
 from .matmul import mm_nn
 from .regularize import bn_backward
-from .runtime import runtime
+from .runtime import no_values, runtime
 from .train import _forward_loss
 
 
@@ -71,7 +71,7 @@ def propagate_to_input(model, work, n, dX):
 def input_grad(model, work, loss, X, y, scale, dX):
     """Sum of per-sample losses of ``(X, y)``; ``dX <- scale * d(sum)/dX`` (inference mode)."""
     total = _forward_loss(model, work, loss, X, y, runtime(False), runtime(False), scale,
-                          runtime(True))
+                          runtime(True), no_values())
     propagate_to_input(model, work, X.shape[0], dX)
     return total
 

@@ -12,7 +12,7 @@ from numba import njit, prange
 from .._config import JIT, JIT_PARALLEL
 from ..spec import L_OUT
 from .forward import block, forward
-from .runtime import runtime
+from .runtime import no_values, runtime
 from .state import Model, Work
 from .train import batch_epoch, flat_epoch
 
@@ -60,7 +60,8 @@ def population_epoch(params, layout, lparams, stats, counters, seeds, loss, X, y
                            shuffle, hyper[k], step[k], out[k])
             else:
                 batch_epoch(model, work, loss, _row(X, k), _row(y, k), orders[k], batch_size,
-                            shuffle, xbuf[c], ybuf[c], opt, hyper[k], state[k], step[k], out[k])
+                            shuffle, xbuf[c], ybuf[c], opt, hyper[k], state[k], step[k], out[k],
+                            no_values(), no_values(), no_values())
 
 
 @njit(**JIT_PARALLEL)

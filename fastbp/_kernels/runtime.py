@@ -12,10 +12,16 @@ more.  Wrapping the constant, ``forward(model, work, X, runtime(True),
 runtime(False))``, types it as a plain ``bool`` / ``int64``, so every path
 shares one compiled entry (the branches it selects are cheap run-time tests
 on scalars, and the arithmetic is the same code, so results are unchanged).
+
+``no_values()`` does the same for optional vectors (sample weights, per-step
+rates): an empty array instead of ``None``, so the weighted and the
+unweighted call share one compiled entry.
 """
 
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
+from numba.np.arrayobj import populate_array
 
 
 @intrinsic
@@ -28,3 +34,23 @@ def runtime(typingctx, x):
         return context.cast(builder, args[0], sig.args[0], sig.return_type)
 
     return sig, codegen
+
+
+#: The type of ``no_values()``: a float64 vector, as sample weights and per-step
+#: learning rates are.
+F64_VECTOR = types.Array(types.float64, 1, "C")
+
+
+@intrinsic
+def no_values(typingctx):
+    """An empty float64 vector with no storage (no allocation): the "none" of optional
+    sample weights or per-step rates, of the same type as given ones, so a kernel
+    compiles once for both (``weights.given`` tells them apart at run time)."""
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(F64_VECTOR)(context, builder)
+        intp = context.get_value_type(types.intp)
+        populate_array(ary, data=cgutils.get_null_value(ary.data.type), shape=[intp(0)],
+                       strides=[intp(8)], itemsize=intp(8), meminfo=None)
+        return ary._getvalue()
+
+    return F64_VECTOR(), codegen

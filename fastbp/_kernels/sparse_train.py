@@ -23,7 +23,7 @@ from .runtime import runtime
 from .sparse import with_rows
 from .train import train_batch
 from .update import H_LR, fused_sgd
-from .weights import gather_weights, weight_total
+from .weights import gather_weights, given, weight_total
 
 
 @njit(**JIT)
@@ -41,7 +41,7 @@ def _transpose(src, dst):
 
 @njit(**JIT)
 def sparse_epoch(model, work, loss, X, y, order, batch_size, shuffle, bufs, ybuf,
-                 opt, hyper, state, step, out, sw=None, wbuf=None, lrs=None):
+                 opt, hyper, state, step, out, sw, wbuf, lrs):
     """One epoch of mini-batch training on :data:`SparseRows` ``X``; as ``train.train_epoch``.
 
     ``bufs`` is ``(rowbuf, scratch)``: int64 room for ``batch_size`` row
@@ -65,7 +65,7 @@ def sparse_epoch(model, work, loss, X, y, order, batch_size, shuffle, bufs, ybuf
     t0 = step[0]
     for start in range(0, N, batch_size):
         n = min(batch_size, N - start)
-        if lrs is not None:
+        if given(lrs):
             hyper[H_LR] = lrs[step[0] - t0]
         bw = gather_weights(sw, wbuf, order, start, n, shuffle)
         for r in range(n):

@@ -17,12 +17,11 @@ from .runtime import runtime
 from .small import eligible, small_epoch
 from .update import H_LR, H_WD, apply_update, decay_factor, fused_sgd
 from .views import copy_row
-from .weights import gather_weights, weight_total, weighted_loss_delta
+from .weights import gather_weights, given, weight_total, weighted_loss_delta
 
 
 @njit(**JIT)
-def _forward_loss(model, work, loss, X, y, training, update_stats, scale, want_delta,
-                  sw=None):
+def _forward_loss(model, work, loss, X, y, training, update_stats, scale, want_delta, sw):
     """Forward pass and (``sw``-weighted) loss sum (and output delta when want_delta)."""
     n = X.shape[0]
     L = model.layout.shape[0]
@@ -35,10 +34,10 @@ def _forward_loss(model, work, loss, X, y, training, update_stats, scale, want_d
 
 
 @njit(**JIT)
-def loss_grad(model, work, loss, X, y, training, sw=None):
+def loss_grad(model, work, loss, X, y, training, sw):
     """Batch-mean loss of ``(X, y)``; ``work.grad <- d(mean loss)/d(params)``.
 
-    With sample weights ``sw`` the weighted mean (``weights.py``); weights
+    With sample weights ``sw`` (non-empty; see ``weights.py``) the weighted mean (``weights.py``); weights
     summing to 0 give loss 0 and a zero gradient.  Nothing else changes
     (running statistics and the step counter stay).
     """
@@ -53,14 +52,14 @@ def loss_grad(model, work, loss, X, y, training, sw=None):
 
 
 @njit(**JIT)
-def loss_sum(model, work, loss, X, y, training, sw=None):
+def loss_sum(model, work, loss, X, y, training, sw):
     """Sum of per-sample losses of ``(X, y)``, weighted by ``sw`` if given (forward only)."""
     return _forward_loss(model, work, loss, X, y, training, runtime(False), 1.0,
                          runtime(False), sw)
 
 
 @njit(**JIT)
-def train_batch(model, work, loss, X, y, opt, hyper, state, step, sw=None):
+def train_batch(model, work, loss, X, y, opt, hyper, state, step, sw):
     """Forward, backward and one optimizer update on ``(X, y)``.
 
     Returns the batch's summed loss (``sum_i sw_i E_i`` with sample weights
@@ -107,12 +106,12 @@ def flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step,
 
 @njit(**JIT)
 def batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
-                opt, hyper, state, step, out, sw=None, wbuf=None, lrs=None):
+                opt, hyper, state, step, out, sw, wbuf, lrs):
     """One epoch on the general path: every batch through ``train_batch``.
 
-    Sample weights ``sw`` (float64 ``(N,)``, optional) travel with their rows
-    through ``order`` (gathered into ``wbuf``, ``(cap,)``).  ``lrs`` (optional)
-    holds per-step learning rates: before the ``k``-th update of this epoch
+    Sample weights ``sw`` (float64 ``(N,)``; empty: unweighted) travel with their rows
+    through ``order`` (gathered into ``wbuf``, ``(cap,)``).  ``lrs`` (float64; empty:
+    none) holds per-step learning rates: before the ``k``-th update of this epoch
     ``hyper[H_LR] <- lrs[k]`` (batches whose weights sum to 0 take no step).
     """
     N = X.shape[0]
@@ -122,7 +121,7 @@ def batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
     t0 = step[0]
     for start in range(0, N, batch_size):
         n = min(batch_size, N - start)
-        if lrs is not None:
+        if given(lrs):
             hyper[H_LR] = lrs[step[0] - t0]
         bw = gather_weights(sw, wbuf, order, start, n, shuffle)
         if shuffle:
@@ -147,7 +146,7 @@ def batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
 
 @njit(**JIT)
 def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
-                opt, hyper, state, step, out, sw=None, wbuf=None, lrs=None):
+                opt, hyper, state, step, out, sw, wbuf, lrs):
     """One epoch of mini-batch training in one call.
 
     Small networks under plain SGD take the flat path (``small.py``), unless
@@ -159,7 +158,7 @@ def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
     ``fit`` calls ``flat_epoch`` / ``batch_epoch`` itself (after ``flat_ok``),
     so that a network compiles only the path it takes.
     """
-    if sw is None and lrs is None and flat_ok(opt, hyper, model.layout, model.lparams,
+    if not given(sw) and not given(lrs) and flat_ok(opt, hyper, model.layout, model.lparams,
                                               batch_size):
         flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out)
     else:
