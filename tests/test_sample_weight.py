@@ -132,6 +132,35 @@ def test_unit_weights_reproduce_unweighted_general_engine(dtype):
     assert net.gradient(X, y)[0] == net.gradient(X, y, sample_weight=np.ones(50))[0]
 
 
+
+def test_weighted_and_unweighted_share_one_compiled_kernel():
+    """Absent weights and per-step rates are empty float64 vectors, not None: weighted
+    calls (and a per-step schedule) after unweighted ones compile no new training kernel."""
+    from fastbp._kernels import train
+    kernels = (train.batch_epoch, train.train_batch, train._forward_loss, train.loss_grad,
+               train.loss_sum)
+    sizes = (6, 40, 2)
+    net = _net("mse", sizes=sizes)
+    X, y, w = _data("mse", 24, sizes=sizes)
+    st = net.state(batch_size=8, optimizer="adam", lr=0.01)
+    net.fit(X, y, epochs=1, batch_size=8, optimizer="adam", lr=0.01)
+    net.gradient(X, y)
+    net.evaluate(X, y)
+    net.train_step(X[:8], y[:8], lr=0.01)
+    fj.train_step(st, X[:8], y[:8])
+    fj.gradient(st, X[:8], y[:8])
+    fj.loss(st, X, y)
+    before = [set(k.signatures) for k in kernels]
+    net.fit(X, y, epochs=1, batch_size=8, optimizer="adam", lr=0.01, sample_weight=w)
+    net.fit(X, y, epochs=1, batch_size=8, optimizer="adam", lr=0.01, lr_schedule="onecycle")
+    net.gradient(X, y, sample_weight=w)
+    net.evaluate(X, y, sample_weight=w)
+    net.train_step(X[:8], y[:8], lr=0.01, sample_weight=w[:8])
+    fj.train_step(st, X[:8], y[:8], w[:8])
+    fj.gradient(st, X[:8], y[:8], w[:8])
+    fj.loss(st, X, y, w)
+    assert [set(k.signatures) for k in kernels] == before
+
 def test_small_network_weighted_fit_is_routed_to_general_engine():
     """Unweighted, this net trains on the flat small-network engine; weighted
     fits take the general engine, which agrees to rounding with unit weights."""
