@@ -22,7 +22,7 @@ from .registers import register_kernel
 from ..spec import HUBER, MAE, MSE, P_ALPHA, P_LOSS, QUANTILE, SOFTMAX
 
 #: Version of this template; part of every generated file's name.
-TEMPLATE = 10
+TEMPLATE = 11
 
 _ELEMENTWISE = (MSE, HUBER, MAE, QUANTILE)
 
@@ -59,10 +59,9 @@ import math
 from numba import njit
 
 from fastbp._config import JIT
-from fastbp._gen.scalar import elem_delta
 from fastbp._kernels.activations import act, bias_act, mul_dact
 from fastbp._kernels.forward import block
-from fastbp._kernels.losses import loss_delta, target
+from fastbp._kernels.losses import elem_delta, loss_delta, target
 from fastbp._kernels.runtime import runtime
 from fastbp._kernels.update import (H_BETA1, H_BETA2, H_EPS, H_L1, H_LR, H_MOMENTUM,
                                     H_NESTEROV, H_WD, adam_factors, adam_step, decay_factor,

@@ -158,6 +158,18 @@ def fused_delta(a, s, t):
 
 
 @njit(**JIT)
+def elem_delta(a, z, t, loss, code, lp, inv):
+    """``(rho(r), inv * rho'(r) f'(z))`` of one output ``a = f(z)`` with target ``t``
+    (elementwise loss, non-softmax output): ``row_loss_delta``'s terms for one output, as the
+    generated kernels call them."""
+    T = type(a)
+    r = a - t
+    g = T(elem_grad(loss, r, lp))
+    g = mul_dact(g, a, z, code, 0.0)
+    return elem_loss(loss, r, lp), inv * g
+
+
+@njit(**JIT)
 def _elem_row(total, A, Z, o, y, i, m, loss, act, alpha, lp, sc, D, want_delta):
     """``row_loss_delta`` for an elementwise ``loss`` and an output activation other than
     softmax (a call of its own: one copy however many kernels inline ``row_loss_delta``)."""
