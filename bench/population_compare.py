@@ -18,7 +18,7 @@ Implementations
 ---------------
 * ``fastbp Population.fit``: :class:`fastbp.population.Population`, one call of
   the lane kernel (``fastbp/_kernels/lanes.py``: networks side by side in SIMD
-  vectors, blocks of them spread over threads with ``prange``), with its
+  vectors, blocks of them spread over threads by ``threads.run_chunks``), with its
   Python-side validation of the K data sets included.
 * ``fastbp lane kernel``: the same kernel called directly on prepared arrays,
   i.e. without the per-call validation -- where the time goes.
@@ -88,7 +88,8 @@ import fastbp.jit as fj
 from fastbp._kernels.lanes import lanes_epoch
 from fastbp._kernels.runtime import no_values
 from fastbp._kernels.train import train_batch
-from fastbp.population import Population
+from fastbp.population import Population, _lane_chunks
+from fastbp.threads import run_chunks
 
 SIZES = [2, 16, 1]
 LR = 0.05
@@ -155,9 +156,9 @@ class FastbpKernel(FastbpPopulation):
 
     def epoch(self):
         pop, t = self.pop, self.pop.template
-        lanes_epoch(pop.params, t._layout, t._lparams, pop.counters, t._loss_code, self.X3,
-                    self.Y3, self.batch, False, 0, self.code, self.hyper, self.state,
-                    self.step, self.out, *self.bufs)
+        run_chunks(lanes_epoch, _lane_chunks(pop.k, self.bufs), pop.params, t._layout,
+                   t._lparams, pop.counters, t._loss_code, self.X3, self.Y3, self.batch, False,
+                   0, self.code, self.hyper, self.state, self.step, self.out, *self.bufs)
 
 
 class MLPLoop:

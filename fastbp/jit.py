@@ -161,6 +161,19 @@ def _check_y(state, X, y):
         raise ValueError("fastbp.jit: the poisson loss needs targets y >= 0")
 
 
+def _targets(y):
+    """``y`` as the training kernels take it: 1-D float targets of a one-output network
+    as a ``(n, 1)`` view, so they share the compiled kernels of 2-D targets."""
+
+
+@overload(_targets, jit_options=JIT)
+def _targets_impl(y):
+    if (isinstance(y, types.Array) and y.ndim == 1 and isinstance(y.dtype, types.Float)
+            and y.layout == "C"):
+        return lambda y: y.reshape((y.shape[0], 1))
+    return lambda y: y
+
+
 @njit(**JIT)
 def _check_weights(X, sw):
     """Raise ValueError unless ``sw`` is None or finite weights ``>= 0``, one per row of ``X``."""
@@ -226,6 +239,7 @@ def loss(state, X, y, sw=None):
     _check_y(state, X, y)
     _check_weights(X, sw)
     w = or_none(sw)
+    yt = _targets(y)
     n = X.shape[0]
     wsum = weight_total(w, n)
     if wsum == 0.0:
@@ -233,7 +247,7 @@ def loss(state, X, y, sw=None):
     total = 0.0
     for s in range(0, n, state.work.cap):
         e = min(s + state.work.cap, n)
-        total += loss_sum(state.model, state.work, state.loss, X[s:e], y[s:e], runtime(False),
+        total += loss_sum(state.model, state.work, state.loss, X[s:e], yt[s:e], runtime(False),
                           w[s:e] if given(w) else w)
     return total / wsum
 
@@ -243,7 +257,8 @@ def gradient(state, X, y, sw=None):
     """Batch-mean (``sw``: weighted-mean) loss; ``state.work.grad`` receives its
     gradient (``n <= cap`` rows)."""
     _check_batch(state, X, y, sw)
-    return loss_grad(state.model, state.work, state.loss, X, y, runtime(False), or_none(sw))
+    return loss_grad(state.model, state.work, state.loss, X, _targets(y), runtime(False),
+                     or_none(sw))
 
 
 @njit(**JIT)
@@ -255,8 +270,8 @@ def train_step(state, X, y, sw=None):
     wsum = weight_total(w, X.shape[0])
     if wsum == 0.0:
         return 0.0
-    total = train_batch(state.model, state.work, state.loss, X, y, state.opt, state.hyper,
-                        state.opt_state, state.step, w)
+    total = train_batch(state.model, state.work, state.loss, X, _targets(y), state.opt,
+                        state.hyper, state.opt_state, state.step, w)
     return total / wsum
 
 
@@ -305,9 +320,10 @@ def input_gradient(state, X, y, out):
     if out.ndim != 2 or out.shape[0] != n or out.shape[1] != X.shape[1]:
         raise ValueError("fastbp.jit: out must have the shape of X")
     total = 0.0
+    yt = _targets(y)
     for s in range(0, n, state.work.cap):
         e = min(s + state.work.cap, n)
-        total += input_grad(state.model, state.work, state.loss, X[s:e], y[s:e], 1.0 / n,
+        total += input_grad(state.model, state.work, state.loss, X[s:e], yt[s:e], 1.0 / n,
                             out[s:e])
     return total / n
 
@@ -403,10 +419,11 @@ def sparse_loss(state, data, indices, indptr, y):
         raise ValueError("fastbp.jit: X and y have different numbers of rows")
     _check_y(state, y, y)  # rows matched above: the width and label range
     total = 0.0
+    yt = _targets(y)
     for s in range(0, n, state.work.cap):
         e = min(s + state.work.cap, n)
         total += loss_sum(state.model, state.work, state.loss,
-                          _csr_rows(state, data, indices, indptr, s, e), y[s:e], runtime(False),
+                          _csr_rows(state, data, indices, indptr, s, e), yt[s:e], runtime(False),
                           no_values())
     return total / n
 
@@ -427,15 +444,16 @@ def _sparse_batch(state, data, indices, indptr, y):
 def sparse_gradient(state, data, indices, indptr, y):
     """Batch-mean loss of CSR ``X``; ``state.work.grad`` receives its gradient (``n <= cap``)."""
     X = _sparse_batch(state, data, indices, indptr, y)
-    return loss_grad(state.model, state.work, state.loss, X, y, runtime(False), no_values())
+    return loss_grad(state.model, state.work, state.loss, X, _targets(y), runtime(False),
+                     no_values())
 
 
 @njit(**JIT)
 def sparse_train_step(state, data, indices, indptr, y):
     """One optimizer step on CSR ``X`` and ``y`` (``n <= cap`` rows); returns the prior loss."""
     X = _sparse_batch(state, data, indices, indptr, y)
-    total = train_batch(state.model, state.work, state.loss, X, y, state.opt, state.hyper,
-                        state.opt_state, state.step, no_values())
+    total = train_batch(state.model, state.work, state.loss, X, _targets(y), state.opt,
+                        state.hyper, state.opt_state, state.step, no_values())
     return total / X.shape[0]
 
 

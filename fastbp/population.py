@@ -21,12 +21,19 @@ from ._config import GROUP, LANES
 from ._engine import Case, choose
 from ._kernels.lanes import N_LANE_SCALARS, lanes_epoch, lanes_predict
 from ._kernels.rng import permutations
-from ._kernels.population import population_epoch, population_predict
+from ._kernels.population import (population_batch_epoch, population_flat_epoch,
+                                  population_predict)
 from ._validate import check_int, check_X, check_y
 from .network import MLP
 from .optim import HYPER_SLOTS, N_HYPER, make_optimizer
 from .spec import L_BN, total_width
+from .threads import run_chunks
 from .workspace import aligned_zeros, work_buffers
+
+
+def _lane_chunks(k, bufs):
+    """Chunks the lane kernels run: one per workspace, at most one per block of networks."""
+    return min(bufs.PB.shape[0], -(-k // LANES))
 
 
 #: The lane kernel's per-thread workspaces, in ``lanes_epoch``'s argument order.
@@ -186,9 +193,9 @@ class Population:
             bufs = self._lane_buffers(n if shuffle else 0, state.shape[1])
             for e in range(epochs):
                 seed = int(self.rng.integers(2**63))
-                lanes_epoch(self.params, t._layout, t._lparams, self.counters, t._loss_code,
-                            X3, Y3, batch_size, shuffle, seed, proto.code, hyper, state, step,
-                            out, *bufs)
+                run_chunks(lanes_epoch, _lane_chunks(self.k, bufs), self.params, t._layout,
+                           t._lparams, self.counters, t._loss_code, X3, Y3, batch_size, shuffle,
+                           seed, proto.code, hyper, state, step, out, *bufs)
                 losses[e] = np.where(out[:, 1] == n, out[:, 0], np.nan)
             return losses
         cap = min(batch_size, n)
@@ -198,9 +205,14 @@ class Population:
             for e in range(epochs):
                 if shuffle:
                     permutations(orders, int(self.rng.integers(2**63)))
-                population_epoch(*self._model_arrays(), t._loss_code, X3, Y3, orders,
-                                 batch_size, shuffle, *bufs, proto.code, hyper, state, step,
-                                 out, engine == "population-small")
+                if engine == "population-small":  # compiles only the path it takes
+                    run_chunks(population_flat_epoch, bufs[2].shape[0], *self._model_arrays(),
+                               t._loss_code, X3, Y3, orders, batch_size, shuffle, bufs[0],
+                               *bufs[2:], hyper, step, out)
+                else:
+                    run_chunks(population_batch_epoch, bufs[2].shape[0],
+                               *self._model_arrays(), t._loss_code, X3, Y3, orders, batch_size,
+                               shuffle, *bufs, proto.code, hyper, state, step, out)
                 losses[e] = np.where(out[:, 1] == n, out[:, 0], np.nan)
         return losses
 
@@ -243,10 +255,12 @@ class Population:
         out = np.empty((self.k, n, t.sizes[-1]), dtype=t.dtype)
         if (t._layout[:, L_BN] < 0).all():  # no batch norm: the lane kernel
             w = self._lane_buffers(0, 0)
-            lanes_predict(self.params, t._layout, t._lparams, X3, w.PB, w.A, w.Z, w.S, out)
+            run_chunks(lanes_predict, _lane_chunks(self.k, w), self.params, t._layout,
+                       t._lparams, X3, w.PB, w.A, w.Z, w.S, out)
             return out
         cap = min(n, 1024)
         bufs = self._buffers(cap, np.zeros((1, 1, t.sizes[-1]), t.dtype))
         with threadpool_limits(1):
-            population_predict(*self._model_arrays(), X3, *bufs[2:], cap, out)
+            run_chunks(population_predict, bufs[2].shape[0], *self._model_arrays(), X3,
+                       *bufs[2:], cap, out)
         return out

@@ -1,10 +1,10 @@
 """Thread control: BLAS and Numba thread counts set together, and restored.
 
 fastbp's kernels are serial; BLAS (OpenBLAS/MKL behind scipy) runs the large
-matrix products with its own threads and Numba's ``prange`` kernels
-(:class:`fastbp.population.Population`) use Numba's pool.  ``threads(n)``
-sets both for a block of code and restores the previous settings on exit,
-even after an exception.
+matrix products with its own threads, and :class:`fastbp.population.Population`
+runs chunks of networks on Python threads (``run_chunks``, as many chunks as
+Numba's thread count).  ``threads(n)`` sets both for a block of code and
+restores the previous settings on exit, even after an exception.
 
 ``n`` is a ceiling, not a command for every product: fastbp's gemm lowers
 OpenBLAS to one thread around medium products (``OPENBLAS_THREAD_MIN_MACS`` to
@@ -40,3 +40,38 @@ def threads(n):
     finally:
         numba.set_num_threads(previous)
         limiter.restore_original_limits()
+
+
+_POOL = []  # (workers, executor): one, created lazily, replaced when more are needed
+
+
+def run_chunks(kernel, n_chunks, *args):
+    """Call ``kernel(*args, c)`` for every chunk ``c < n_chunks``, the chunks on threads.
+
+    fastbp's kernels release the GIL (``nogil``), so the chunks run in
+    parallel; the caller sizes ``n_chunks`` from ``numba.get_num_threads()``.
+    The first exception a chunk raises is raised here, after every chunk ended.
+    """
+    if n_chunks <= 1:
+        kernel(*args, 0)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not _POOL or _POOL[0][0] < n_chunks - 1:
+        if _POOL:
+            _POOL.pop()[1].shutdown(wait=False)
+        _POOL.append((n_chunks - 1, ThreadPoolExecutor(n_chunks - 1,
+                                                       thread_name_prefix="fastbp-chunk")))
+    futures = [_POOL[0][1].submit(kernel, *args, c) for c in range(1, n_chunks)]
+    error = None
+    try:
+        kernel(*args, 0)  # this thread takes chunk 0
+    except BaseException as e:  # noqa: BLE001 -- re-raised once the others ended
+        error = e
+    for f in futures:
+        try:
+            f.result()
+        except BaseException as e:  # noqa: BLE001
+            error = error or e
+    if error is not None:
+        raise error

@@ -599,3 +599,32 @@ def test_integer_targets_of_a_single_output_mse_net_are_values(user):
     losses = [ref.train_step(X, y) for _ in range(2)]
     np.testing.assert_allclose(r, losses[-1], rtol=1e-12)
     np.testing.assert_allclose(net.params, ref.params, rtol=1e-12, atol=1e-15)
+
+
+def test_one_dimensional_float_targets_share_the_two_dimensional_kernels():
+    """(n,) float targets of a one-output network go to the training kernels as an
+    (n, 1) view: the same compiled kernels, bit-identical results, and a
+    non-contiguous (n,) slice still works (through a kernel of its own)."""
+    import fastbp.jit as fj
+    from fastbp._kernels import input_grad, train
+    kernels = (train.train_batch, train.loss_grad, train.loss_sum, input_grad.input_grad)
+    net = make_net("mse1d", "float64")
+    X, y, _ = make_data("mse1d", "float64")
+    fresh = net.copy()
+    a, b = net.state(batch_size=CAP), net.copy().state(batch_size=CAP)
+    y2 = y.reshape(-1, 1).copy()
+    g = np.zeros_like(X)
+    results2 = [fj.loss(a, X, y2), fj.gradient(a, X, y2), a.work.grad.copy(),
+                fj.train_step(a, X, y2), fj.input_gradient(a, X, y2, g), g.copy()]
+    before = [set(k.signatures) for k in kernels]
+    results1 = [fj.loss(b, X, y), fj.gradient(b, X, y), b.work.grad.copy(),
+                fj.train_step(b, X, y), fj.input_gradient(b, X, y, g), g.copy()]
+    assert [set(k.signatures) for k in kernels] == before
+    for r1, r2 in zip(results1, results2):
+        np.testing.assert_array_equal(r1, r2)
+    np.testing.assert_array_equal(a.model.params, b.model.params)
+    strided = np.repeat(y, 2)[::2]  # (n,) float, not contiguous
+    assert not strided.flags.c_contiguous
+    c = fresh.state(batch_size=CAP)
+    np.testing.assert_array_equal(fj.train_step(c, X, strided), results1[3])
+    np.testing.assert_array_equal(c.model.params, b.model.params)

@@ -31,9 +31,9 @@ quantile, poisson: ``lanes_loss``) use the per-network kernel
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .._config import GROUP, JIT, JIT_INLINE, JIT_NO_NRT, JIT_PARALLEL, LANES
+from .._config import GROUP, JIT, JIT_INLINE, JIT_NO_NRT, LANES
 from ..spec import (BINARY_CROSS_ENTROPY, CROSS_ENTROPY, L_ACT, L_IN, L_OUT, MSE, P_ALPHA,
                     SIGMOID, SOFTMAX, TANH)
 from .activations import act_range, mul_dact, mul_dact_range, softmax_jvp
@@ -433,32 +433,34 @@ def _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuf
             out[k, 1] = float(N)
 
 
-@njit(**JIT_PARALLEL)
+@njit(**JIT)
 def lanes_epoch(params, layout, lparams, counters, loss, X, y, batch_size, shuffle, seed, opt,
                 hyper, state, step, out, PB, GB, SB, HB, A, Z, D, TG, S, lv, lf, ordT, stepv,
-                offs):
-    """One epoch for every network, ``LANES`` networks per vector.
+                offs, c):
+    """One epoch for chunk ``c``'s networks, ``LANES`` networks per vector.
 
     ``X`` is ``(1 or K, N, n_in)``; ``y`` ``(1 or K, N, n_out)`` floats or
     ``(1 or K, N)`` int labels; ``hyper`` ``(K, n_hyper)``; ``state``
     ``(K, n_state, n_params)``; ``step``/``counters`` ``(K, 1)``; ``out``
     ``(K, 2)`` <- mean loss and samples trained (as ``train.train_epoch``).
-    Workspace arrays have a leading axis of chunks (threads); each chunk
-    trains a contiguous run of blocks.
+    Workspace arrays have a leading axis of chunks (threads: ``threads.run_chunks``
+    calls this once per chunk); chunk ``c`` trains a contiguous run of blocks
+    with workspace ``c``.
     """
     _check_workspace(PB, A, layout)
     if not lanes_loss(loss):
         raise ValueError("the lane kernel computes mse and the cross-entropies only; train "
-                         "other losses with population.population_epoch")
+                         "other losses with population.population_batch_epoch")
     K = params.shape[0]
     nb = (K + LANES - 1) // LANES
     nc = min(PB.shape[0], nb)
-    for c in prange(nc):
-        for b in range(c * nb // nc, (c + 1) * nb // nc):
-            _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuffle,
-                         seed, opt, hyper, state, step, out, b * LANES, PB[c], GB[c], SB[c],
-                         HB[c], A[c], Z[c], D[c], TG[c], S[c], lv[c], lf[c], ordT[c], stepv[c],
-                         offs[c])
+    if c >= nc:
+        return
+    for b in range(c * nb // nc, (c + 1) * nb // nc):
+        _train_block(params, layout, lparams, counters, loss, X, y, batch_size, shuffle,
+                     seed, opt, hyper, state, step, out, b * LANES, PB[c], GB[c], SB[c],
+                     HB[c], A[c], Z[c], D[c], TG[c], S[c], lv[c], lf[c], ordT[c], stepv[c],
+                     offs[c])
 
 
 @njit(**JIT_NO_NRT)
@@ -490,15 +492,16 @@ def _predict_block(params, layout, lparams, X, k0, PB, A, Z, S, out):
                     out[k0 + q, i0 + g, j] = A[g * R + ao + j, q]
 
 
-@njit(**JIT_PARALLEL)
-def lanes_predict(params, layout, lparams, X, PB, A, Z, S, out):
-    """``out[k] <- network_k(X_k)`` for every network, ``LANES`` at a time.
+@njit(**JIT)
+def lanes_predict(params, layout, lparams, X, PB, A, Z, S, out, c):
+    """``out[k] <- network_k(X_k)`` for chunk ``c``'s networks, ``LANES`` at a time.
 
     Networks with batch norm use ``population.population_predict``.
     """
     _check_workspace(PB, A, layout)
     nb = (params.shape[0] + LANES - 1) // LANES
     nc = min(PB.shape[0], nb)
-    for c in prange(nc):
-        for b in range(c * nb // nc, (c + 1) * nb // nc):
-            _predict_block(params, layout, lparams, X, b * LANES, PB[c], A[c], Z[c], S[c], out)
+    if c >= nc:
+        return
+    for b in range(c * nb // nc, (c + 1) * nb // nc):
+        _predict_block(params, layout, lparams, X, b * LANES, PB[c], A[c], Z[c], S[c], out)
