@@ -66,3 +66,27 @@ def test_threads_rejects_bad_counts(bad):
     with pytest.raises((ValueError, TypeError)):
         with fastbp.threads(bad):
             pass
+
+
+def test_run_chunks_calls_every_chunk_once_and_reraises_after_all_ended():
+    """``run_chunks``: chunk 0 on the caller's thread, the others on the pool; a
+    chunk's exception is raised once every chunk has run."""
+    import threading
+
+    from fastbp.threads import run_chunks
+
+    seen = []
+
+    def kernel(tag, c):
+        seen.append((tag, c, threading.current_thread() is threading.main_thread()))
+        if c == 2:
+            raise ValueError("chunk 2")
+
+    with pytest.raises(ValueError, match="chunk 2"):
+        run_chunks(kernel, 4, "a")
+    assert sorted(c for _, c, _ in seen) == [0, 1, 2, 3]
+    assert [main for _, c, main in seen if c == 0] == [True]
+    assert not any(main for _, c, main in seen if c > 0)
+    seen.clear()
+    run_chunks(kernel, 1, "b")  # one chunk: on this thread, no pool
+    assert seen == [("b", 0, True)]
