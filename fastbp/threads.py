@@ -16,6 +16,8 @@ across processes.
 """
 
 import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 from threadpoolctl import threadpool_limits
@@ -42,7 +44,18 @@ def threads(n):
         limiter.restore_original_limits()
 
 
-_POOL = []  # (workers, executor): one, created lazily, replaced when more are needed
+_POOL = []  # [workers, executor]: one, created lazily, replaced when more are needed
+_POOL_LOCK = threading.Lock()
+
+
+def _executor(workers):
+    """A thread pool of at least ``workers`` threads, shared by every ``run_chunks``."""
+    with _POOL_LOCK:
+        if not _POOL or _POOL[0] < workers:
+            # a replaced pool is not shut down: a concurrent caller may still be using
+            # it; its idle threads exit once it is garbage collected
+            _POOL[:] = [workers, ThreadPoolExecutor(workers, thread_name_prefix="fastbp-chunk")]
+        return _POOL[1]
 
 
 def run_chunks(kernel, n_chunks, *args):
@@ -55,14 +68,8 @@ def run_chunks(kernel, n_chunks, *args):
     if n_chunks <= 1:
         kernel(*args, 0)
         return
-    from concurrent.futures import ThreadPoolExecutor
-
-    if not _POOL or _POOL[0][0] < n_chunks - 1:
-        if _POOL:
-            _POOL.pop()[1].shutdown(wait=False)
-        _POOL.append((n_chunks - 1, ThreadPoolExecutor(n_chunks - 1,
-                                                       thread_name_prefix="fastbp-chunk")))
-    futures = [_POOL[0][1].submit(kernel, *args, c) for c in range(1, n_chunks)]
+    pool = _executor(n_chunks - 1)
+    futures = [pool.submit(kernel, *args, c) for c in range(1, n_chunks)]
     error = None
     try:
         kernel(*args, 0)  # this thread takes chunk 0

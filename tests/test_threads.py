@@ -90,3 +90,30 @@ def test_run_chunks_calls_every_chunk_once_and_reraises_after_all_ended():
     seen.clear()
     run_chunks(kernel, 1, "b")  # one chunk: on this thread, no pool
     assert seen == [("b", 0, True)]
+
+
+def test_run_chunks_from_several_threads_while_the_pool_grows():
+    """Concurrent callers with growing chunk counts: every chunk of every call runs
+    (a replaced pool is never shut down under a caller still using it)."""
+    import threading
+
+    from fastbp.threads import run_chunks
+
+    lock = threading.Lock()
+    calls = []
+
+    def kernel(tag, c):
+        with lock:
+            calls.append((tag, c))
+
+    def caller(i):
+        for n in range(1, 9):
+            run_chunks(kernel, n, (i, n))
+
+    ts = [threading.Thread(target=caller, args=(i,)) for i in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    expected = sorted(((i, n), c) for i in range(4) for n in range(1, 9) for c in range(n))
+    assert sorted(calls) == expected
