@@ -88,7 +88,7 @@ import fastbp.jit as fj
 from fastbp._kernels.lanes import lanes_epoch
 from fastbp._kernels.runtime import no_values
 from fastbp._kernels.train import train_batch
-from fastbp.population import Population, _lane_chunks
+from fastbp.population import Population
 from fastbp.threads import run_chunks
 
 SIZES = [2, 16, 1]
@@ -156,7 +156,7 @@ class FastbpKernel(FastbpPopulation):
 
     def epoch(self):
         pop, t = self.pop, self.pop.template
-        run_chunks(lanes_epoch, _lane_chunks(pop.k, self.bufs), pop.params, t._layout,
+        run_chunks(lanes_epoch, self.bufs.PB.shape[0], pop.params, t._layout,
                    t._lparams, pop.counters, t._loss_code, self.X3, self.Y3, self.batch, False,
                    0, self.code, self.hyper, self.state, self.step, self.out, *self.bufs)
 

@@ -31,11 +31,6 @@ from .threads import run_chunks
 from .workspace import aligned_zeros, work_buffers
 
 
-def _lane_chunks(k, bufs):
-    """Chunks the lane kernels run: one per workspace, at most one per block of networks."""
-    return min(bufs.PB.shape[0], -(-k // LANES))
-
-
 #: The lane kernel's per-thread workspaces, in ``lanes_epoch``'s argument order.
 LaneWork = namedtuple("LaneWork", ["PB", "GB", "SB", "HB", "A", "Z", "D", "TG", "S", "lv",
                                    "lf", "ordT", "stepv", "offs"])
@@ -193,7 +188,7 @@ class Population:
             bufs = self._lane_buffers(n if shuffle else 0, state.shape[1])
             for e in range(epochs):
                 seed = int(self.rng.integers(2**63))
-                run_chunks(lanes_epoch, _lane_chunks(self.k, bufs), self.params, t._layout,
+                run_chunks(lanes_epoch, bufs.PB.shape[0], self.params, t._layout,
                            t._lparams, self.counters, t._loss_code, X3, Y3, batch_size, shuffle,
                            seed, proto.code, hyper, state, step, out, *bufs)
                 losses[e] = np.where(out[:, 1] == n, out[:, 0], np.nan)
@@ -255,7 +250,7 @@ class Population:
         out = np.empty((self.k, n, t.sizes[-1]), dtype=t.dtype)
         if (t._layout[:, L_BN] < 0).all():  # no batch norm: the lane kernel
             w = self._lane_buffers(0, 0)
-            run_chunks(lanes_predict, _lane_chunks(self.k, w), self.params, t._layout,
+            run_chunks(lanes_predict, w.PB.shape[0], self.params, t._layout,
                        t._lparams, X3, w.PB, w.A, w.Z, w.S, out)
             return out
         cap = min(n, 1024)
