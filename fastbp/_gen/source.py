@@ -22,22 +22,13 @@ from .registers import register_kernel
 from ..spec import HUBER, MAE, MSE, P_ALPHA, P_LOSS, QUANTILE, SOFTMAX
 
 #: Version of this template; part of every generated file's name.
-TEMPLATE = 11
+TEMPLATE = 13
 
 _ELEMENTWISE = (MSE, HUBER, MAE, QUANTILE)
 
 #: Optimizer kinds: plain SGD (fused, weight decay allowed), SGD with L1,
 #: heavy-ball / Nesterov momentum, Adam, AdamW.
 OPT_KINDS = ("sgd", "sgd-l1", "momentum", "adam", "adamw")
-
-#: Layers with at least this many weights, and at least ``SHADOW_OUT`` outputs,
-#: run their forward pass from a transposed copy of the weights (plain SGD,
-#: loop kernel): a vector's worth of outputs at once, for twice the update
-#: work.  Measured (``bench/gen_ab.py``): 2.4x -> 2.9x the generic engine on
-#: 64-128-96-10 batch 1, but 2.5x -> 1.6x on 8-32-16-4 and 2.7x -> 1.6x on
-#: 16-32-32-5 batch 16 with it on every layer of 8 outputs or more.
-SHADOW_MIN = 2048
-SHADOW_OUT = 8
 
 #: Dot products over at least this many inputs (layers without the transposed
 #: copy) run as ``DOT_PARTS`` interleaved partial sums: a serial chain of adds
@@ -60,6 +51,7 @@ from numba import njit
 
 from fastbp._config import JIT
 from fastbp._kernels.activations import act, bias_act, mul_dact
+from fastbp._kernels.flat import at, put
 from fastbp._kernels.forward import block
 from fastbp._kernels.losses import elem_delta, loss_delta, target
 from fastbp._kernels.runtime import runtime
@@ -91,7 +83,7 @@ def _layer_consts(sizes, acts):
 
 def _inp(l):
     """Expression of input ``k`` of layer ``l`` for sample ``i`` (row ``r``)."""
-    return "X[r, k]" if l == 0 else f"acts[o{l - 1} + i * NI{l} + k]"
+    return "X[r, k]" if l == 0 else f"at(acts, o{l - 1} + i * NI{l} + k)"
 
 
 def _dots(l, ni, soft):
@@ -101,39 +93,37 @@ def _dots(l, ni, soft):
     (a fixed order; independent chains that run side by side)."""
     copy = (f"""
             for j in range(NO{l}):
-                acts[z + j] = pre[z + j]""" if soft else "")
+                put(acts, z + j, at(pre, z + j))""" if soft else "")
     if ni < DOT_SPLIT:
         return f"""
             for j in range(NO{l}):
                 s = params[B{l} + j]
                 for k in range(NI{l}):
                     s += {_inp(l)} * params[W{l} + j * NI{l} + k]
-                pre[z + j] = s""" + copy
+                put(pre, z + j, s)""" + copy
     k8 = ni - ni % DOT_PARTS
     dot4, dot1 = (("row_dot8x4(X, r, ", "row_dot8(X, r, ") if l == 0 else
                   (f"dot8x4(acts, o{l - 1} + i * NI{l}, ", f"dot8(acts, o{l - 1} + i * NI{l}, "))
     text = f"""
             for j in range(0, NO{l} - NO{l} % 4, 4):
                 d0, d1, d2, d3 = {dot4}params, W{l} + j * NI{l}, NI{l}, {k8})
-                pre[z + j] = params[B{l} + j] + d0
-                pre[z + j + 1] = params[B{l} + j + 1] + d1
-                pre[z + j + 2] = params[B{l} + j + 2] + d2
-                pre[z + j + 3] = params[B{l} + j + 3] + d3
+                put(pre, z + j, params[B{l} + j] + d0)
+                put(pre, z + j + 1, params[B{l} + j + 1] + d1)
+                put(pre, z + j + 2, params[B{l} + j + 2] + d2)
+                put(pre, z + j + 3, params[B{l} + j + 3] + d3)
             for j in range(NO{l} - NO{l} % 4, NO{l}):
-                pre[z + j] = params[B{l} + j] + {dot1}params, W{l} + j * NI{l}, {k8})"""
+                put(pre, z + j, params[B{l} + j] + {dot1}params, W{l} + j * NI{l}, {k8}))"""
     if k8 < ni:
         text += f"""
             for j in range(NO{l}):
-                s = pre[z + j]
+                s = at(pre, z + j)
                 for k in range({k8}, NI{l}):
                     s += {_inp(l)} * params[W{l} + j * NI{l} + k]
-                pre[z + j] = s"""
+                put(pre, z + j, s)"""
     return text + copy
 
 
-def _forward(l, soft, shadow, ni):
-    if shadow:
-        return _forward_shadow(l, soft)
+def _forward(l, soft, ni):
     s = f"""
         # layer {l}: z = W{l} a + b{l}, a = f(z)
         {{loop}}{{row}}
@@ -144,59 +134,9 @@ def _forward(l, soft, shadow, ni):
               f"block(pre, o{l}, n, runtime(NO{l})), runtime(False), runtime(False))\n")
     else:
         # the activation in a loop of its own over the outputs, which vectorises
-        s += (f"            for j in range(o{l} + i * NO{l}, o{l} + (i + 1) * NO{l}):\n"
-              f"                acts[j] = act(pre[j], runtime(A{l}), al{l})\n")
+        s += (f"            for j in range(z, z + NO{l}):\n"
+              f"                put(acts, j, act(at(pre, j), runtime(A{l}), al{l}))\n")
     return s
-
-
-def _forward_shadow(l, soft):
-    """Layer ``l``'s forward pass reading the transposed copy ``WT`` of its weights (kept in
-    ``grad``): input-major, so the inner loop runs along contiguous outputs and vectorises,
-    while each output still adds its terms in input order (the same sums as ``_forward``)."""
-    fin = ("acts[z + j] = pre[z + j]" if soft else
-           f"acts[z + j] = act(pre[z + j], runtime(A{l}), al{l})")
-    s = f"""
-        # layer {l}: z = b{l} + sum_k a_k WT{l}[k], a = f(z)
-        {{loop}}{{row}}
-            z = o{l} + i * NO{l}
-            for j in range(NO{l}):
-                pre[z + j] = params[B{l} + j]
-            for k in range(NI{l}):
-                xk = {_inp(l)}
-                for j in range(NO{l}):
-                    pre[z + j] += xk * grad[W{l} + k * NO{l} + j]
-            for j in range(NO{l}):
-                {fin}
-"""
-    if soft:
-        s += (f"        bias_act(block(acts, o{l}, n, runtime(NO{l})), params, runtime(A{l}), 0.0, "
-              f"block(pre, o{l}, n, runtime(NO{l})), runtime(False), runtime(False))\n")
-    return s
-
-
-def _shadow_init(l):
-    """Copy layer ``l``'s weights, transposed, into ``grad`` (once per epoch)."""
-    return f"""    for j in range(NO{l}):
-        for k in range(NI{l}):
-            grad[W{l} + k * NO{l} + j] = params[W{l} + j * NI{l} + k]
-"""
-
-
-def _shadow_update(l):
-    """The fused SGD step applied to the transposed copy too (the same operations per element,
-    so it stays the exact transpose)."""
-    return f"""
-        if dec != T(1.0):
-            for q in range(W{l}, B{l}):
-                grad[q] = decayed(grad[q], dec)
-        {{loop}}{"{row}" if l == 0 else ""}
-            d = o{l} + i * NO{l}
-            for k in range(NI{l}):
-                xk = {_inp(l)}
-                for j in range(NO{l}):
-                    q = W{l} + k * NO{l} + j
-                    grad[q] = sgd_step(grad[q], xk, step * deltas[d + j])
-"""
 
 
 def _loss(last, elementwise):
@@ -206,10 +146,10 @@ def _loss(last, elementwise):
         {{loop}}{{row}}
             o = o{last} + i * NO{last}
             for k in range(NO{last}):
-                e, g = elem_delta(acts[o + k], pre[o + k], target(y, r, k, runtime(False)),
+                e, g = elem_delta(at(acts, o + k), at(pre, o + k), target(y, r, k, runtime(False)),
                                   runtime(LOSS), runtime(A{last}), lp, inv)
                 total += e
-                deltas[o + k] = g
+                put(deltas, o + k, g)
 """
     return f"""
         if shuffle:
@@ -225,7 +165,7 @@ def _loss(last, elementwise):
 """
 
 
-def _backward(l, opt, shadow):
+def _backward(l, opt):
     s = f"""
         # layer {l}: backward"""
     if l > 0:
@@ -234,17 +174,17 @@ def _backward(l, opt, shadow):
             d = o{l} + i * NO{l}
             p = o{l - 1} + i * NI{l}
             for k in range(NI{l}):
-                deltas[p + k] = T(0.0)
+                put(deltas, p + k, T(0.0))
             for j in range(NO{l}):
-                dj = deltas[d + j]
+                dj = at(deltas, d + j)
                 for k in range(NI{l}):
-                    deltas[p + k] += dj * params[W{l} + j * NI{l} + k]
+                    put(deltas, p + k, at(deltas, p + k) + dj * params[W{l} + j * NI{l} + k])
             for k in range(NI{l}):
-                deltas[p + k] = mul_dact(deltas[p + k], acts[p + k], pre[p + k],
-                                             runtime(A{l - 1}), al{l - 1})"""
+                put(deltas, p + k, mul_dact(at(deltas, p + k), at(acts, p + k), at(pre, p + k),
+                                            runtime(A{l - 1}), al{l - 1}))"""
     if opt != "sgd":
         return s + _grad_step(l, opt)
-    return s + _fused_sgd(l) + (_shadow_update(l) if shadow else "")
+    return s + _fused_sgd(l)
 
 
 def _fused_sgd(l):
@@ -258,8 +198,9 @@ def _fused_sgd(l):
             for j in range(NO{l}):
                 # bias: x - step d_j; weights: the rank-1 term (step d_j) a_k as a step
                 # of rate step d_j along a_k (the same product, the same rounding)
-                params[B{l} + j] = sgd_step(params[B{l} + j], deltas[d + j], step)
-                g = step * deltas[d + j]
+                dj = at(deltas, d + j)
+                params[B{l} + j] = sgd_step(params[B{l} + j], dj, step)
+                g = step * dj
                 for k in range(NI{l}):
                     q = W{l} + j * NI{l} + k
                     params[q] = sgd_step(params[q], {_inp(l)}, g)
@@ -292,7 +233,7 @@ def _grad_step(l, opt):
         {{loop}}{"{row}" if l == 0 else ""}
             d = o{l} + i * NO{l}
             for j in range(NO{l}):
-                dj = deltas[d + j]
+                dj = at(deltas, d + j)
                 grad[B{l} + j] += dj
                 for k in range(NI{l}):
                     grad[W{l} + j * NI{l} + k] += dj * {_inp(l)}
@@ -362,11 +303,7 @@ def source(key):
         return text + register_kernel(sizes)
     alphas = "".join(f"    al{l} = lparams[{l}, {P_ALPHA}]\n" for l in range(L))
     offs = "".join(f"    o{l} = cap * S{l}\n" for l in range(L))
-    # plain SGD: layers of SHADOW_MIN weights or more keep a transposed copy of their
-    # weights in ``grad`` for a vectorised forward pass
-    shadow = [opt == "sgd" and sizes[l + 1] >= SHADOW_OUT
-              and sizes[l] * sizes[l + 1] >= SHADOW_MIN for l in range(L)]
-    body = "".join(_forward(l, soft and l == L - 1, shadow[l], sizes[l]) for l in range(L))
+    body = "".join(_forward(l, soft and l == L - 1, sizes[l]) for l in range(L))
     body += _loss(L - 1, elementwise)
     body += """
         if not math.isfinite(total):
@@ -374,8 +311,7 @@ def source(key):
             out[1] = done
             return steps
 """
-    body += "".join(_backward(l, opt, shadow[l]) for l in range(L - 1, -1, -1))
-    init = "".join(_shadow_init(l) for l in range(L) if shadow[l])
+    body += "".join(_backward(l, opt) for l in range(L - 1, -1, -1))
     # a batch of one sample has no sample loop: i = 0 and its row r are set once
     row = "\n            r = order[start + i] if shuffle else start + i"
     loop = "if True:" if batch1 else "for i in range(n):"
@@ -396,7 +332,7 @@ def epoch(params, lparams, X, y, order, batch_size, shuffle, acts, pre, deltas, 
     optimizer's step count before the epoch.
     """
 {_prologue(opt)}    lp = lparams[L - 1, {P_LOSS}]
-{alphas}{offs}{init}    N = X.shape[0]
+{alphas}{offs}    N = X.shape[0]
     epoch_total = 0.0
     done = 0
     steps = 0
