@@ -94,6 +94,15 @@ GROUP = 8
 #: path's order (fast-math has no ``reassoc``: see FASTMATH).
 GEN_NET_MACS = 32768
 
+#: The bound of ``GEN_NET_MACS`` for plain SGD one sample at a time (batch 1),
+#: where the generic engine pays its per-layer call overhead on every sample.
+#: Measured with ``bench/route_sweep.py`` and ``bench/one_case.py`` (float32,
+#: 2-core AMD EPYC): the generated kernel ran 1.4-3.5x the generic engine on
+#: every batch-1 shape of up to 22k multiply-adds, 1.8x at 64-128-96-10, 1.3x
+#: at 100-200-100-10, and tied it at 300-300-300 (180k) and 784-256-128-10
+#: (234k).
+GEN_ONLINE_MACS = 262144
+
 #: The same bound for the optimizers that need the batch gradient (momentum,
 #: Adam, AdamW, SGD with L1), where the alternative is the generic engine's
 #: vectorised products rather than the flat path: measured with

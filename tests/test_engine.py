@@ -69,9 +69,9 @@ def test_refusals_name_the_reason():
 
 
 def test_automatic_rule(monkeypatch):
-    """Small covered nets take a generated kernel (or, with it off, the flat step for plain
-    SGD), the rest the general one; populations the lanes when they can, else the
-    per-network kernel (flat step when the small rule says)."""
+    """Small covered nets take a generated kernel (larger ones one sample at a time), the
+    rest the general step (the flat step only when forced); populations the lanes when
+    they can, else the per-network kernel (flat step when the small rule says)."""
     from fastbp._gen import engine as gen
 
     X, y = _data()
@@ -84,8 +84,12 @@ def test_automatic_rule(monkeypatch):
     assert _engine.choose("net", case) == "generated"
     assert _engine.choose("net", with_adam) == "generated"  # 80 multiply-adds per batch
     assert _engine.choose("net", with_adam._replace(batch_size=64)) == "general"
+    big = MLP([100, 200, 100, 10], seed=0)  # 40k multiply-adds a sample
+    big_case = case._replace(layout=big._layout, lparams=big._lparams)
+    assert _engine.choose("net", big_case._replace(batch_size=1)) == "generated"
+    assert _engine.choose("net", big_case._replace(batch_size=2)) == "general"
     monkeypatch.setattr(gen, "ENABLED", False)
-    assert _engine.choose("net", case) == "small"
+    assert _engine.choose("net", case) == "general"
     assert _engine.choose("net", case._replace(weighted=True)) == "general"
     assert _engine.choose("net", case._replace(per_step=True)) == "general"
     assert _engine.choose("net", case._replace(batch_size=10**6)) == "general"
@@ -97,7 +101,7 @@ def test_automatic_rule(monkeypatch):
     assert _engine.choose("population", case._replace(loss=huber._loss_code, opt=adam.code,
                                                       hyper=adam.hyper)) == "population"
     with _engine.force("population"):  # a net dispatch point keeps its own rule
-        assert _engine.choose("net", case) == "small"
+        assert _engine.choose("net", case) == "general"
 
 
 def test_forced_engines_agree_on_one_case():

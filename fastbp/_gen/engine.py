@@ -9,9 +9,9 @@ momentum / Nesterov), Adam and AdamW, without gradient clipping; no dropout,
 no batch norm, no sample weights, no per-step learning rates,
 any activation and loss, float32 and float64, any batch size and shuffle
 setting -- for networks whose multiply-adds per batch stay at or below
-``_config.GEN_NET_MACS`` for plain SGD (where the generic engine would take
-its flat path, whose results the generated kernel reproduces bit for bit where
-every dot product is shorter than ``source.DOT_SPLIT``) or
+``_config.GEN_NET_MACS`` for plain SGD (``GEN_ONLINE_MACS`` one sample at a
+time; the results are bit for bit those of the generic engine's flat path
+where every dot product is shorter than ``source.DOT_SPLIT``) or
 ``_config.GEN_STATE_MACS`` for the other optimizers (above them the generic
 engine's vectorised products win), and with at most ``GEN_MAX_LAYERS``
 weight layers (the kernel's code, hence its compile time, grows with the
@@ -23,7 +23,8 @@ depth).
 
 import os
 
-from .._config import GEN_MAX_LAYERS, GEN_NET_MACS, GEN_REG_PARAMS, GEN_STATE_MACS
+from .._config import (GEN_MAX_LAYERS, GEN_NET_MACS, GEN_ONLINE_MACS, GEN_REG_PARAMS,
+                       GEN_STATE_MACS)
 from .._kernels.layout import dense_only
 from .._kernels.update import ADAM, ADAMW, H_CLIP, H_L1, MOMENTUM, SGD
 from ..spec import L_ACT, L_IN, L_OUT, P_DROP
@@ -66,7 +67,8 @@ def kernel_key(layout, lparams, loss, opt, hyper, batch_size, bounded=True):
         if len(_KEYS) > 256:
             _KEYS.clear()
         _KEYS[ck] = key
-    bound = GEN_NET_MACS if kind == "sgd" else GEN_STATE_MACS
+    bound = GEN_STATE_MACS if kind != "sgd" else GEN_ONLINE_MACS if batch_size == 1 else \
+        GEN_NET_MACS
     if key is None or (bounded and key[1] * batch_size > bound):
         return None
     return key[0]
