@@ -63,12 +63,13 @@ def test_predict_reuses_the_forward_pass_of_fit(dtype):
 
 
 def test_fit_paths_match_train_epoch():
-    """``fit`` picks the epoch path in Python; the njit ``train_epoch`` (used by
-    populations) picks it inside; both give the same parameters."""
+    """``fit`` picks the epoch path in Python; with no generated kernel it runs the njit
+    ``train_epoch``'s general path, for small networks (which the flat path once took)
+    and large ones alike: the same parameters."""
     rng = np.random.default_rng(1)
     X = rng.random((40, 3))
     y = rng.random((40, 2))
-    for sizes, batch in (([3, 4, 2], 4), ([3, 200, 2], 40)):  # flat, then batch path
+    for sizes, batch in (([3, 4, 2], 4), ([3, 200, 2], 40)):
         a = MLP(sizes, seed=0)
         b = MLP(sizes, seed=0)
         a.fit(X, y, epochs=2, batch_size=batch, lr=0.1, shuffle=False)

@@ -6,7 +6,8 @@ arithmetic.  These kernels index the flat parameter and workspace buffers
 directly, read batch rows straight from ``X`` (through the shuffle order, no
 gather), and fuse forward, loss, delta propagation and the SGD update in one
 function.  They cover plain SGD (weight decay included) without dropout or
-batch norm; ``train.train_epoch`` routes eligible networks here.  Results
+batch norm; populations take it per network (``population-small``), single networks
+only when forced (``_engine``: the general path was faster).  Results
 equal the general path up to floating-point summation order.
 """
 

@@ -147,20 +147,14 @@ def batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
 @njit(**JIT)
 def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
                 opt, hyper, state, step, out, sw, wbuf, lrs):
-    """One epoch of mini-batch training in one call.
+    """One epoch of mini-batch training in one call, on the general path (``batch_epoch``).
 
-    Small networks under plain SGD take the flat path (``small.py``), unless
-    the epoch is weighted or scheduled per step (those take ``batch_epoch``).
-    Batches follow ``order`` (a permutation) when ``shuffle`` is true, else
-    the row order.  ``out[0]`` receives the (weighted) mean training loss and
-    ``out[1]`` the number of samples trained; training stops at the first
-    batch whose loss is not finite (``out[1]`` then falls short of ``X.shape[0]``).
-    ``fit`` calls ``flat_epoch`` / ``batch_epoch`` itself (after ``flat_ok``),
-    so that a network compiles only the path it takes.
+    The path ``fit`` takes whenever no generated kernel runs (``_engine``: the
+    flat path of ``small.py`` only when forced).  Batches follow ``order`` (a
+    permutation) when ``shuffle`` is true, else the row order.  ``out[0]``
+    receives the (weighted) mean training loss and ``out[1]`` the number of
+    samples trained; training stops at the first batch whose loss is not
+    finite (``out[1]`` then falls short of ``X.shape[0]``).
     """
-    if not given(sw) and not given(lrs) and flat_ok(opt, hyper, model.layout, model.lparams,
-                                              batch_size):
-        flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out)
-    else:
-        batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
-                    opt, hyper, state, step, out, sw, wbuf, lrs)
+    batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
+                opt, hyper, state, step, out, sw, wbuf, lrs)
