@@ -16,14 +16,15 @@ the fastest.  Named ``run_*`` inside so asv does not collect it.
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fastbp  # noqa: E402
 from fastbp import _engine  # noqa: E402
+from one_case import run_one_case  # noqa: E402
 from peers.random_cases import HIDDEN, _log_uniform_int, case_samples  # noqa: E402
 
 ENGINES = ("generated", "small", "general")
@@ -46,32 +47,12 @@ def draw(n, seed, max_macs, max_width, min_batch=1):
 
 
 def run_engine(sizes, batch, hidden, loss, engine, repeats):
-    """Samples/s of the fastest epoch on ``engine`` (None: the automatic rule)."""
-    n = case_samples(sizes, batch, loss)
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((n, sizes[0])).astype(np.float32)
-    if loss == "cross_entropy":
-        y, out = rng.integers(0, sizes[-1], n), "softmax"
-    else:
-        y, out = rng.uniform(-1, 1, (n, sizes[-1])).astype(np.float32), "identity"
-    net = fastbp.MLP(list(sizes), activation=hidden, output=out, loss=loss, dtype="float32",
-                     seed=0)
-    ctx = _engine.force(engine) if engine else None
-    if ctx:
-        ctx.__enter__()
+    """Samples/s of the fastest epoch on ``engine`` (``one_case``), or None where it cannot run."""
     try:
-        net.fit(X[:batch * 4], y[:batch * 4], epochs=1, batch_size=batch, lr=0.01)
-        best = np.inf
-        for _ in range(repeats):
-            t = time.perf_counter()
-            net.fit(X, y, epochs=1, batch_size=batch, lr=0.01, shuffle=True)
-            best = min(best, time.perf_counter() - t)
+        return run_one_case(sizes, batch, hidden, loss, case_samples(sizes, batch, loss), engine,
+                            repeats)
     except _engine.Unsupported:
         return None
-    finally:
-        if ctx:
-            ctx.__exit__(None, None, None)
-    return n / best
 
 
 def auto_engine(sizes, batch, hidden, loss):
