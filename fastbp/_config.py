@@ -62,6 +62,16 @@ SMALL_NET_MACS = 32768
 #: IR-level inlining re-types the callee at every call site; with the scalar
 #: formulas inlined that way, a cold digits fit spent 44.6 s compiling, 37.2 s
 #: without.
+#:
+#: The same option on the mid-level steps of the training step that have one
+#: call site each (``train_batch``, ``_forward_loss``, ``weighted_loss_delta``,
+#: ``backward``, ``_through_layer``, ``_layer_forward``): every compiled
+#: function is a separate LLVM module into which Numba links (and then
+#: re-optimises and re-generates machine code for) everything it calls, so each
+#: level of the call tree processed the whole tree below it again.  Folding
+#: those six levels into their callers cut the LLVM IR a cold digits fit
+#: processes from 10.6 MB to 5.6 MB (plain SGD, with ``train.sgd_state``),
+#: and its compile time from 38.5-41.7 to 26-30 CPU s.
 JIT_INLINE = dict(JIT, inline="always")
 
 #: Population training vectorises across networks: this many networks share

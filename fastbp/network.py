@@ -8,7 +8,7 @@ import numpy as np
 from . import prepare, spec
 from ._kernels.forward import forward
 from ._kernels.state import Model
-from ._kernels.train import loss_grad, loss_sum, train_batch
+from ._kernels.train import loss_grad, loss_sum, sgd_state, train_batch
 from ._kernels.weights import NO_VALUES, or_none
 from ._kernels.checks import all_finite
 from ._sparse import take_rows
@@ -496,7 +496,8 @@ class MLP:
             ws = self._workspace(X.shape[0])
             snap = ws.snapshot(self, opt)
             total = train_batch(self._model, ws.work, self._loss_code, X, y,
-                                opt.code, opt.hyper, opt.state, opt.step, or_none(sw))
+                                opt.code, opt.hyper, sgd_state(opt.code, opt.hyper, opt.state),
+                                opt.step, or_none(sw))
             loss = total / n
             if not np.isfinite(loss):
                 snap.restore()

@@ -46,8 +46,10 @@ def warm(dtype="float32", targets="labels", path="batch", full=True):
     """Compile (or load from the cache) one family of kernels.
 
     Trains a tiny network of that family for one epoch and predicts; with
-    ``full`` also evaluates and takes a gradient, so that every kernel behind
-    ``fit``, ``predict``, ``evaluate`` and ``gradient`` is compiled.
+    ``full`` also trains an epoch with Adam (plain SGD and the other
+    optimizers compile separate training steps: ``_kernels.train.train_batch``),
+    evaluates and takes a gradient, so that every kernel behind ``fit``,
+    ``predict``, ``evaluate`` and ``gradient`` is compiled.
 
     Parameters
     ----------
@@ -63,6 +65,7 @@ def warm(dtype="float32", targets="labels", path="batch", full=True):
     net.fit(X, y, epochs=1, batch_size=batch, lr=0.01)
     net.predict(X)
     if full:
+        net.fit(X, y, epochs=1, batch_size=batch, lr=0.001, optimizer="adam")
         net.evaluate(X, y)
         net.gradient(X, y)
 

@@ -112,3 +112,25 @@ def test_warm_rejects_unknown_families(kw):
 def test_warm_part_rejects_unknown_parts():
     with pytest.raises(ValueError, match="part must be one of"):
         warm_part("float32", "labels", "everything")
+
+
+def test_plain_sgd_step_has_no_optimizer_update():
+    """Plain SGD trains through the entry whose optimizer state is ``None``: Numba prunes
+    every other optimizer's update out of it (nothing of them is compiled for a plain-SGD
+    network); Adam takes the entry with its state array.  Both keep training."""
+    from fastbp._engine import force
+    rng = np.random.default_rng(0)
+    X = rng.random((64, 5))
+    y = np.arange(64) % 3
+    net = MLP([5, 7, 3], loss="cross_entropy", seed=0)
+    with force("general"):
+        net.fit(X, y, epochs=2, batch_size=16, lr=0.1)
+        before = net.params.copy()
+        net.fit(X, y, epochs=1, batch_size=16, lr=0.01, optimizer="adam")
+    assert not np.array_equal(before, net.params)
+    states = [s[12] for s in train.batch_epoch.signatures if s[3].dtype == types.float64]
+    assert types.none in states, states
+    assert any(isinstance(t, types.Array) for t in states), states
+    sgd, adam = net._optimizer("sgd", 0.1, {}), net._optimizer("adam", 0.1, {})
+    assert train.sgd_state(sgd.code, sgd.hyper, sgd.state) is None
+    assert train.sgd_state(adam.code, adam.hyper, adam.state) is adam.state

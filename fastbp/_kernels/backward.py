@@ -11,7 +11,7 @@ already carry the ``1/n`` of the batch mean.
 
 from numba import njit
 
-from .._config import JIT
+from .._config import JIT, JIT_INLINE
 from ..spec import L_ACT, L_BN, L_IN, L_OUT, P_ALPHA, P_DROP
 from .activations import mul_act_grad
 from .forward import block, bn_params, layer_params, unit_offset
@@ -49,7 +49,7 @@ def _weights(model, work, l, D, Ain, lr, decay, fused):
         input_tn(1.0, D, Ain, 0.0, G)
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _through_layer(model, work, l, Dp, Ain, off, lr, fused, training):
     """Turn ``Dp`` = dE/d(output of layer ``l``) into dE/d(linear output of layer ``l``)."""
     layout = model.layout
@@ -70,7 +70,7 @@ def _through_layer(model, work, l, Dp, Ain, off, lr, fused, training):
                 bet[j] = sgd_step(bet[j], db[j], step)
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def backward(model, work, X, lr, decay, fused, training):
     """Propagate the output delta (already in ``work.deltas``) down to layer 0.
 

@@ -9,7 +9,7 @@ C-contiguous ``(n, n_out_l)`` view.  ``bninv`` holds one entry per unit.
 
 from numba import njit
 
-from .._config import JIT
+from .._config import JIT, JIT_INLINE
 from ..spec import GELU, L_ACT, L_BN, L_IN, L_OUT, L_STAT, P_ALPHA, P_BN_EPS, \
     P_BN_MOMENTUM, P_DROP
 from .activations import bias_act
@@ -61,7 +61,7 @@ def unit_offset(layout, l):
     return u
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _layer_forward(model, work, l, Ain, off, training, update_stats):
     """Forward one layer: product, bias, batch norm, activation, dropout."""
     layout = model.layout

@@ -9,7 +9,7 @@ import math
 
 from numba import njit
 
-from .._config import JIT
+from .._config import JIT, JIT_INLINE
 from ..spec import L_ACT, L_OUT, P_LOSS
 from .backward import backward
 from .forward import block, commit_batch_stats, forward
@@ -20,7 +20,7 @@ from .views import copy_row
 from .weights import gather_weights, given, weight_total, weighted_loss_delta
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def _forward_loss(model, work, loss, X, y, training, update_stats, scale, want_delta, sw):
     """Forward pass and (``sw``-weighted) loss sum (and output delta when want_delta)."""
     n = X.shape[0]
@@ -58,7 +58,7 @@ def loss_sum(model, work, loss, X, y, training, sw):
                          runtime(False), sw)
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def train_batch(model, work, loss, X, y, opt, hyper, state, step, sw):
     """Forward, backward and one optimizer update on ``(X, y)``.
 
@@ -66,6 +66,11 @@ def train_batch(model, work, loss, X, y, opt, hyper, state, step, sw):
     ``sw``), evaluated before the update.  A non-finite loss leaves the
     network untouched (parameters and batch-norm statistics); so do weights
     summing to 0 (no step is taken, 0 is returned).
+
+    ``state`` is ``None`` when the optimizer is plain SGD (``update.fused_sgd``;
+    :func:`sgd_state` passes it so): that compiled entry has no optimizer-update
+    code at all (Numba prunes the branch by the argument's type), which spares
+    every plain-SGD network the compilation of every other optimizer.
     """
     n = X.shape[0]
     wsum = weight_total(sw, n)
@@ -76,15 +81,23 @@ def train_batch(model, work, loss, X, y, opt, hyper, state, step, sw):
     if not math.isfinite(total):
         return total
     commit_batch_stats(model, work, n)
-    if fused_sgd(opt, hyper):
-        lr = hyper[H_LR]
+    # fused: SGD inside the backward pass; else the gradient, then the optimizer's step
+    fused = runtime(True) if state is None else fused_sgd(opt, hyper)  # pruned by type
+    lr = hyper[H_LR] if fused else 0.0
+    backward(model, work, X, lr, decay_factor(lr, hyper[H_WD]) if fused else 1.0, fused,
+             runtime(True))
+    if fused:
         step[0] += 1
-        backward(model, work, X, lr, decay_factor(lr, hyper[H_WD]), runtime(True), runtime(True))
-    else:
-        backward(model, work, X, 0.0, 1.0, runtime(False), runtime(True))
+    elif state is not None:
         apply_update(model.params, work.grad, model.layout, opt, hyper, state, step)
     model.counter[0] += 1
     return total
+
+
+def sgd_state(opt, hyper, state):
+    """The ``state`` argument of :func:`train_batch` / :func:`batch_epoch` from Python:
+    ``None`` for plain SGD (whose fused update needs no state), else ``state``."""
+    return None if fused_sgd(opt, hyper) else state
 
 
 @njit(**JIT)
@@ -129,10 +142,12 @@ def batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
                 j = order[start + r]
                 copy_row(xbuf, r, X, j)
                 copy_row(ybuf, r, y, j)
-            s = train_batch(model, work, loss, xbuf[:n], ybuf[:n], opt, hyper, state, step, bw)
+            Xb = xbuf[:n]
+            yb = ybuf[:n]
         else:
-            s = train_batch(model, work, loss, X[start:start + n], y[start:start + n],
-                            opt, hyper, state, step, bw)
+            Xb = X[start:start + n]
+            yb = y[start:start + n]
+        s = train_batch(model, work, loss, Xb, yb, opt, hyper, state, step, bw)
         if not math.isfinite(s):
             out[0] = s
             out[1] = done

@@ -55,7 +55,7 @@ def weight_total(sw, n):
     return s
 
 
-@njit(**JIT)
+@njit(**JIT_INLINE)
 def weighted_loss_delta(A, Z, y, sw, loss, act, scale, D, want_delta, lp):
     """``loss_delta`` with sample weights: returns ``sum_i sw_i E_i`` and
     writes ``D_i <- scale * sw_i * dE_i/dz`` (plain ``loss_delta`` when ``sw`` is empty).
