@@ -57,10 +57,10 @@ def _flat_why_not(case):
         return "sample weights need the general step"
     if case.per_step:
         return "per-step learning-rate schedules need the general step"
-    if not fused_sgd(case.opt, case.hyper):
+    if not fused_sgd.py_func(case.opt, case.hyper):
         return "the flat step is plain SGD only (weight decay allowed; no momentum, " \
                "Adam, RPROP, L1 or clipping)"
-    if not dense_only(case.layout, case.lparams):
+    if not dense_only.py_func(case.layout, case.lparams):
         return "the flat step has no batch norm or dropout"
     return None
 
@@ -83,7 +83,7 @@ def _lanes_why_not(case):
     if not lanes_loss(case.loss):
         return f"the lane kernel computes mse and the cross-entropies, not " \
                f"{LOSS_NAMES[case.loss]}"
-    if not dense_only(case.layout, case.lparams):
+    if not dense_only.py_func(case.layout, case.lparams):
         return "the lane kernel has no batch norm or dropout"
     return None
 

@@ -68,7 +68,7 @@ def train_rows(net, ws, X, y, order, identity, batch_size, shuffle, opt, out, sw
         np.copyto(order, identity[:n])
         net.rng.shuffle(order)
     if is_sparse(X):  # the batches' matrix rows are gathered, never their values
-        bufs = ws.sparse_buffers(net.weights[0].size if fused_sgd(opt.code, opt.hyper) else 0)
+        bufs = ws.sparse_buffers(net.weights[0].size if fused_sgd.py_func(opt.code, opt.hyper) else 0)
         sparse_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size, shuffle,
                      bufs, ws.ybuf(y), opt.code, opt.hyper,
                      sgd_state(opt.code, opt.hyper, opt.state), opt.step, out,

@@ -325,3 +325,22 @@ def test_all_finite_finds_one_bad_value_anywhere(dtype):
             assert not all_finite(b.reshape(-1, 1))
             assert not all_finite(b[pos % 3::3])
     assert all_finite(np.array([np.finfo(dtype).max, -np.finfo(dtype).max, 0.0], dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_boundary_scan_finds_one_bad_value_anywhere(dtype):
+    """The boundary's blocked numpy scan (``_validate._finite``) misses no position, in
+    1-D and 2-D arrays of any layout, across its block edges."""
+    from fastbp._validate import _FINITE_BLOCK, _finite
+    n = 2 * _FINITE_BLOCK + 7
+    a = np.random.default_rng(0).standard_normal(n).astype(dtype)
+    wide = np.random.default_rng(1).standard_normal((3, _FINITE_BLOCK + 5)).astype(dtype)
+    for arr in (a, a.reshape(-1, 1), a[::3], wide, wide.T):
+        _finite(arr, "X")
+        last = arr.size - 1
+        for pos in {0, min(_FINITE_BLOCK - 1, last), min(_FINITE_BLOCK, last), last}:
+            for bad in (np.nan, np.inf, -np.inf):
+                b = arr.copy(order="K")
+                b.flat[pos] = bad
+                with pytest.raises(ValueError, match="NaN or infinite"):
+                    _finite(b, "X")

@@ -57,7 +57,8 @@ def kernel_key(layout, lparams, loss, opt, hyper, batch_size, bounded=True):
         key = None
         L = layout.shape[0]
         macs = int((layout[:, L_IN] * layout[:, L_OUT]).sum())
-        if L <= GEN_MAX_LAYERS and dense_only(layout, lparams):
+        # the kernel's own test, interpreted: no compiled entry for a Python-side check
+        if L <= GEN_MAX_LAYERS and dense_only.py_func(layout, lparams):
             sizes = (int(layout[0, L_IN]),) + tuple(int(m) for m in layout[:, L_OUT])
             acts = tuple(int(a) for a in layout[:, L_ACT])
             n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))

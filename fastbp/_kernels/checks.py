@@ -1,4 +1,5 @@
-"""Cheap input scans used at the Python boundary and by ``fastbp.jit``."""
+"""Finiteness scan of a compiled array (``MLP.train_step``'s parameter check; the Python
+boundary scans inputs with numpy, ``_validate.py``)."""
 
 import math
 
@@ -48,12 +49,3 @@ def _finite_impl(a):
 def all_finite(a):
     """True when no entry of ``a`` is NaN or infinite (no temporaries)."""
     return _finite(a)
-
-
-@njit(**JIT)
-def labels_in_range(y, m):
-    """True when every integer label lies in ``[0, m)``."""
-    for i in range(y.shape[0]):
-        if y[i] < 0 or y[i] >= m:
-            return False
-    return True

@@ -96,8 +96,9 @@ def train_batch(model, work, loss, X, y, opt, hyper, state, step, sw):
 
 def sgd_state(opt, hyper, state):
     """The ``state`` argument of :func:`train_batch` / :func:`batch_epoch` from Python:
-    ``None`` for plain SGD (whose fused update needs no state), else ``state``."""
-    return None if fused_sgd(opt, hyper) else state
+    ``None`` for plain SGD (whose fused update needs no state), else ``state``.
+    (``fused_sgd``'s Python function: no compiled entry for a check made in Python.)"""
+    return None if fused_sgd.py_func(opt, hyper) else state
 
 
 @njit(**JIT)
