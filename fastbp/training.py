@@ -20,7 +20,6 @@ from ._engine import Case, choose
 from ._gen.engine import run_generated
 from ._kernels.sparse_train import sparse_epoch
 from ._kernels.train import batch_epoch, flat_epoch, sgd_state
-from ._kernels.update import fused_sgd
 from ._kernels.weights import or_none
 from ._sparse import is_sparse
 from .errors import DivergenceError
@@ -68,10 +67,10 @@ def train_rows(net, ws, X, y, order, identity, batch_size, shuffle, opt, out, sw
         np.copyto(order, identity[:n])
         net.rng.shuffle(order)
     if is_sparse(X):  # the batches' matrix rows are gathered, never their values
-        bufs = ws.sparse_buffers(net.weights[0].size if fused_sgd.py_func(opt.code, opt.hyper) else 0)
+        state = sgd_state(opt.code, opt.hyper, opt.state)  # None: plain SGD, fused
+        bufs = ws.sparse_buffers(net.weights[0].size if state is None else 0)
         sparse_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size, shuffle,
-                     bufs, ws.ybuf(y), opt.code, opt.hyper,
-                     sgd_state(opt.code, opt.hyper, opt.state), opt.step, out,
+                     bufs, ws.ybuf(y), opt.code, opt.hyper, state, opt.step, out,
                      or_none(sw), or_none(wbuf), or_none(lrs))
     else:
         train_epoch(net._model, ws.work, net._loss_code, X, y, order, batch_size, shuffle,
