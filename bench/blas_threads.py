@@ -16,7 +16,7 @@ layer ``K`` inputs -> ``N`` outputs, ``M*N*K`` multiply-adds each:
    fastbp's thread policy bypassed; prints t(2)/t(1) by MACs and the smallest
    MACs from which 2 threads win for every larger shape measured.
 2. **Loops vs BLAS** (one thread): fastbp's register loops (``matmul.py``
-   compiled with ``SMALL_GEMM_MACS`` out of reach) against sgemm.
+   compiled with ``BLAS_MIN_MACS`` out of reach) against sgemm.
 
 Timings are medians over the rounds of per-call times, each from a compiled
 loop of calls (no Python per call).  On a busy machine the threaded figures
@@ -37,7 +37,7 @@ from numba.core.caching import NullCache
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from fastbp._config import JIT, OPENBLAS_THREAD_MIN_MACS, SMALL_GEMM_MACS  # noqa: E402
+from fastbp._config import BLAS_MIN_MACS, JIT, OPENBLAS_THREAD_MIN_MACS  # noqa: E402
 from fastbp._kernels import blas  # noqa: E402
 from fastbp._kernels.blas import _xgemm  # noqa: E402
 
@@ -64,8 +64,8 @@ def _loop_module():
     spec = importlib.util.spec_from_file_location("fastbp._kernels._bench_matmul", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    mod.SMALL_GEMM_MACS = 1 << 62  # read at compile time: loops for every size
-    for name in ("mm_nt", "mm_nn", "mm_tn", "_scale"):
+    mod.BLAS_MIN_MACS = 1 << 62  # read at compile time: loops for every size
+    for name in ("mm_nt", "mm_nn", "mm_tn", "_scale", "_use_blas"):
         getattr(mod, name)._cache = NullCache()  # never mix with the real cache
     return mod
 
@@ -161,7 +161,7 @@ def main(argv=None):
     get, set_ = funcs
     user = get()
     out = {"cpu_count": os.cpu_count(), "load_avg_start": os.getloadavg(),
-           "SMALL_GEMM_MACS": SMALL_GEMM_MACS}
+           "BLAS_MIN_MACS": BLAS_MIN_MACS}
     batches = (1, 8, 32, 64, 79, 128, 256)
     widths = (2, 16, 64, 128, 256, 512, 1024)
     try:

@@ -48,13 +48,16 @@ def kernel_sources():
 
 @functools.lru_cache(maxsize=1)
 def kernel_source_hash():
-    """SHA-256 (hex) over the names and contents of :func:`kernel_sources`."""
+    """SHA-256 (hex) over the names and contents of :func:`kernel_sources`, and the
+    BLAS routing the kernels were compiled for (``openblas.SMALL_KERNELS``)."""
+    from ._kernels.openblas import SMALL_KERNELS  # loads scipy's BLAS: not at module load
     h = hashlib.sha256()
     for path in kernel_sources():
         h.update(path.relative_to(_PACKAGE).as_posix().encode())
         h.update(b"\0")
         h.update(path.read_bytes())
         h.update(b"\0")
+    h.update(b"small-kernels" if SMALL_KERNELS else b"packed-kernels")
     return h.hexdigest()
 
 

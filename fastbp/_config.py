@@ -19,21 +19,35 @@ JIT = dict(cache=True, nogil=True, fastmath=FASTMATH, error_model="numpy")
 #: Options for kernels with ``prange`` loops.
 JIT_PARALLEL = dict(JIT, parallel=True)
 
-#: Matrix products with fewer multiply-adds than this run as register loops,
-#: larger ones call BLAS (sgemm/dgemm through scipy.linalg.cython_blas).
+#: Which products run as own loops (``matmul.py``) and which call BLAS (sgemm /
+#: dgemm through scipy.linalg.cython_blas).  Measured with ``bench/matmul_route.py``
+#: (float32, in-cache operands, own loops time / BLAS time), on a 2-core AVX-512
+#: Xeon with OpenBLAS 0.3.30 on its SkylakeX core and on its Haswell core
+#: (``OPENBLAS_CORETYPE=Haswell``, the kernels AVX2 machines get):
+#:
+#: * Below ``BLAS_MIN_MACS`` multiply-adds own loops win or tie on both cores
+#:   (0.24-1.1x at 64-512): the call overhead is the product.  Except the
+#:   forward ``mm_nt`` with fewer than ``OWN_NT_MIN_K`` inputs, whose own dot
+#:   products are mostly tail: BLAS from a quarter of it (48 x 3 x 3: own 3.3x).
+#: * SkylakeX-class cores (``openblas.SMALL_KERNELS``) have small-matrix kernels
+#:   that read the operands in place up to ``SMALL_KERNEL_MAX_MACS``: BLAS won
+#:   every product from 1024 multiply-adds up to there (own loops 1.1-20x
+#:   slower; 2.3-6.7x for the short-row ``mm_nn`` / ``mm_tn``).  Above it BLAS
+#:   packs, and a product over at most ``OWN_*_ROWS`` samples is own loops'
+#:   (1-2 x 784 x 1024 forward: own 0.33-0.70x).
+#: * Other cores pack every call: own loops win the forward ``mm_nt`` over at
+#:   most ``OWN_NT_ROWS`` samples with ``OWN_NT_MIN_K`` or more inputs
+#:   (0.16-0.64x) and lose it below that (2.7-15x at 3-9 inputs); the input
+#:   delta ``mm_nn`` over more than ``OWN_NN_ROWS`` samples is BLAS's from
+#:   ``BLAS_MIN_MACS`` on (own 1.2-3.7x); the weight gradient ``mm_tn`` is BLAS's
+#:   from ``SMALL_GEMM_MACS`` on (over more than ``OWN_TN_ROWS`` samples), and
+#:   below it for fewer than ``OWN_NT_MIN_K`` inputs to at least 8 outputs
+#:   (own 1.5-2.7x); otherwise own loops (0.6-1.0x).
+BLAS_MIN_MACS = 1024
+SMALL_KERNEL_MAX_MACS = 1000000
 SMALL_GEMM_MACS = 32768
-
-#: Products over at most this many samples run as own loops at any size
-#: (``matmul.py``): a BLAS gemm packs the weight matrix on every call, which
-#: costs more than the product itself for a few samples.  Measured
-#: (OpenBLAS 0.3.31 Haswell kernels, 2-core AMD EPYC, float32, layers of
-#: 53-908 inputs by 7-823 outputs; BLAS time / own loops time): the forward
-#: ``mm_nt`` (vector dot products) 2.2-9.3x at 2 samples, 1.3-4.6x at 4,
-#: 0.6-3.0x at 8, 0.5-1.8x at 16; the input delta ``mm_nn`` (four rank-1
-#: terms per pass) 4.4-8.6x at 2, 1.7-3.7x at 4, 1.0-2.3x at 8, 0.5-1.4x at
-#: 16.  The weight gradient ``mm_tn`` (its rows are the batch) is BLAS's from
-#: 2 samples on (own loops 0.66-0.86x at 2, 0.66-1.44x at 4).
 OWN_NT_ROWS = 8
+OWN_NT_MIN_K = 16
 OWN_NN_ROWS = 8
 OWN_TN_ROWS = 1
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from fastbp._config import JIT
+from fastbp._config import BLAS_MIN_MACS, JIT
 from fastbp._kernels.activations import row_sum
 from fastbp._kernels.matmul import mm_nt
 from fastbp._kernels.vdot import dot8, dot8x4, row_dot8, row_dot8x4
@@ -65,9 +65,11 @@ def test_row_forms_match_the_flat_form(order):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_mm_nt_own_loops_same_for_every_layout(dtype):
     """mm_nt's vector loops (C arrays) and its scalar loops (other layouts) agree exactly,
-    and match numpy to rounding."""
+    and match numpy to rounding (products below ``BLAS_MIN_MACS``: own loops on every
+    BLAS core)."""
     rng = np.random.default_rng(2)
-    for n, k, m in [(1, 300, 37), (3, 19, 7), (2, 7, 9), (4, 64, 13), (1, 8, 4)]:
+    for n, k, m in [(1, 300, 3), (3, 19, 7), (2, 7, 9), (4, 64, 3), (1, 8, 4), (1, 203, 5)]:
+        assert n * k * m < BLAS_MIN_MACS
         A = rng.standard_normal((n, k)).astype(dtype)
         B = rng.standard_normal((m, k)).astype(dtype)
         C0 = rng.standard_normal((n, m)).astype(dtype)

@@ -36,11 +36,6 @@ lda, beta, C, ldc)``.
 """
 
 import ctypes
-import glob
-import importlib.machinery
-import importlib.util
-import os
-import sys
 
 from llvmlite import ir
 import llvmlite.binding as _llvm
@@ -49,6 +44,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._config import BLAS_SINGLE_THREAD_MACS, JIT, OPENBLAS_THREAD_MIN_MACS
+from .openblas import AFFIXES as _AFFIXES, cython_blas as _cython_blas
 
 __all__ = ["gemm", "gemm_loops", "gemm_available", "blas_thread_control"]
 
@@ -74,30 +70,6 @@ def _capsule_address(capsule):
     if not addr:
         raise RuntimeError("PyCapsule_GetPointer returned NULL")
     return name, addr
-
-
-def _cython_blas():
-    """scipy's ``cython_blas`` extension module.
-
-    ``import scipy.linalg.cython_blas`` first runs ``scipy/linalg/__init__``,
-    which costs ~0.4 s of import time for nothing we use, so the extension is
-    loaded straight from its file; any surprise falls back to the plain import.
-    """
-    name = "scipy.linalg.cython_blas"
-    if name in sys.modules:
-        return sys.modules[name]
-    try:
-        import scipy
-        folder = os.path.join(os.path.dirname(scipy.__file__), "linalg")
-        for path in sorted(glob.glob(os.path.join(folder, "cython_blas.*"))):
-            if path.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
-                spec = importlib.util.spec_from_file_location(name, path)
-                module = importlib.util.module_from_spec(spec)
-                spec.loader.exec_module(module)
-                return module
-    except Exception:  # pragma: no cover - unusual scipy layouts
-        pass
-    return importlib.import_module(name)
 
 
 def _register_symbols():
@@ -143,7 +115,6 @@ _ADDRESSES = _register_symbols()
 # thread"), so the policy is then inert.
 
 _THREAD_SYMBOLS = {"get": "fastbp_blas_get_threads", "set": "fastbp_blas_set_threads"}
-_AFFIXES = [(p, s) for p in ("scipy_", "") for s in ("", "64_", "_64")]
 _PTHREADS = 1  # openblas_get_parallel(): 0 serial build, 1 pthreads, 2 OpenMP
 
 

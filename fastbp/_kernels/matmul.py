@@ -4,10 +4,13 @@
 * ``mm_nn``: ``C <- alpha * A @ B   + beta * C``  (deltas:   D @ W)
 * ``mm_tn``: ``C <- alpha * A.T @ B + beta * C``  (weights:  D.T @ X, fused update)
 
-Products below ``SMALL_GEMM_MACS`` multiply-adds run as own loops: for tiny
-layers the BLAS call overhead dominates the arithmetic.  So do products over
-a few samples (``_config.OWN_*_ROWS``; batch 1 is a matrix-vector product),
-where a BLAS gemm spends its time packing the weight matrix.  ``mm_nn`` and
+Which products call BLAS is ``_use_blas`` (the measurements are at its
+constants in ``_config.py``): tiny products run as own loops (the call overhead
+is the product), and so do products over a few samples (batch 1 is a
+matrix-vector product) where the BLAS packs the weight matrix on every call,
+which depends on its kernels (``openblas.SMALL_KERNELS``).  Operands whose rows
+are not unit-stride always take own loops (BLAS needs unit-stride rows).
+``mm_nn`` and
 ``mm_tn`` add four rank-1 terms per pass over a row of ``C`` (each element
 still sums them in order).  ``mm_nt``'s loops are row dot products
 in the eight-partial order as vector code (``vdot.py``; float32 in 2 x 4
@@ -18,10 +21,50 @@ scalar chains (same results, bit for bit).
 from numba import njit, types
 from numba.extending import overload
 
-from .._config import JIT, JIT_INLINE, OWN_NN_ROWS, OWN_NT_ROWS, OWN_TN_ROWS, SMALL_GEMM_MACS
+from .._config import (BLAS_MIN_MACS, JIT, JIT_INLINE, OWN_NN_ROWS, OWN_NT_MIN_K, OWN_NT_ROWS,
+                       OWN_TN_ROWS, SMALL_GEMM_MACS, SMALL_KERNEL_MAX_MACS)
 from .blas import gemm
+from .openblas import SMALL_KERNELS
 from .runtime import runtime
 from .vdot import dot8, dot8x4, flat_ok, tile2x4
+
+
+NT, NN, TN = 0, 1, 2  # which product (_use_blas)
+
+
+@njit(**JIT_INLINE)
+def _use_blas(which, n, k, m):
+    """Whether the product ``which`` (C is n x m, inner dimension k) calls BLAS."""
+    macs = n * k * m
+    if which == NT and k < OWN_NT_MIN_K:  # own loops' dot products are mostly tail
+        return macs >= BLAS_MIN_MACS // 4
+    if macs < BLAS_MIN_MACS:
+        return False
+    rows = k if which == TN else n  # the samples the product runs over
+    few = rows <= (OWN_NT_ROWS if which == NT else OWN_NN_ROWS if which == NN else OWN_TN_ROWS)
+    if SMALL_KERNELS:
+        return (macs <= SMALL_KERNEL_MAX_MACS and rows > 1) or not few
+    if which == NT:
+        return not (few and k >= OWN_NT_MIN_K)
+    if which == NN:
+        return not few
+    return not few and (macs >= SMALL_GEMM_MACS or (m < OWN_NT_MIN_K and n >= 8))
+
+
+def _unit_rows(A, B, C):
+    """Whether every operand has unit-stride rows, as BLAS needs (typed below)."""
+
+
+@overload(_unit_rows, jit_options=JIT)
+def _unit_rows_impl(A, B, C):
+    if all(a.layout == "C" for a in (A, B, C)):
+        return lambda A, B, C: True
+
+    def strided(A, B, C):
+        return ((A.strides[1] == A.itemsize or A.shape[1] <= 1)
+                and (B.strides[1] == B.itemsize or B.shape[1] <= 1)
+                and (C.strides[1] == C.itemsize or C.shape[1] <= 1))
+    return strided
 
 
 @njit(**JIT)
@@ -119,7 +162,7 @@ def mm_nt(alpha, A, B, beta, C):
     """``C <- alpha * A @ B.T + beta * C``."""
     n, k = A.shape
     m = B.shape[0]
-    if n * m * k >= SMALL_GEMM_MACS and n > OWN_NT_ROWS:
+    if _use_blas(NT, n, k, m) and _unit_rows(A, B, C):
         gemm(runtime(False), runtime(True), alpha, A, B, beta, C)
         return
     _scale(beta, C)
@@ -146,7 +189,7 @@ def mm_nn(alpha, A, B, beta, C):
     """``C <- alpha * A @ B + beta * C``."""
     n, k = A.shape
     m = B.shape[1]
-    if n * m * k >= SMALL_GEMM_MACS and n > OWN_NN_ROWS:
+    if _use_blas(NN, n, k, m) and _unit_rows(A, B, C):
         gemm(runtime(False), runtime(False), alpha, A, B, beta, C)
         return
     T = C.dtype.type
@@ -167,7 +210,7 @@ def mm_tn(alpha, A, B, beta, C):
     """``C <- alpha * A.T @ B + beta * C``."""
     k, n = A.shape
     m = B.shape[1]
-    if n * m * k >= SMALL_GEMM_MACS and k > OWN_TN_ROWS:
+    if _use_blas(TN, n, k, m) and _unit_rows(A, B, C):
         gemm(runtime(True), runtime(False), alpha, A, B, beta, C)
         return
     T = C.dtype.type
