@@ -6,8 +6,9 @@ from numba import njit
 
 from fastbp._config import BLAS_MIN_MACS, JIT
 from fastbp._kernels.activations import row_sum
+from fastbp._kernels.losses import _half_sq_sum
 from fastbp._kernels.matmul import mm_nt
-from fastbp._kernels.vdot import dot8, dot8x4, row_dot8, row_dot8x4
+from fastbp._kernels.vdot import dot8, dot8x4, row_dot8, row_dot8x4, sqdiff8
 
 
 def _reference(a, b):
@@ -100,3 +101,51 @@ def test_row_sum_is_the_eight_partial_sum_then_the_tail(dtype, m):
         s = T(s + A[j])
     assert _sum(A, 2, m) == s
     assert _sum(np.repeat(A, 2)[::2], 2, m) == s
+
+
+@njit(**JIT)
+def _sq(A, a, B, b, k8):
+    """sqdiff8 at the given offsets."""
+    return sqdiff8(A, a, B, b, k8)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [0, 8, 24, 232])
+def test_sqdiff8_is_the_eight_partial_sum_of_float64_squares(dtype, k):
+    """Vector form (C arrays) and scalar form (strided) give the reference order exactly;
+    each difference of two float32 is exact in float64."""
+    rng = np.random.default_rng(k)
+    A = rng.standard_normal(k + 5).astype(dtype)
+    B = rng.standard_normal(k + 9).astype(dtype)
+    r = A[3:3 + k].astype(np.float64) - B[7:7 + k].astype(np.float64)
+    s = [0.0] * 8
+    for p in range(0, k, 8):
+        for c in range(8):
+            s[c] = s[c] + r[p + c] * r[p + c]
+    want = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]))
+    assert _sq(A, 3, B, 7, k) == want
+    As, Bs = np.repeat(A, 2)[::2], np.repeat(B, 2)[::2]
+    assert _sq(As, 3, Bs, 7, k) == want
+
+
+@njit(**JIT)
+def _mse_rows(A, y):
+    """losses._half_sq_sum of every row of A against y."""
+    s = 0.0
+    for i in range(A.shape[0]):
+        s += _half_sq_sum(A[i], 0, y, i, A.shape[1])
+    return s
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_mse_loss_sum_is_the_same_for_every_target_layout(dtype):
+    """The vector form (C-contiguous targets) and the scalar form (any other layout) of the
+    MSE loss sum agree exactly, and match float64 to rounding."""
+    rng = np.random.default_rng(5)
+    for m in (1, 7, 8, 9, 233):
+        A = rng.standard_normal((6, m)).astype(dtype)
+        y = rng.standard_normal((6, m)).astype(dtype)
+        got = _mse_rows(A, y)
+        assert got == _mse_rows(A, np.asfortranarray(y))
+        r = A.astype(np.float64) - y.astype(np.float64)
+        assert got == pytest.approx(0.5 * (r * r).sum(), rel=1e-13)

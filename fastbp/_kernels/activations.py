@@ -240,7 +240,7 @@ def softmax_jvp(a, d, s):
     return a * (d - s)
 
 
-@njit(**JIT)
+@njit(**JIT_NO_NRT)
 def bias_act(A, b, code, alpha, pre, keep_pre, add_bias):
     """In place ``A <- f(A + b)`` row by row (``f(A)`` unless ``add_bias``);
     ``pre`` receives the activation's input when ``keep_pre``."""
@@ -260,7 +260,7 @@ def bias_act(A, b, code, alpha, pre, keep_pre, add_bias):
             act_inplace(row, 0, m, code, alpha)
 
 
-@njit(**JIT)
+@njit(**JIT_NO_NRT)
 def mul_act_grad(D, A, pre, code, alpha):
     """In place ``D <- D * f'(z)`` where ``A = f(z)`` (``pre = z`` for GELU; softmax: ``D @ J``)."""
     n, m = D.shape

@@ -11,7 +11,7 @@ already carry the ``1/n`` of the batch mean.
 
 from numba import njit
 
-from .._config import JIT, JIT_INLINE
+from .._config import JIT, JIT_INLINE, JIT_NO_NRT
 from ..spec import L_ACT, L_BN, L_IN, L_OUT, P_ALPHA, P_DROP
 from .activations import mul_act_grad
 from .forward import block, bn_params, layer_params, unit_offset
@@ -22,7 +22,7 @@ from .sparse import input_tn
 from .update import sgd_step
 
 
-@njit(**JIT)
+@njit(**JIT_NO_NRT)
 def _colsum(D, out):
     """Column sums of D into out (the bias gradient)."""
     out[:] = 0.0

@@ -21,13 +21,16 @@ cross-entropy (one-hot implied), or ``(n,)`` values for a single output.
 
 import math
 
+import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from .._config import JIT, JIT_INLINE
+from .._config import JIT, JIT_INLINE, JIT_NO_NRT
 from ..spec import CROSS_ENTROPY, HUBER, MAE, MSE, POISSON, QUANTILE, SOFTMAX
 from .activations import (exp_shifted, mul_dact, mul_dact_range, row_max, softmax_jvp,
                           softplus)
+from .runtime import runtime
+from .vdot import flat_ok, sqdiff8
 
 
 @njit(**JIT)
@@ -169,17 +172,69 @@ def elem_delta(a, z, t, loss, code, lp, inv):
     return elem_loss(loss, r, lp), inv * g
 
 
-@njit(**JIT)
+def _half_sq_sum(A, o, y, i, m):
+    """MSE's loss of sample ``i``: ``elem_loss(MSE, r)`` = r^2 / 2 summed over its ``m``
+    outputs at ``A[o:]``, as half the sum of squares in float64 in the eight-partial order
+    (``vdot.sqdiff8``; exact: halving is), vector code where ``y`` is a C-contiguous
+    ``(n, m)`` array of ``A``'s dtype (typed below)."""
+
+
+@overload(_half_sq_sum, jit_options=JIT)
+def _half_sq_sum_impl(A, o, y, i, m):
+    if flat_ok(A, y) and y.ndim == 2:
+        def rows(A, o, y, i, m):
+            m8 = m - m % 8
+            s = sqdiff8(A, o, y, i * m, m8)
+            for k in range(m8, m):
+                r = np.float64(A[o + k]) - np.float64(y[i, k])
+                s += r * r
+            return 0.5 * s
+
+        return rows
+
+    def targets(A, o, y, i, m):
+        # the same sums, one lane per scalar, targets through ``target``
+        m8 = m - m % 8
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+        for k in range(0, m8, 8):
+            r0 = np.float64(A[o + k]) - np.float64(target(y, i, k, False))
+            r1 = np.float64(A[o + k + 1]) - np.float64(target(y, i, k + 1, False))
+            r2 = np.float64(A[o + k + 2]) - np.float64(target(y, i, k + 2, False))
+            r3 = np.float64(A[o + k + 3]) - np.float64(target(y, i, k + 3, False))
+            r4 = np.float64(A[o + k + 4]) - np.float64(target(y, i, k + 4, False))
+            r5 = np.float64(A[o + k + 5]) - np.float64(target(y, i, k + 5, False))
+            r6 = np.float64(A[o + k + 6]) - np.float64(target(y, i, k + 6, False))
+            r7 = np.float64(A[o + k + 7]) - np.float64(target(y, i, k + 7, False))
+            s0, s1, s2, s3 = s0 + r0 * r0, s1 + r1 * r1, s2 + r2 * r2, s3 + r3 * r3
+            s4, s5, s6, s7 = s4 + r4 * r4, s5 + r5 * r5, s6 + r6 * r6, s7 + r7 * r7
+        s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+        for k in range(m8, m):
+            r = np.float64(A[o + k]) - np.float64(target(y, i, k, False))
+            s += r * r
+        return 0.5 * s
+
+    return targets
+
+
+@njit(**JIT_NO_NRT)
 def _elem_row(total, A, Z, o, y, i, m, loss, act, alpha, lp, sc, D, want_delta):
     """``row_loss_delta`` for an elementwise ``loss`` and an output activation other than
-    softmax (a call of its own: one copy however many kernels inline ``row_loss_delta``)."""
+    softmax (a call of its own: one copy however many kernels inline ``row_loss_delta``).
+    MSE's loss is summed as vector code (``_half_sq_sum``): one scalar chain over a wide
+    output layer cost more than the layer's products."""
     T = A.dtype.type
-    for k in range(m):
-        r = A[o + k] - target(y, i, k, False)
-        total += elem_loss(loss, r, lp)
-        if want_delta:
-            D[o + k] = T(elem_grad(loss, r, lp))
+    if loss == MSE:
+        total += _half_sq_sum(A, o, y, i, m)
+    else:
+        for k in range(m):
+            total += elem_loss(loss, A[o + k] - target(y, i, k, False), lp)
     if want_delta:
+        if loss == MSE:  # a loop of its own per loss (no branch per output): vector code
+            for k in range(m):
+                D[o + k] = T(elem_grad(runtime(MSE), A[o + k] - target(y, i, k, False), lp))
+        else:
+            for k in range(m):
+                D[o + k] = T(elem_grad(loss, A[o + k] - target(y, i, k, False), lp))
         mul_dact_range(D, A, Z, o, o + m, act, alpha)
         for k in range(o, o + m):
             D[k] = sc * D[k]
@@ -233,7 +288,7 @@ def row_loss_delta(total, A, Z, o, y, i, m, loss, act, alpha, lp, sc, D, want_de
     return total
 
 
-@njit(**JIT)
+@njit(**JIT_NO_NRT)
 def loss_delta(A, Z, y, loss, act, scale, D, want_delta, lp):
     """Sum of per-sample losses over the rows of ``A``; ``D <- scale * dE/dz``.
 

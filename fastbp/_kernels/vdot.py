@@ -23,6 +23,7 @@ order).  Offsets are not bounds-checked.
 """
 
 from llvmlite import ir
+import numpy as np
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
@@ -228,3 +229,61 @@ def _row_dot8x4_impl(X, r, B, b, bs, k8):
     if flat_ok(X, B):
         return lambda X, r, B, b, bs, k8: _vdot4(X, r * X.shape[1], B, b, bs, k8)
     return lambda X, r, B, b, bs, k8: dot8x4(X[r], 0, B, b, bs, k8)
+
+
+@intrinsic
+def _vsqdiff(typingctx, A, a, B, b, k8):
+    """``sum_{p < k8} (A[a + p] - B[b + p])**2`` in float64, in the eight-partial order."""
+    if not (flat_ok(A, B) and all(isinstance(v, types.Integer) for v in (a, b, k8))):
+        return None
+
+    def codegen(context, builder, sig, args):
+        av, a0, bv, b0, k8v = args
+        a0, b0, k8v = (context.cast(builder, v, t, types.intp)
+                       for v, t in zip((a0, b0, k8v), (sig.args[1], sig.args[3], sig.args[4])))
+        elem = context.get_data_type(A.dtype)
+        vty = ir.VectorType(elem, _PARTS)
+        wide = ir.VectorType(ir.DoubleType(), _PARTS)
+        align = context.get_abi_sizeof(elem)
+        pa, pb = _data(context, builder, A, av), _data(context, builder, B, bv)
+        acc = cgutils.alloca_once(builder, wide)
+        builder.store(ir.Constant(wide, [ir.Constant(ir.DoubleType(), 0.0)] * _PARTS), acc)
+        with cgutils.for_range(builder, builder.sdiv(k8v, k8v.type(_PARTS))) as loop:
+            t = builder.mul(loop.index, loop.index.type(_PARTS))
+            x = _vload(builder, pa, builder.add(a0, t), vty, align)
+            y = _vload(builder, pb, builder.add(b0, t), vty, align)
+            if elem != ir.DoubleType():
+                x, y = builder.fpext(x, wide), builder.fpext(y, wide)
+            r = builder.fsub(x, y)
+            builder.store(builder.fadd(builder.load(acc), builder.fmul(r, r)), acc)
+        return _pairwise(builder, builder.load(acc))
+
+    return types.float64(A, a, B, b, k8), codegen
+
+
+def sqdiff8(A, a, B, b, k8):
+    """``sum_{p < k8} (A[a + p] - B[b + p])**2``, each difference and square in float64
+    (exact difference of two float32), summed in the eight-partial order (typed below;
+    C-contiguous arrays of one dtype as vector code, others as the same sums in scalars)."""
+
+
+@overload(sqdiff8, jit_options=JIT)
+def _sqdiff8_impl(A, a, B, b, k8):
+    if flat_ok(A, B):
+        return lambda A, a, B, b, k8: _vsqdiff(A, a, B, b, k8)
+
+    def strided(A, a, B, b, k8):
+        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
+        for p in range(0, k8, 8):
+            r0 = np.float64(A[a + p]) - np.float64(B[b + p])
+            r1 = np.float64(A[a + p + 1]) - np.float64(B[b + p + 1])
+            r2 = np.float64(A[a + p + 2]) - np.float64(B[b + p + 2])
+            r3 = np.float64(A[a + p + 3]) - np.float64(B[b + p + 3])
+            r4 = np.float64(A[a + p + 4]) - np.float64(B[b + p + 4])
+            r5 = np.float64(A[a + p + 5]) - np.float64(B[b + p + 5])
+            r6 = np.float64(A[a + p + 6]) - np.float64(B[b + p + 6])
+            r7 = np.float64(A[a + p + 7]) - np.float64(B[b + p + 7])
+            s0, s1, s2, s3 = s0 + r0 * r0, s1 + r1 * r1, s2 + r2 * r2, s3 + r3 * r3
+            s4, s5, s6, s7 = s4 + r4 * r4, s5 + r5 * r5, s6 + r6 * r6, s7 + r7 * r7
+        return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    return strided
