@@ -17,13 +17,15 @@ Jacobians.
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import overload
 
 from .._config import JIT, JIT_INLINE, JIT_NO_NRT
 from ..spec import ELU, EXP, GELU, IDENTITY, LEAKY_RELU, RELU, SIGMOID, SOFTMAX, SOFTPLUS, TANH
 from .approx import vexp, vsigmoid, vtanh
 from .runtime import runtime
 from .vdot import sum8
+from .views import view1d
 
 _GELU_C = math.sqrt(2.0 / math.pi)
 #: The cubic coefficient of the tanh form of GELU.
@@ -240,40 +242,74 @@ def softmax_jvp(a, d, s):
     return a * (d - s)
 
 
+def _act_rows(A, code, alpha):
+    """``A <- f(A)`` on every row of the 2-D ``A`` (not softmax): one flat range for a
+    C-contiguous ``A`` (the vector loop spans rows: narrow layers have no vector rows of
+    their own), else row by row (typed below; the same numbers either way)."""
+
+
+@overload(_act_rows, jit_options=JIT_NO_NRT)
+def _act_rows_impl(A, code, alpha):
+    if isinstance(A, types.Array) and A.layout == "C":
+        return lambda A, code, alpha: act_inplace(view1d(A), 0, A.shape[0] * A.shape[1],
+                                                  code, alpha)
+
+    def rows(A, code, alpha):
+        for i in range(A.shape[0]):
+            act_inplace(A[i], 0, A.shape[1], code, alpha)
+    return rows
+
+
+def _mul_dact_rows(D, A, Z, code, alpha):
+    """``D <- D * f'(Z)`` on every row (``A = f(Z)``, not softmax), as ``_act_rows``."""
+
+
+@overload(_mul_dact_rows, jit_options=JIT_NO_NRT)
+def _mul_dact_rows_impl(D, A, Z, code, alpha):
+    if all(isinstance(x, types.Array) and x.layout == "C" for x in (D, A, Z)):
+        return lambda D, A, Z, code, alpha: mul_dact_range(
+            view1d(D), view1d(A), view1d(Z), 0, D.shape[0] * D.shape[1], code, alpha)
+
+    def rows(D, A, Z, code, alpha):
+        for i in range(D.shape[0]):
+            mul_dact_range(D[i], A[i], Z[i], 0, D.shape[1], code, alpha)
+    return rows
+
+
 @njit(**JIT_NO_NRT)
 def bias_act(A, b, code, alpha, pre, keep_pre, add_bias):
     """In place ``A <- f(A + b)`` row by row (``f(A)`` unless ``add_bias``);
     ``pre`` receives the activation's input when ``keep_pre``."""
     n, m = A.shape
-    for i in range(n):
-        row = A[i]
-        if add_bias:
+    if add_bias:
+        for i in range(n):
             for j in range(m):
-                row[j] += b[j]
-        if keep_pre:
-            p = pre[i]
+                A[i, j] += b[j]
+    if keep_pre:
+        for i in range(n):
             for j in range(m):
-                p[j] = row[j]
-        if code == SOFTMAX:
+                pre[i, j] = A[i, j]
+    if code == SOFTMAX:
+        for i in range(n):
+            row = A[i]
             softmax_row(row, 0, row, 0, m)
-        elif code != IDENTITY:
-            act_inplace(row, 0, m, code, alpha)
+    elif code != IDENTITY:
+        _act_rows(A, code, alpha)
 
 
 @njit(**JIT_NO_NRT)
 def mul_act_grad(D, A, pre, code, alpha):
     """In place ``D <- D * f'(z)`` where ``A = f(z)`` (``pre = z`` for GELU; softmax: ``D @ J``)."""
-    n, m = D.shape
     if code == IDENTITY:
         return
-    for i in range(n):
+    if code != SOFTMAX:
+        _mul_dact_rows(D, A, pre, code, alpha)
+        return
+    for i in range(D.shape[0]):
         d = D[i]
         a = A[i]
-        if code == SOFTMAX:
-            s = D.dtype.type(0.0)
-            for j in range(m):
-                s += d[j] * a[j]
-            for j in range(m):
-                d[j] = softmax_jvp(a[j], d[j], s)
-        else:
-            mul_dact_range(d, a, pre[i], 0, m, code, alpha)
+        s = D.dtype.type(0.0)
+        for j in range(D.shape[1]):
+            s += d[j] * a[j]
+        for j in range(D.shape[1]):
+            d[j] = softmax_jvp(a[j], d[j], s)

@@ -21,8 +21,8 @@ scalar chains (same results, bit for bit).
 from numba import njit, types
 from numba.extending import overload
 
-from .._config import (BLAS_MIN_MACS, JIT, JIT_INLINE, OWN_NN_ROWS, OWN_NT_MIN_K, OWN_NT_ROWS,
-                       OWN_TN_ROWS, SMALL_GEMM_MACS, SMALL_KERNEL_MAX_MACS)
+from .._config import (BLAS_MIN_MACS, JIT, JIT_INLINE, JIT_NO_NRT, OWN_NN_ROWS, OWN_NT_MIN_K,
+                       OWN_NT_ROWS, OWN_TN_ROWS, SMALL_GEMM_MACS, SMALL_KERNEL_MAX_MACS)
 from .blas import gemm
 from .openblas import SMALL_KERNELS
 from .runtime import runtime
@@ -67,7 +67,7 @@ def _unit_rows_impl(A, B, C):
     return strided
 
 
-@njit(**JIT)
+@njit(**JIT_NO_NRT)
 def _scale(beta, C):
     """C *= beta (C = 0 when beta is 0, as BLAS does)."""
     T = C.dtype.type
@@ -157,7 +157,7 @@ def _dots_nt_impl(al, A, B, C):
     return impl_strided
 
 
-@njit(**JIT)
+@njit(**JIT_NO_NRT)
 def mm_nt(alpha, A, B, beta, C):
     """``C <- alpha * A @ B.T + beta * C``."""
     n, k = A.shape
@@ -184,7 +184,7 @@ def _axpy(c, s, b):
         c[j] += s * b[j]
 
 
-@njit(**JIT)
+@njit(**JIT_NO_NRT)
 def mm_nn(alpha, A, B, beta, C):
     """``C <- alpha * A @ B + beta * C``."""
     n, k = A.shape
@@ -205,7 +205,7 @@ def mm_nn(alpha, A, B, beta, C):
             _axpy(c, al * A[i, p], B[p])
 
 
-@njit(**JIT)
+@njit(**JIT_NO_NRT)
 def mm_tn(alpha, A, B, beta, C):
     """``C <- alpha * A.T @ B + beta * C``."""
     k, n = A.shape

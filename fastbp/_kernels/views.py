@@ -47,6 +47,29 @@ def view2d(typingctx, buf, off, n, m):
     return sig, codegen
 
 
+@intrinsic
+def view1d(typingctx, A):
+    """The ``n * m`` elements of the C-contiguous 2-D ``A`` as a 1-D view (same memory)."""
+    if not (isinstance(A, types.Array) and A.ndim == 2 and A.layout == "C"):
+        return None
+    retty = types.Array(A.dtype, 1, "C")
+    sig = retty(A)
+
+    def codegen(context, builder, sig, args):
+        from numba.np.arrayobj import make_array, populate_array  # compile time only
+        src = make_array(sig.args[0])(context, builder, args[0])
+        dst = make_array(retty)(context, builder)
+        n, m = cgutils.unpack_tuple(builder, src.shape, 2)
+        itemsize = context.get_abi_sizeof(context.get_data_type(retty.dtype))
+        isz = context.get_value_type(types.intp)(itemsize)
+        populate_array(dst, data=src.data, shape=cgutils.pack_array(builder, [builder.mul(n, m)]),
+                       strides=cgutils.pack_array(builder, [isz]), itemsize=isz,
+                       meminfo=src.meminfo, parent=src.parent)
+        return impl_ret_borrowed(context, builder, retty, dst._getvalue())
+
+    return sig, codegen
+
+
 def copy_row(dst, r, src, j):
     """``dst[r] = src[j]`` for 1-D or 2-D arrays (typed by the overload below)."""
     dst[r] = src[j]
