@@ -8,61 +8,33 @@
 
 Float32, C-contiguous operands reused call after call (in cache), best of 5 runs
 of enough calls for ~20 ms; prints microseconds per product for each side and
-own ÷ BLAS.  The own side is the loops ``mm_*`` run below the BLAS threshold,
-called directly, so the rule itself does not pick the side.  Named so asv does
-not collect it.
+own ÷ BLAS.  The own side is ``matmul.py`` compiled with every product on its
+own loops (``blas_threads._loop_module``), so the rule itself does not pick the
+side.  Named so asv does not collect it.
 """
 
+import os
 import sys
 import time
 
 import numpy as np
 from numba import njit
 
-from fastbp._kernels import matmul as M
-from fastbp._kernels.blas import gemm
-from fastbp._kernels.openblas import openblas_core
-from fastbp._kernels.runtime import runtime
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from blas_threads import _loop_module  # noqa: E402
+from fastbp._kernels.blas import gemm  # noqa: E402
+from fastbp._kernels.openblas import openblas_core  # noqa: E402
+from fastbp._kernels.runtime import runtime  # noqa: E402
+
+_LOOPS = _loop_module()  # matmul.py compiled with every product on its own loops
 
 
-@njit(cache=False)
-def _own_nt(A, B, C, reps):
-    """reps of C <- A @ B.T by mm_nt's own loops."""
+@njit(cache=False)  # takes dispatchers as arguments: not cacheable
+def _own(mm, which, A, B, C, reps):
+    """reps of the product by the given (own-loops) matmul function."""
     for _ in range(reps):
-        M._scale(0.0, C)
-        M._dots_nt(np.float32(1.0), A, B, C)
-
-
-@njit(cache=False)
-def _own_nn(A, B, C, reps):
-    """reps of C <- A @ B by mm_nn's own loops (four rank-1 terms per pass)."""
-    n, k = A.shape
-    for _ in range(reps):
-        M._scale(0.0, C)
-        k4 = k - k % 4
-        for i in range(n):
-            c = C[i]
-            for p in range(0, k4, 4):
-                M._axpy4(c, A[i, p], B[p], A[i, p + 1], B[p + 1], A[i, p + 2], B[p + 2],
-                         A[i, p + 3], B[p + 3])
-            for p in range(k4, k):
-                M._axpy(c, A[i, p], B[p])
-
-
-@njit(cache=False)
-def _own_tn(A, B, C, reps):
-    """reps of C <- A.T @ B by mm_tn's own loops."""
-    k, n = A.shape
-    for _ in range(reps):
-        M._scale(0.0, C)
-        k4 = k - k % 4
-        for p in range(0, k4, 4):
-            for i in range(n):
-                M._axpy4(C[i], A[p, i], B[p], A[p + 1, i], B[p + 1], A[p + 2, i], B[p + 2],
-                         A[p + 3, i], B[p + 3])
-        for p in range(k4, k):
-            for i in range(n):
-                M._axpy(C[i], A[p, i], B[p])
+        mm(1.0, A, B, 0.0, C)
 
 
 @njit(cache=False)
@@ -91,7 +63,7 @@ def _best(f, args, macs):
 def run_route(kind, shapes):
     """Print own and BLAS microseconds per product for each (n, k, m)."""
     which = {"nt": 0, "nn": 1, "tn": 2}[kind]
-    own = {"nt": _own_nt, "nn": _own_nn, "tn": _own_tn}[kind]
+    mm = {"nt": _LOOPS.mm_nt, "nn": _LOOPS.mm_nn, "tn": _LOOPS.mm_tn}[kind]
     rng = np.random.default_rng(0)
     print(f"{kind} (OpenBLAS core {openblas_core() or '?'}): n k m, macs, own us, blas us, "
           "own/blas")
@@ -102,7 +74,7 @@ def run_route(kind, shapes):
             (r(k, n), r(k, m))
         C = np.zeros((n, m), np.float32)
         macs = n * k * m
-        o = _best(own, (A, B, C), macs)
+        o = _best(lambda *a: _own(mm, which, *a), (A, B, C), macs)
         b = _best(lambda *a: _blas(which, *a), (A, B, C), macs)
         print(f"  {n:5d} {k:5d} {m:5d} {macs:10d} {o * 1e6:9.2f} {b * 1e6:9.2f} {o / b:6.2f}",
               flush=True)
