@@ -117,6 +117,25 @@ def row_log_sum_exp(Z, zo, m, E, eo):
     return log_sum_exp(mx, exp_shifted(Z, zo, E, eo, m, mx))
 
 
+def softmax_lse(y, i, A, Z, o, m, act, E):
+    """Sample ``i``'s ``log sum_k exp(Z[o+k])`` for its cross-entropy: with integer labels
+    and a softmax output ``A`` (the forward pass's), ``z_l - log(a_l)`` of the labelled class
+    ``l`` (``a_l = exp(z_l) / sum_k exp(z_k)``: no second pass of exponentials), where
+    ``a_l`` is a normal number; else ``row_log_sum_exp`` (``E`` scratch) (typed below)."""
+
+
+@overload(softmax_lse, jit_options=JIT)
+def _softmax_lse_impl(y, i, A, Z, o, m, act, E):
+    if isinstance(y, types.Array) and y.ndim == 1 and isinstance(y.dtype, types.Integer):
+        def labels(y, i, A, Z, o, m, act, E):
+            a = A[o + y[i]]
+            if act == SOFTMAX and a >= np.finfo(A.dtype).tiny:
+                return np.float64(Z[o + y[i]]) - math.log(np.float64(a))
+            return row_log_sum_exp(Z, o, m, E, o)
+        return labels
+    return lambda y, i, A, Z, o, m, act, E: row_log_sum_exp(Z, o, m, E, o)
+
+
 @njit(**JIT)
 def ce_loss(t, lse, z):
     """Cross-entropy of one class, ``t (logsumexp(z) - z_k)``; 0 where ``t = 0``."""
@@ -273,7 +292,7 @@ def row_loss_delta(total, A, Z, o, y, i, m, loss, act, alpha, lp, sc, D, want_de
         return total
     s = 1.0
     if loss == CROSS_ENTROPY:
-        lse = row_log_sum_exp(Z, o, m, D, o)
+        lse = softmax_lse(y, i, A, Z, o, m, act, D)
         e, s = ce_row(y, i, lse, Z, o, m)
         total += e
     elif loss == POISSON:
