@@ -30,7 +30,7 @@ from ..spec import CROSS_ENTROPY, HUBER, MAE, MSE, POISSON, QUANTILE, SOFTMAX
 from .activations import (exp_shifted, mul_dact, mul_dact_range, row_max, softmax_jvp,
                           softplus)
 from .runtime import runtime
-from .vdot import flat_ok, sqdiff8
+from .vdot import sqdiff8
 
 
 @njit(**JIT)
@@ -194,45 +194,30 @@ def elem_delta(a, z, t, loss, code, lp, inv):
 def _half_sq_sum(A, o, y, i, m):
     """MSE's loss of sample ``i``: ``elem_loss(MSE, r)`` = r^2 / 2 summed over its ``m``
     outputs at ``A[o:]``, as half the sum of squares in float64 in the eight-partial order
-    (``vdot.sqdiff8``; exact: halving is), vector code where ``y`` is a C-contiguous
-    ``(n, m)`` array of ``A``'s dtype (typed below)."""
+    (``vdot.sqdiff8``: vector code where the target row is C-contiguous in ``A``'s dtype;
+    exact: halving is) (typed below)."""
 
 
 @overload(_half_sq_sum, jit_options=JIT)
 def _half_sq_sum_impl(A, o, y, i, m):
-    if flat_ok(A, y) and y.ndim == 2:
+    if isinstance(y, types.Array) and y.ndim == 2:
         def rows(A, o, y, i, m):
             m8 = m - m % 8
-            s = sqdiff8(A, o, y, i * m, m8)
+            s = sqdiff8(A, o, y[i], 0, m8)
             for k in range(m8, m):
                 r = np.float64(A[o + k]) - np.float64(y[i, k])
                 s += r * r
             return 0.5 * s
-
         return rows
 
-    def targets(A, o, y, i, m):
-        # the same sums, one lane per scalar, targets through ``target``
-        m8 = m - m % 8
-        s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-        for k in range(0, m8, 8):
-            r0 = np.float64(A[o + k]) - np.float64(target(y, i, k, False))
-            r1 = np.float64(A[o + k + 1]) - np.float64(target(y, i, k + 1, False))
-            r2 = np.float64(A[o + k + 2]) - np.float64(target(y, i, k + 2, False))
-            r3 = np.float64(A[o + k + 3]) - np.float64(target(y, i, k + 3, False))
-            r4 = np.float64(A[o + k + 4]) - np.float64(target(y, i, k + 4, False))
-            r5 = np.float64(A[o + k + 5]) - np.float64(target(y, i, k + 5, False))
-            r6 = np.float64(A[o + k + 6]) - np.float64(target(y, i, k + 6, False))
-            r7 = np.float64(A[o + k + 7]) - np.float64(target(y, i, k + 7, False))
-            s0, s1, s2, s3 = s0 + r0 * r0, s1 + r1 * r1, s2 + r2 * r2, s3 + r3 * r3
-            s4, s5, s6, s7 = s4 + r4 * r4, s5 + r5 * r5, s6 + r6 * r6, s7 + r7 * r7
-        s = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-        for k in range(m8, m):
+    def values(A, o, y, i, m):
+        # 1-D targets: one value a sample (m == 1)
+        s = 0.0
+        for k in range(m):
             r = np.float64(A[o + k]) - np.float64(target(y, i, k, False))
             s += r * r
         return 0.5 * s
-
-    return targets
+    return values
 
 
 @njit(**JIT_NO_NRT)
