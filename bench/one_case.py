@@ -22,9 +22,8 @@ import fastbp
 from fastbp import _engine
 
 
-def run_one_case(sizes, batch, hidden, loss, n=40000, engine=None, repeats=5):
-    """Samples/s of the fastest of ``repeats`` epochs."""
-    n -= n % batch
+def case_data(sizes, hidden, loss, n):
+    """``(net, X, y)``: the case's float32 network (seed 0) and ``n`` samples of its data."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((n, sizes[0])).astype(np.float32)
     if loss == "cross_entropy":
@@ -33,6 +32,13 @@ def run_one_case(sizes, batch, hidden, loss, n=40000, engine=None, repeats=5):
         y, out = rng.uniform(-1, 1, (n, sizes[-1])).astype(np.float32), "identity"
     net = fastbp.MLP(list(sizes), activation=hidden, output=out, loss=loss, dtype="float32",
                      seed=0)
+    return net, X, y
+
+
+def run_one_case(sizes, batch, hidden, loss, n=40000, engine=None, repeats=5):
+    """Samples/s of the fastest of ``repeats`` epochs."""
+    n -= n % batch
+    net, X, y = case_data(sizes, hidden, loss, n)
     with (_engine.force(engine) if engine else contextlib.nullcontext()):
         net.fit(X[:batch * 4], y[:batch * 4], epochs=1, batch_size=batch, lr=0.01)
         best = np.inf
