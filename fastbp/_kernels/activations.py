@@ -278,7 +278,7 @@ def _mul_dact_rows_impl(D, A, Z, code, alpha):
 
 @njit(**JIT_NO_NRT)
 def bias_act(A, b, code, alpha, pre, keep_pre, add_bias):
-    """In place ``A <- f(A + b)`` row by row (``f(A)`` unless ``add_bias``);
+    """In place ``A <- f(A + b)`` for every row (``f(A)`` unless ``add_bias``);
     ``pre`` receives the activation's input when ``keep_pre``."""
     n, m = A.shape
     if add_bias:
