@@ -11,8 +11,15 @@ output for 20 epochs of batch-32 SGD (lr 0.1, shuffled), predict the
 training set.  The time is the *whole process* (interpreter start, imports,
 JIT compilation, training, prediction), measured from outside.
 
-* fastbp cold: a fresh, empty ``NUMBA_CACHE_DIR``.
-* fastbp warm: a fresh process using the cache the cold run left.
+* fastbp first run, kernels from the wheel: a fresh, empty ``NUMBA_CACHE_DIR``
+  after ``pip install .``, whose wheel build compiled the kernels
+  (``tools/build_backend.py``).  The script runs that same build step into a
+  temporary folder first (timed: it is what ``pip install`` adds) and points
+  ``FASTBP_PRECOMPILED_DIR`` there; ``--shipped DIR`` reuses a folder instead.
+* fastbp first run, nothing precompiled: the same with no shipped kernels
+  (an editable install, ``FASTBP_PRECOMPILE=0``, another CPU or Numba): the
+  kernels compile in the run.
+* fastbp warm: a fresh process using the cache the compiling run left.
 * PyTorch eager, JAX (one epoch = one ``jax.jit`` of a ``lax.scan`` over
   batches), scikit-learn ``MLPClassifier(solver="sgd")``: skipped with a
   note when not installed.
@@ -24,6 +31,7 @@ them: compile time is exactly what asv's ``setup`` hides.
 import argparse
 import json
 import os
+import pathlib
 import resource
 import shutil
 import subprocess
@@ -172,14 +180,32 @@ def _dump():
 """
 
 
-def _env(cache_dir):
+#: ``FASTBP_PRECOMPILED_DIR`` of the children: an empty folder (nothing
+#: shipped) unless :func:`measure_fastbp` points it at built kernels.
+_NOTHING = tempfile.mkdtemp(prefix="fastbp-nothing-shipped-")
+
+
+def _env(cache_dir, shipped=_NOTHING):
     env = dict(os.environ)
     env["NUMBA_CACHE_DIR"] = cache_dir
+    env["FASTBP_PRECOMPILED_DIR"] = shipped
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     return env
 
 
-def run_script(source, cache_dir, python=sys.executable):
+def build_shipped():
+    """Compile the kernels as a wheel build does (``tools/build_backend.precompile``) into
+    a temporary folder; returns (folder, seconds)."""
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import build_backend
+    out = tempfile.mkdtemp(prefix="fastbp-shipped-")
+    t = time.perf_counter()
+    if not build_backend.precompile(pathlib.Path(out)):
+        raise RuntimeError("compiling the kernels as the wheel build does failed")
+    return out, time.perf_counter() - t
+
+
+def run_script(source, cache_dir, python=sys.executable, shipped=_NOTHING):
     """Run ``source`` in a fresh interpreter; return (wall seconds, parsed RESULT/PROFILE lines).
 
     The parsed dict also holds ``"cpu"``: the child's user + system CPU
@@ -187,7 +213,7 @@ def run_script(source, cache_dir, python=sys.executable):
     """
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    proc = subprocess.run([python, "-c", source], env=_env(cache_dir), cwd=ROOT,
+    proc = subprocess.run([python, "-c", source], env=_env(cache_dir, shipped), cwd=ROOT,
                           capture_output=True, text=True)
     wall = time.perf_counter() - t
     ru2 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -219,15 +245,28 @@ def installed(name):
     return subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-def measure_fastbp(repeats):
-    """Cold (empty cache) and warm (that cache) whole-process times, ``repeats`` each."""
-    rows = {"fastbp cold": [], "fastbp warm": []}
+SHIPPED_ROW = "fastbp first run, kernels from the wheel"
+COLD_ROW = "fastbp first run, nothing precompiled"
+
+
+def measure_fastbp(repeats, shipped):
+    """First runs (empty cache; with the kernels in ``shipped``, and with none) and
+    warm runs (the cache the compiling run left): whole-process times, ``repeats`` each."""
+    rows = {SHIPPED_ROW: [], COLD_ROW: [], "fastbp warm": []}
     extra = {}
     for _ in range(repeats):
         cache = tempfile.mkdtemp(prefix="fastbp-first-")
         try:
+            wall, out = run_script(_FASTBP, cache, shipped=shipped)
+            rows[SHIPPED_ROW].append((wall, out["cpu"]))
+            extra["shipped"] = out["RESULT"]
+            extra["shipped entries"] = cache_entries(cache)
+        finally:
+            shutil.rmtree(cache, ignore_errors=True)
+        cache = tempfile.mkdtemp(prefix="fastbp-first-")
+        try:
             wall, out = run_script(_FASTBP, cache)
-            rows["fastbp cold"].append((wall, out["cpu"]))
+            rows[COLD_ROW].append((wall, out["cpu"]))
             extra["cold"] = out["RESULT"]
             extra["entries"] = cache_entries(cache)
             wall, out = run_script(_FASTBP, cache)
@@ -250,12 +289,17 @@ def measure_peer(name, repeats):
         shutil.rmtree(cache, ignore_errors=True)
 
 
-def run_table(repeats, peers):
+def run_table(repeats, peers, shipped=None):
     """Print the side-by-side table."""
+    built = "fastbp" in peers and shipped is None
+    if built:
+        shipped, secs = build_shipped()
+        print(f"kernels compiled as the wheel build does (what `pip install .` adds): "
+              f"{secs:.1f} s wall, {cache_entries(shipped)[1] / 1e6:.1f} MB")
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     rows = {}
     if "fastbp" in peers:
-        fb, extra = measure_fastbp(repeats)
+        fb, extra = measure_fastbp(repeats, shipped)
         rows.update(fb)
     for name in ("torch", "jax", "sklearn"):
         if name in peers:
@@ -265,18 +309,23 @@ def run_table(repeats, peers):
             else:
                 rows[{"torch": "PyTorch eager", "jax": "JAX (jit + lax.scan)",
                       "sklearn": "scikit-learn MLPClassifier"}[name]] = r
-    print(f"\n{'script (fresh process, whole run)':36s} {'wall min':>9s} {'wall med':>9s} "
+    print(f"\n{"script (fresh process, whole run)":42s} {'wall min':>9s} {'wall med':>9s} "
           f"{'CPU min':>8s}  runs")
     for k, v in rows.items():
         walls = sorted(w for w, _ in v)
         cpus = sorted(c for _, c in v)
-        print(f"{k:36s} {walls[0]:9.2f} {walls[len(walls) // 2]:9.2f} {cpus[0]:8.2f}  {len(v)}")
+        print(f"{k:42s} {walls[0]:9.2f} {walls[len(walls) // 2]:9.2f} {cpus[0]:8.2f}  {len(v)}")
     if "fastbp" in peers:
         n, size = extra["entries"]
-        print(f"\nfastbp cold run inside: {json.dumps(extra['cold'])}")
+        print(f"\nfastbp first run with the wheel's kernels, inside: "
+              f"{json.dumps(extra['shipped'])}; entries it compiled into its cache: "
+              f"{extra['shipped entries'][0]}")
+        print(f"fastbp first run, nothing precompiled, inside: {json.dumps(extra['cold'])}")
         print(f"fastbp warm run inside: {json.dumps(extra['warm'])}")
         print(f"cache after the cold run: {n} compiled entries, {size / 1e6:.1f} MB")
     print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    if built:
+        shutil.rmtree(shipped, ignore_errors=True)
 
 
 def run_profile(top):
@@ -339,13 +388,15 @@ def main(argv=None):
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--second", action="store_true",
                     help="time to the first step of a second architecture")
+    ap.add_argument("--shipped", help="a folder of kernels built as the wheel build does "
+                    "(e.g. fastbp/_precompiled after `pip install .`); default: build one")
     args = ap.parse_args(argv)
     if args.profile:
         run_profile(args.top)
     elif args.second:
         run_second()
     else:
-        run_table(args.repeats, args.peers.split(","))
+        run_table(args.repeats, args.peers.split(","), args.shipped)
     return 0
 
 

@@ -17,6 +17,14 @@ entry: the first process compiles and saves it, the others wait and load it
 follow the call graph (a kernel's compile only waits on its callees), so they
 cannot deadlock; a failed compile releases its lock, and so does a process
 that dies.  Not on Windows (no ``fcntl``): there each process compiles.
+
+Kernels compiled when fastbp was built (a wheel build runs ``fastbp.warmup``
+with ``FASTBP_PRECOMPILE_INTO`` set, ``tools/build_backend.py``) ship inside
+the package, in ``fastbp/_precompiled`` laid out as the package's own folders.
+A miss in the user's cache loads them from there when their stamp (the
+kernel-source hash), Numba's version, the CPU and the Python version all
+match; otherwise the kernel is compiled as before.  ``FASTBP_PRECOMPILED_DIR``
+points elsewhere.
 """
 
 import functools
@@ -35,6 +43,10 @@ except ImportError:  # pragma: no cover - Windows
 _PACKAGE = pathlib.Path(__file__).resolve().parent
 _ALWAYS = ("_config.py", "spec.py")
 _MARKERS = (b"njit", b"overload", b"intrinsic")
+#: Set during a build: fastbp's kernels are cached into this folder, to ship.
+PRECOMPILE_INTO = "FASTBP_PRECOMPILE_INTO"
+#: Where shipped kernels are read from (default ``fastbp/_precompiled``).
+PRECOMPILED_DIR = "FASTBP_PRECOMPILED_DIR"
 
 
 def kernel_sources():
@@ -84,6 +96,37 @@ class _PackageStamp:
         return super().from_function(py_func, py_file)
 
 
+def _package_dir(py_file):
+    """The folder of ``py_file`` relative to the package (``_kernels``, or ``.``)."""
+    return pathlib.Path(py_file).resolve().parent.relative_to(_PACKAGE)
+
+
+def precompiled_root():
+    """The folder shipped kernels are read from."""
+    return pathlib.Path(os.environ.get(PRECOMPILED_DIR) or _PACKAGE / "_precompiled")
+
+
+class PrecompileLocator(_PackageStamp, caching._SourceFileBackedLocatorMixin,
+                        caching._CacheLocator):
+    """``FASTBP_PRECOMPILE_INTO`` set (a build): cache there, laid out as the package."""
+
+    def __init__(self, py_func, py_file):
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = os.path.join(os.environ[PRECOMPILE_INTO], _package_dir(py_file))
+
+    def get_cache_path(self):
+        """The folder this function's entries go to."""
+        return self._cache_path
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        """A locator while building, ``None`` otherwise."""
+        if not os.environ.get(PRECOMPILE_INTO):
+            return None
+        return super().from_function(py_func, py_file)
+
+
 class UserProvidedLocator(_PackageStamp, caching.UserProvidedCacheLocator):
     """``NUMBA_CACHE_DIR`` set: cache there."""
 
@@ -96,7 +139,7 @@ class UserWideLocator(_PackageStamp, caching.UserWideCacheLocator):
     """The user's cache directory otherwise."""
 
 
-LOCATORS = (UserProvidedLocator, InTreeLocator, UserWideLocator)
+LOCATORS = (PrecompileLocator, UserProvidedLocator, InTreeLocator, UserWideLocator)
 
 
 #: Lock files this process holds (path -> file descriptor): compiles under way.
@@ -142,11 +185,33 @@ def _release(path):
         os.close(fd)  # closing the descriptor drops the lock
 
 
+def _load_shipped(cache, sig, target_context):
+    """The entry for ``sig`` from the kernels shipped with the package, or ``None``."""
+    locator = cache._impl.locator
+    if isinstance(locator, PrecompileLocator):
+        return None
+    path = precompiled_root() / _package_dir(locator._py_file)
+    if not path.is_dir():
+        return None
+    shipped = caching.IndexDataCacheFile(cache_path=str(path),
+                                         filename_base=cache._impl.filename_base,
+                                         source_stamp=locator.get_source_stamp())
+    try:
+        data = shipped.load(cache._index_key(sig, target_context.codegen()))
+    except Exception:  # unreadable (a partial copy, another Python): compile instead
+        return None
+    return None if data is None else cache._impl.rebuild(target_context, data)
+
+
 def _load_overload(self, sig, target_context):
-    """``Cache.load_overload``; a fastbp kernel's miss waits for another process
-    compiling the same signature, then loads its result (see the module docstring)."""
+    """``Cache.load_overload``; a fastbp kernel's miss loads the shipped entry, or
+    waits for another process compiling the same signature, then loads its result
+    (see the module docstring)."""
     data = _ORIGINAL["load"](self, sig, target_context)
-    if data is not None or fcntl is None or not _ours(self):
+    if data is not None or not _ours(self):
+        return data
+    data = _load_shipped(self, sig, target_context)
+    if data is not None or fcntl is None:
         return data
     path = _lock_path(self, sig)
     if path in _HELD or not _acquire(path, _LOCK_WAIT_S[0]):
@@ -196,9 +261,10 @@ def install(lock_wait_s):
     for cls in reversed(LOCATORS):
         if cls not in classes:
             classes.insert(0, cls)
-    if not _ORIGINAL and fcntl is not None:
+    if not _ORIGINAL:
         _ORIGINAL["load"] = caching.Cache.load_overload
         _ORIGINAL["save"] = caching.Cache.save_overload
         caching.Cache.load_overload = _load_overload
-        caching.Cache.save_overload = _save_overload
-        event.register("numba:compile", _FailedCompile())
+        if fcntl is not None:
+            caching.Cache.save_overload = _save_overload
+            event.register("numba:compile", _FailedCompile())
