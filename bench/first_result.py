@@ -309,7 +309,7 @@ def run_table(repeats, peers, shipped=None):
             else:
                 rows[{"torch": "PyTorch eager", "jax": "JAX (jit + lax.scan)",
                       "sklearn": "scikit-learn MLPClassifier"}[name]] = r
-    print(f"\n{"script (fresh process, whole run)":42s} {'wall min':>9s} {'wall med':>9s} "
+    print(f"\n{'script (fresh process, whole run)':42s} {'wall min':>9s} {'wall med':>9s} "
           f"{'CPU min':>8s}  runs")
     for k, v in rows.items():
         walls = sorted(w for w, _ in v)
