@@ -34,6 +34,7 @@ import pathlib
 import time
 
 from numba.core import caching, event
+from numba.core.runtime import rtsys
 
 try:
     import fcntl
@@ -203,12 +204,27 @@ def _load_shipped(cache, sig, target_context):
     return None if data is None else cache._impl.rebuild(target_context, data)
 
 
+def _load_cached(cache, sig, target_context):
+    """Numba's ``Cache.load_overload`` without its ``target_context.refresh()``.
+
+    The refresh imports and installs every typing and lowering registry (about
+    0.2 s, the largest part of a warm process's first call); loading machine
+    code needs none of it, only the runtime's symbols (``rtsys.initialize``,
+    which the refresh would run).  A compile refreshes the context itself.
+    """
+    rtsys.initialize(target_context)
+    with cache._guard_against_spurious_io_errors():
+        return cache._load_overload(sig, target_context)
+
+
 def _load_overload(self, sig, target_context):
     """``Cache.load_overload``; a fastbp kernel's miss loads the shipped entry, or
     waits for another process compiling the same signature, then loads its result
     (see the module docstring)."""
-    data = _ORIGINAL["load"](self, sig, target_context)
-    if data is not None or not _ours(self):
+    if not _ours(self):
+        return _ORIGINAL["load"](self, sig, target_context)
+    data = _load_cached(self, sig, target_context)
+    if data is not None:
         return data
     data = _load_shipped(self, sig, target_context)
     if data is not None or fcntl is None:
@@ -216,7 +232,7 @@ def _load_overload(self, sig, target_context):
     path = _lock_path(self, sig)
     if path in _HELD or not _acquire(path, _LOCK_WAIT_S[0]):
         return None
-    data = _ORIGINAL["load"](self, sig, target_context)  # saved while this process waited
+    data = _load_cached(self, sig, target_context)  # saved while this process waited
     if data is not None:
         _release(path)
     return data  # None: this process compiles, and save_overload releases the lock

@@ -50,10 +50,15 @@ def _finite(arr, name):
         return
     arr = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(-1)
     rows = max(1, _FINITE_BLOCK // max(1, arr.size // arr.shape[0]))
-    for start in range(0, arr.shape[0], rows):
-        if not np.isfinite(arr[start:start + rows]).all():
-            raise ValueError(f"{name} contains NaN or infinite values; clean or impute them "
-                             "first")
+    with np.errstate(over="ignore", invalid="ignore"):
+        for start in range(0, arr.shape[0], rows):
+            block = arr[start:start + rows]
+            # a finite sum proves every term finite (NaN and inf propagate), without the
+            # boolean array isfinite writes; a sum of finite terms that overflows is
+            # checked term by term
+            if not np.isfinite(block.sum()) and not np.isfinite(block).all():
+                raise ValueError(f"{name} contains NaN or infinite values; clean or impute "
+                                 "them first")
 
 
 def check_sparse_X(X, n_features, dtype, name="X"):

@@ -344,3 +344,21 @@ def test_boundary_scan_finds_one_bad_value_anywhere(dtype):
                 b.flat[pos] = bad
                 with pytest.raises(ValueError, match="NaN or infinite"):
                     _finite(b, "X")
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_boundary_scan_accepts_finite_values_whose_sum_overflows(dtype):
+    """``_finite`` first sums each block (a finite sum proves it clean); finite values too
+    large to sum are checked term by term: accepted, with no overflow warning, and one
+    bad value among them is still found."""
+    import warnings
+    from fastbp._validate import _finite
+    big = np.full((64, 8), np.finfo(dtype).max / 2, dtype=dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _finite(big, "y")
+    for bad in (np.nan, np.inf, -np.inf):
+        b = big.copy()
+        b[40, 3] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            _finite(b, "y")
