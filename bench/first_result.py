@@ -187,6 +187,7 @@ _NOTHING = tempfile.mkdtemp(prefix="fastbp-nothing-shipped-")
 
 def _env(cache_dir, shipped=_NOTHING):
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # as installed: see byte_compile()
     env["NUMBA_CACHE_DIR"] = cache_dir
     env["FASTBP_PRECOMPILED_DIR"] = shipped
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
@@ -203,6 +204,13 @@ def build_shipped():
     if not build_backend.precompile(pathlib.Path(out)):
         raise RuntimeError("compiling the kernels as the wheel build does failed")
     return out, time.perf_counter() - t
+
+
+def byte_compile():
+    """Write fastbp's ``.pyc`` files, as ``pip install`` does for an installed package, so
+    that no run pays for compiling Python source (``PYTHONDONTWRITEBYTECODE`` would)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", os.path.join(ROOT, "fastbp")],
+                   env=_env(_NOTHING), check=True)
 
 
 def run_script(source, cache_dir, python=sys.executable, shipped=_NOTHING):
@@ -296,6 +304,7 @@ def run_table(repeats, peers, shipped=None):
         shipped, secs = build_shipped()
         print(f"kernels compiled as the wheel build does (what `pip install .` adds): "
               f"{secs:.1f} s wall, {cache_entries(shipped)[1] / 1e6:.1f} MB")
+    byte_compile()
     print(f"load average at start: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     rows = {}
     if "fastbp" in peers:
@@ -366,13 +375,15 @@ def run_profile(top):
                 print(f"    ({', '.join(a[:60] for a in s)})")
 
 
-def run_second():
-    """Second architectures in the same process, the digits network's kernels cached."""
+def run_second(shipped=_NOTHING):
+    """Second architectures in the same process, the digits network's kernels cached
+    (``shipped``: a folder of kernels built as the wheel build does; default none)."""
+    byte_compile()
     cache = tempfile.mkdtemp(prefix="fastbp-first-")
     try:
-        run_script(_FASTBP, cache)  # fill the cache with the digits network's kernels
+        run_script(_FASTBP, cache, shipped=shipped)  # the digits network's kernels, cached
         for label in ("first time", "again (their kernels cached too)"):
-            wall, out = run_script(_SECOND, cache)
+            wall, out = run_script(_SECOND, cache, shipped=shipped)
             print(f"{label}: whole process {wall:.2f} s ({out['cpu']:.2f} s CPU); "
                   f"{json.dumps(out['RESULT'])}")
     finally:
@@ -394,7 +405,7 @@ def main(argv=None):
     if args.profile:
         run_profile(args.top)
     elif args.second:
-        run_second()
+        run_second(args.shipped or _NOTHING)
     else:
         run_table(args.repeats, args.peers.split(","), args.shipped)
     return 0
