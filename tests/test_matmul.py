@@ -80,3 +80,28 @@ def test_small_kernels_follow_the_openblas_core():
     core = openblas_core()
     assert isinstance(core, str)
     assert SMALL_KERNELS == (core.lower() in ("skylakex", "cooperlake", "sapphirerapids"))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("m,k", [(1, 1), (3, 5), (4, 16), (9, 33), (101, 611), (44, 49)])
+@pytest.mark.parametrize("decay", [1.0, 0.999, 0.0])
+def test_one_sample_backprop_and_update_fused_is_bit_identical(m, k, decay, dtype):
+    """``mm_nn_sgd1`` (one pass over W) gives exactly what ``mm_nn`` then the fused SGD
+    ``mm_tn`` give: the delta from the old W, the new W, bit for bit."""
+    rng = np.random.default_rng(m * 1000 + k)
+    D = rng.standard_normal((1, m)).astype(dtype)
+    W = rng.standard_normal((m, k)).astype(dtype)
+    A = rng.standard_normal((1, k)).astype(dtype)
+    lr = 0.037
+    Dp_ref = np.full((1, k), np.nan, dtype)
+    W_ref, W_old = W.copy(), W.copy()
+    matmul.mm_nn(1.0, D, W_ref, 0.0, Dp_ref)
+    matmul.mm_tn(-lr, D, A, decay, W_ref)
+    Dp = np.full((1, k), np.nan, dtype)
+    matmul.mm_nn_sgd1(D, W, Dp, A, -lr, decay)
+    assert Dp.tobytes() == Dp_ref.tobytes()
+    assert W.tobytes() == W_ref.tobytes()
+    W0, D64, A64 = W_old.astype(np.float64), D.astype(np.float64), A.astype(np.float64)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(Dp, D64 @ W0, rtol=tol, atol=tol * np.sqrt(m))
+    np.testing.assert_allclose(W, decay * W0 - lr * D64.T @ A64, rtol=tol, atol=tol)

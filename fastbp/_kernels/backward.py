@@ -15,7 +15,7 @@ from .._config import JIT, JIT_INLINE, JIT_NO_NRT
 from ..spec import L_ACT, L_BN, L_IN, L_OUT, P_ALPHA, P_DROP
 from .activations import mul_act_grad
 from .forward import block, bn_params, layer_params, unit_offset
-from .matmul import mm_nn
+from .matmul import mm_nn, mm_nn_sgd1
 from .regularize import bn_backward, dropout_backward
 from .runtime import runtime
 from .sparse import input_tn
@@ -33,15 +33,17 @@ def _colsum(D, out):
 
 
 @njit(**JIT)
-def _weights(model, work, l, D, Ain, lr, decay, fused):
-    """Gradient of layer ``l``'s W and b into ``grad``, or the fused SGD update."""
+def _weights(model, work, l, D, Ain, lr, decay, fused, w_done):
+    """Gradient of layer ``l``'s W and b into ``grad``, or the fused SGD update
+    (``w_done``: W's part was done already, by ``mm_nn_sgd1``)."""
     W, b = layer_params(model.params, model.layout, l)
     G, g = layer_params(work.grad, model.layout, l)
     _colsum(D, g)
     if fused:
         # update.sgd_decay_step inside the gemm (beta = decay); Ain: dense, or sparse input
         # rows (layer 0)
-        input_tn(-lr, D, Ain, decay, W)
+        if not w_done:
+            input_tn(-lr, D, Ain, decay, W)
         step = b.dtype.type(lr)
         for j in range(b.shape[0]):
             b[j] = sgd_step(b[j], g[j], step)
@@ -91,9 +93,13 @@ def backward(model, work, X, lr, decay, fused, training):
         Ain = block(work.acts, prev, n, n_in)
         Dp = block(work.deltas, prev, n, n_in)
         W, _ = layer_params(model.params, layout, l)
-        mm_nn(1.0, D, W, 0.0, Dp)
-        _weights(model, work, l, D, Ain, lr, decay, fused)
+        one = fused and n == 1  # one sample: D @ W and the update in one pass over W
+        if one:
+            mm_nn_sgd1(D, W, Dp, Ain, -lr, decay)
+        else:
+            mm_nn(1.0, D, W, 0.0, Dp)
+        _weights(model, work, l, D, Ain, lr, decay, fused, one)
         _through_layer(model, work, l - 1, Dp, Ain, prev, lr, fused, training)
         off = prev
     _weights(model, work, runtime(0), block(work.deltas, runtime(0), n, layout[0, L_OUT]), X,
-             lr, decay, fused)
+             lr, decay, fused, runtime(False))

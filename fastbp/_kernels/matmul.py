@@ -224,3 +224,42 @@ def mm_tn(alpha, A, B, beta, C):
     for p in range(k4, k):
         for i in range(n):
             _axpy(C[i], al * A[p, i], B[p])
+
+
+@njit(**JIT_INLINE)
+def _sgd_row(w, g, a, dc, decaying):
+    """``w <- decay * w + g * a`` elementwise, as ``mm_tn`` with one sample does it."""
+    T = w.dtype.type
+    if decaying:
+        for j in range(w.shape[0]):
+            w[j] = (w[j] * dc if dc != T(0.0) else T(0.0)) + g * a[j]
+    else:
+        for j in range(w.shape[0]):
+            w[j] += g * a[j]
+
+
+@njit(**JIT_NO_NRT)
+def mm_nn_sgd1(D, W, Dp, A, alpha, decay):
+    """One sample: ``Dp <- D @ W`` (the old W), then ``W <- decay * W + alpha * D.T @ A``.
+
+    ``mm_nn`` followed by ``mm_tn`` (one-sample products run own loops in
+    both), operation for operation and bit for bit, with one pass over W instead
+    of two.  D is 1 x m, W is m x k, Dp and A are 1 x k.
+    """
+    T = W.dtype.type
+    al = T(alpha)
+    dc = T(decay)
+    decaying = dc != T(1.0)
+    m = W.shape[0]
+    c = Dp[0]
+    d = D[0]
+    a = A[0]
+    c[:] = T(0.0)
+    m4 = m - m % 4
+    for p in range(0, m4, 4):
+        _axpy4(c, d[p], W[p], d[p + 1], W[p + 1], d[p + 2], W[p + 2], d[p + 3], W[p + 3])
+        for r in range(p, p + 4):  # the rows just read, while they are in L1
+            _sgd_row(W[r], al * d[r], a, dc, decaying)
+    for p in range(m4, m):
+        _axpy(c, d[p], W[p])
+        _sgd_row(W[p], al * d[p], a, dc, decaying)
