@@ -26,6 +26,10 @@ from setuptools.build_meta import (  # noqa: F401  (the hooks passed through unc
     build_editable, build_sdist, get_requires_for_build_editable, get_requires_for_build_sdist,
     prepare_metadata_for_build_editable, prepare_metadata_for_build_wheel)
 
+__all__ = ["build_editable", "build_sdist", "build_wheel", "get_requires_for_build_editable",
+           "get_requires_for_build_sdist", "get_requires_for_build_wheel",
+           "prepare_metadata_for_build_editable", "prepare_metadata_for_build_wheel"]
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "fastbp" / "_precompiled"
 _OFF = ("0", "false", "no", "off")

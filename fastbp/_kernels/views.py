@@ -89,3 +89,55 @@ def _copy_row_impl(dst, r, src, j):
             dst[r] = src[j]
         return impl
     return None
+
+
+_LINE = 64  # bytes of a cache line
+
+
+@intrinsic
+def _prefetch_span(typingctx, A, j):
+    """``llvm.prefetch`` (read, keep in every cache level) of each cache line of row
+    ``j`` of the C-contiguous ``A`` (2-D: the row; 1-D: the element)."""
+    if not (isinstance(A, types.Array) and A.layout == "C" and A.ndim in (1, 2)
+            and isinstance(j, types.Integer)):
+        return None
+    sig = types.void(A, j)
+
+    def codegen(context, builder, sig, args):
+        from llvmlite import ir  # compile time only
+        from numba.np.arrayobj import make_array
+        aryty = sig.args[0]
+        ary = make_array(aryty)(context, builder, args[0])
+        intp = context.get_value_type(types.intp)
+        jv = context.cast(builder, args[1], sig.args[1], types.intp)
+        strides = cgutils.unpack_tuple(builder, ary.strides, aryty.ndim)
+        shape = cgutils.unpack_tuple(builder, ary.shape, aryty.ndim)
+        itemsize = intp(context.get_abi_sizeof(context.get_data_type(aryty.dtype)))
+        nbytes = builder.mul(shape[1], itemsize) if aryty.ndim == 2 else itemsize
+        start = builder.add(builder.ptrtoint(ary.data, intp), builder.mul(jv, strides[0]))
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        nlines = builder.udiv(builder.add(nbytes, intp(_LINE - 1)), intp(_LINE))
+        with cgutils.for_range(builder, nlines) as loop:
+            addr = builder.add(start, builder.mul(loop.index, intp(_LINE)))
+            builder.call(fn, [builder.inttoptr(addr, i8p), i32(0), i32(3), i32(1)])
+        last = builder.sub(builder.add(start, nbytes), intp(1))  # a row ending past a line
+        builder.call(fn, [builder.inttoptr(last, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def prefetch_row(A, j):
+    """Ask the CPU to start loading row ``j`` of ``A`` into its caches (a hint: no effect
+    on results; C-contiguous 1-D and 2-D arrays, a no-op for anything else)."""
+
+
+@overload(prefetch_row, jit_options=JIT)
+def _prefetch_row_impl(A, j):
+    if isinstance(A, types.Array) and A.layout == "C" and A.ndim in (1, 2):
+        return lambda A, j: _prefetch_span(A, j)
+    return lambda A, j: None
