@@ -69,3 +69,45 @@ def test_float64_uses_libm_accuracy(name):
     got = np.empty_like(x)
     kernel(x, got)
     np.testing.assert_allclose(got, ref_fn(x), rtol=1e-15, atol=0)  # libm under the fast-math set: a few ulp
+
+
+from fastbp._kernels.approx import sigmoid_tuple, tanh_tuple  # noqa: E402
+
+
+@njit(**JIT)
+def _tuple8(a, out, which):
+    """The tuple forms on 8 elements at a time (a's length a multiple of 8)."""
+    for i in range(0, a.size, 8):
+        t = (a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 4], a[i + 5], a[i + 6], a[i + 7])
+        r = sigmoid_tuple(t) if which == 0 else tanh_tuple(t)
+        for k in range(8):
+            out[i + k] = r[k]
+
+
+@njit(**JIT)
+def _tuple3(a, out, which):
+    """The tuple forms on 3 elements at a time (padded to a vector of 4)."""
+    for i in range(0, a.size - 2, 3):
+        r = sigmoid_tuple((a[i], a[i + 1], a[i + 2])) if which == 0 else \
+            tanh_tuple((a[i], a[i + 1], a[i + 2]))
+        out[i], out[i + 1], out[i + 2] = r
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("which", [0, 1], ids=["sigmoid", "tanh"])
+def test_tuple_forms_are_the_scalar_functions_bit_for_bit(which, dtype):
+    """``sigmoid_tuple`` / ``tanh_tuple`` (one vector in float32) give exactly the scalar
+    ``vsigmoid`` / ``vtanh`` of every element, special values included."""
+    rng = np.random.default_rng(which)
+    special = [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-40, 88.8, -88.8, 200.0, -200.0, 1e-8, 9.0]
+    a = np.concatenate([special, rng.standard_normal(4092) * 8,
+                        rng.standard_normal(4096) * 0.01]).astype(dtype)
+    ref = np.empty_like(a)
+    (_apply_sigmoid if which == 0 else _apply_tanh)(a, ref)
+    for f in (_tuple8, _tuple3):
+        out = np.zeros_like(a)
+        f(a, out, which)
+        n = a.size if f is _tuple8 else a.size - a.size % 3
+        assert np.array_equal(out[:n], ref[:n], equal_nan=True)
+        bits = np.int32 if dtype == np.float32 else np.int64
+        assert np.array_equal(out[:n].view(bits), ref[:n].view(bits))

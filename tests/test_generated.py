@@ -118,8 +118,12 @@ def test_matches_generic_engine(case):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_register_loop_and_flat_are_bit_identical(dtype):
-    case = ((3, 5, 4, 2), ["tanh", "relu"], "sigmoid", "mse", dtype, 1, True, 0.01)
+@pytest.mark.parametrize("sizes,hidden,out", [
+    ((3, 5, 4, 2), ["tanh", "relu"], "sigmoid"),
+    ((2, 8, 1), ["sigmoid"], "identity"),       # one vector of 8 (the tuple activations)
+    ((2, 3, 13, 1), ["tanh", "sigmoid"], "tanh")])  # 3 and 13 lanes, padded to 4 and 16
+def test_register_loop_and_flat_are_bit_identical(dtype, sizes, hidden, out):
+    case = (sizes, hidden, out, "mse", dtype, 1, True, 0.01)
     reg, _, kr = _fit(case, True)
     loop, _, kl = _fit(case, True, reg_params=0)
     with _engine.force("small"):

@@ -9,8 +9,17 @@ possible aliasing stops LLVM from keeping them in registers and packing
 neighbouring neurons into SIMD operations), and the locals are written
 back at the end (or before returning on a non-finite loss).  The arithmetic
 is that of the loop kernel of ``source.py`` operation for operation, so
-both give bit-identical results.
+both give bit-identical results.  A sigmoid or tanh layer's activations are
+one call on the tuple of its pre-activations (``approx.sigmoid_tuple`` /
+``tanh_tuple``): in float32 one vector, each lane bit for bit the scalar
+formula (whose division and polynomial, neuron after neuron, took most of
+a 2-8-1 step).
 """
+
+from ..spec import SIGMOID, TANH
+
+#: The tuple form of each activation that has one.
+_TUPLE = {SIGMOID: "sigmoid_tuple", TANH: "tanh_tuple"}
 
 
 def _w(l, j, k):
@@ -36,8 +45,9 @@ def _store(sizes, ind):
     return "\n".join(lines) + "\n"
 
 
-def register_kernel(sizes):
-    """Text of ``epoch`` (same signature and results as the loop kernel) for ``sizes``."""
+def register_kernel(sizes, acts):
+    """Text of ``epoch`` (same signature and results as the loop kernel) for ``sizes`` and the
+    layers' activation codes ``acts``."""
     L = len(sizes) - 1
     ind1, ind2, ind3 = " " * 4, " " * 8, " " * 12
     load = []
@@ -54,10 +64,16 @@ def register_kernel(sizes):
     body += [f"{ind2}x{k} = X[r, {k}]" for k in range(sizes[0])]
     for l in range(L):
         ni, no = sizes[l], sizes[l + 1]
+        vec = _TUPLE.get(acts[l]) if no > 1 else None
         for j in range(no):
             terms = "".join(f" + {_in(l, k)} * {_w(l, j, k)}" for k in range(ni))
             body.append(f"{ind2}z{l}_{j} = b{l}_{j}{terms}")
-            body.append(f"{ind2}a{l}_{j} = T(act(z{l}_{j}, runtime(A{l}), al{l}))")
+            if not vec:
+                body.append(f"{ind2}a{l}_{j} = T(act(z{l}_{j}, runtime(A{l}), al{l}))")
+        if vec:
+            outs = ", ".join(f"a{l}_{j}" for j in range(no))
+            ins = ", ".join(f"z{l}_{j}" for j in range(no))
+            body.append(f"{ind2}{outs} = {vec}(({ins},))")
     last = L - 1
     body.append(f"{ind2}total = 0.0")
     for k in range(sizes[-1]):

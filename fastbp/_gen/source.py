@@ -51,6 +51,7 @@ from numba import njit
 
 from fastbp._config import JIT
 from fastbp._kernels.activations import act, bias_act, mul_dact
+from fastbp._kernels.approx import sigmoid_tuple, tanh_tuple
 from fastbp._kernels.flat import at, put
 from fastbp._kernels.forward import block
 from fastbp._kernels.losses import elem_delta, loss_delta, target
@@ -300,7 +301,7 @@ def source(key):
     if regs:
         if not (batch1 and elementwise and opt == "sgd"):
             raise ValueError(f"no register kernel for {key!r}")
-        return text + register_kernel(sizes)
+        return text + register_kernel(sizes, acts)
     alphas = "".join(f"    al{l} = lparams[{l}, {P_ALPHA}]\n" for l in range(L))
     offs = "".join(f"    o{l} = cap * S{l}\n" for l in range(L))
     body = "".join(_forward(l, soft and l == L - 1, sizes[l]) for l in range(L))

@@ -237,6 +237,46 @@ def _register(generic, f32, f64):
         return None
 
 
+def _tuple_intrinsic(method, scalar64):
+    """An intrinsic: ``method`` of every element of a tuple of floats, as a tuple.
+
+    float32: the elements go into one vector (padded to a power of two, at
+    least 4) and through ``ExpMath`` with IEEE division, so each is bit for
+    bit the scalar float32 function; float64: ``scalar64`` on each element,
+    the scalar float64 function itself.
+    """
+    @intrinsic
+    def impl(typingctx, t):
+        if not (isinstance(t, types.UniTuple) and t.dtype in (types.float32, types.float64)):
+            return None
+
+        def codegen(context, builder, sig, args):
+            n = sig.args[0].count
+            vals = cgutils.unpack_tuple(builder, args[0], n)
+            if sig.args[0].dtype == types.float64:
+                fsig = types.float64(types.float64)
+                res = [context.compile_internal(builder, scalar64, fsig, [v]) for v in vals]
+            else:
+                vty = ir.VectorType(ir.FloatType(), max(4, 1 << (n - 1).bit_length()))
+                vec = ir.Constant(vty, [ir.Constant(ir.FloatType(), 0.0)] * vty.count)
+                for i, v in enumerate(vals):
+                    vec = builder.insert_element(vec, v, ir.Constant(ir.IntType(32), i))
+                out = getattr(ExpMath(builder, vty), method)(vec)
+                res = [builder.extract_element(out, ir.Constant(ir.IntType(32), i))
+                       for i in range(n)]
+            return context.make_tuple(builder, sig.return_type, res)
+
+        return t(t), codegen
+
+    return impl
+
+
+#: ``vsigmoid`` / ``vtanh`` of every element of a float tuple (the generated register
+#: kernel's layers: one vector in float32, bit for bit the scalar results).
+sigmoid_tuple = _tuple_intrinsic("sigmoid", _sigmoid64)
+tanh_tuple = _tuple_intrinsic("tanh", lambda x: math.tanh(x))
+
+
 _register(vexp, _exp32, lambda x: math.exp(x))
 _register(vtanh, _tanh32, lambda x: math.tanh(x))
 _register(vsigmoid, _sigmoid32, _sigmoid64)
