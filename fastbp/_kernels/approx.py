@@ -227,6 +227,11 @@ def _sigmoid64(x):
     return e / (1.0 + e)
 
 
+def _tanh64(x):
+    """float64 tanh: the scalar form and the tuple form of ``vtanh`` share it."""
+    return math.tanh(x)
+
+
 def _register(generic, f32, f64):
     @overload(generic, jit_options=JIT)
     def _impl(x):
@@ -274,9 +279,9 @@ def _tuple_intrinsic(method, scalar64):
 #: ``vsigmoid`` / ``vtanh`` of every element of a float tuple (the generated register
 #: kernel's layers: one vector in float32, bit for bit the scalar results).
 sigmoid_tuple = _tuple_intrinsic("sigmoid", _sigmoid64)
-tanh_tuple = _tuple_intrinsic("tanh", lambda x: math.tanh(x))
+tanh_tuple = _tuple_intrinsic("tanh", _tanh64)
 
 
 _register(vexp, _exp32, lambda x: math.exp(x))
-_register(vtanh, _tanh32, lambda x: math.tanh(x))
+_register(vtanh, _tanh32, _tanh64)
 _register(vsigmoid, _sigmoid32, _sigmoid64)
