@@ -118,6 +118,19 @@ GROUP = 8
 #: path's order (fast-math has no ``reassoc``: see FASTMATH).
 GEN_NET_MACS = 32768
 
+#: The two-thread engine (``_kernels/split.py``) runs the plain-SGD epochs the
+#: generated kernels leave, with ``SPLIT_MIN_MACS`` to ``SPLIT_MAX_MACS``
+#: multiply-adds a batch (forward pass) and at least ``SPLIT_MIN_BATCH`` samples,
+#: when two threads and two cores are free.  Measured against the one-thread
+#: general engine (``bench/split_sweep.py``, AMD Zen 5, 2 cores): 1.1-1.7x from
+#: 5k to 15M multiply-adds a batch (batches 3-251); 0.8-0.97x from 32M on
+#: (OpenBLAS's own two threads win: both threads of the split engine read every
+#: weight) and at batch 2 (0.6-0.8x: the weights move between the cores' caches
+#: every step for two rows' work).
+SPLIT_MIN_MACS = 16384
+SPLIT_MAX_MACS = 1 << 24
+SPLIT_MIN_BATCH = 3
+
 #: The bound of ``GEN_NET_MACS`` for plain SGD one sample at a time (batch 1),
 #: where the generic engine pays its per-layer call overhead on every sample.
 #: Measured with ``bench/route_sweep.py`` and ``bench/one_case.py`` (float32,

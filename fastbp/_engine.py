@@ -17,14 +17,20 @@ Adding an engine is one row here plus its branch at the dispatch point.
 """
 
 import contextlib
+import os
+import threading
 from collections import namedtuple
 
+import numba
+
 from ._gen.engine import auto as gen_auto, why_not as gen_why_not
+from ._config import SPLIT_MAX_MACS, SPLIT_MIN_BATCH, SPLIT_MIN_MACS
+from ._kernels.blas import blas_thread_control
 from ._kernels.lanes import lanes_loss
 from ._kernels.layout import dense_only
 from ._kernels.train import flat_ok
 from ._kernels.update import fused_sgd
-from .spec import LOSS_NAMES
+from .spec import L_IN, L_OUT, LOSS_NAMES
 
 #: What an engine's eligibility sees: loss and optimizer codes, the optimizer's
 #: ``hyper`` row, the network's layout tables, the batch size, and whether the
@@ -51,18 +57,48 @@ def _always(case):
     return True
 
 
-def _flat_why_not(case):
-    """Why the flat small-network step cannot run ``case`` (None if it can)."""
+def _flat_why_not(case, what="the flat step"):
+    """Why the flat small-network step (or ``what``, with the same needs) cannot run
+    ``case`` (None if it can)."""
     if case.weighted:
         return "sample weights need the general step"
     if case.per_step:
         return "per-step learning-rate schedules need the general step"
     if not fused_sgd.py_func(case.opt, case.hyper):
-        return "the flat step is plain SGD only (weight decay allowed; no momentum, " \
+        return f"{what} is plain SGD only (weight decay allowed; no momentum, " \
                "Adam, RPROP, L1 or clipping)"
     if not dense_only.py_func(case.layout, case.lparams):
-        return "the flat step has no batch norm or dropout"
+        return f"{what} has no batch norm or dropout"
     return None
+
+
+def _cores():
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def _split_why_not(case):
+    """Why the two-thread engine (``_kernels/split.py``) cannot run ``case`` (None if it can)."""
+    reason = _flat_why_not(case, "the split engine")
+    if reason is None and numba.get_num_threads() < 2:
+        reason = "the split engine needs 2 threads (fastbp.threads)"
+    if reason is None and not blas_thread_control():
+        reason = "the split engine needs a pthreads OpenBLAS behind SciPy"
+    return reason
+
+
+def _split_auto(case):
+    """Plain SGD on a dense network with ``SPLIT_MIN_MACS`` to ``SPLIT_MAX_MACS``
+    multiply-adds a batch and ``SPLIT_MIN_BATCH`` samples or more (``_config.py``), from
+    the main thread (a fit on another thread, e.g. one of a sweep's, keeps its one
+    core), with 2 threads allowed and 2 cores free."""
+    macs = int((case.layout[:, L_IN].astype("int64") * case.layout[:, L_OUT]).sum())
+    return (SPLIT_MIN_MACS <= macs * case.batch_size <= SPLIT_MAX_MACS
+            and case.batch_size >= SPLIT_MIN_BATCH and _split_why_not(case) is None
+            and threading.current_thread() is threading.main_thread() and _cores() >= 2)
 
 
 def _never(case):
@@ -96,6 +132,7 @@ def _lanes_auto(case):
 #: The engines, in the order the automatic rule tries them at each dispatch point.
 ENGINES = {
     "generated": Engine("net", gen_why_not, gen_auto),                  # _gen/ (generated)
+    "split": Engine("net", _split_why_not, _split_auto),                 # _kernels/split.py
     "small": Engine("net", _flat_why_not, _never),                       # _kernels/small.py
     "general": Engine("net", _any, _always),                             # train.batch_epoch
     "lanes": Engine("population", _lanes_why_not, _lanes_auto),          # _kernels/lanes.py

@@ -18,12 +18,15 @@ import numpy as np
 
 from ._engine import Case, choose
 from ._gen.engine import run_generated
+from ._kernels.blas import blas_one_thread
 from ._kernels.sparse_train import sparse_epoch
+from ._kernels.split import split_epoch
 from ._kernels.train import batch_epoch, flat_epoch, sgd_state
 from ._kernels.weights import or_none
 from ._sparse import is_sparse
 from .errors import DivergenceError
 from .history import History
+from .threads import _executor
 from .workspace import Snapshot
 
 
@@ -42,12 +45,33 @@ def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
                          state, step, out):
             return
         engine = choose("net", case, skip="generated")  # no writable folder for its file
-    if engine == "small":
+    if engine == "split":
+        _split(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, hyper, step,
+               out)
+    elif engine == "small":
         flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out)
     else:
         batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt,
                     hyper, sgd_state(opt, hyper, state), step, out, or_none(sw),
                     or_none(wbuf), or_none(lrs))
+
+
+def _split(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, hyper, step, out):
+    """One epoch of the two-thread engine: thread 1 on the shared pool, thread 0 here,
+    OpenBLAS at one thread meanwhile (``_kernels/split.py``)."""
+    sync = np.zeros(3, np.int64)
+    part = np.zeros(2)
+    args = (model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, hyper, step, out,
+            sync, part)
+    with blas_one_thread():
+        other = _executor(1).submit(split_epoch, 1, 2, *args)
+        try:
+            split_epoch(0, 2, *args)
+        except BaseException:
+            sync[2] = 1  # thread 0 never got going: release thread 1 from its barrier
+            raise
+        finally:
+            other.result()
 
 
 def train_rows(net, ws, X, y, order, identity, batch_size, shuffle, opt, out, sw=None,

@@ -32,7 +32,7 @@ def test_force_restores_and_rejects_unknown_names():
             assert _engine.forced() == "lanes"
         assert _engine.forced() == "general"
     assert _engine.forced() is None
-    with pytest.raises(ValueError, match="unknown engine 'gpu'; choose one of generated, small, general"):
+    with pytest.raises(ValueError, match="unknown engine 'gpu'; choose one of generated, split, small, general"):
         with _engine.force("gpu"):
             pass
     with pytest.raises(RuntimeError):

@@ -35,6 +35,7 @@ row-major ``(r, q)`` array with row stride ``ld`` *is* the column-major
 lda, beta, C, ldc)``.
 """
 
+import contextlib
 import ctypes
 
 from llvmlite import ir
@@ -180,6 +181,20 @@ _THREAD_FUNCTIONS = _register_thread_symbols()
 def blas_thread_control():
     """True when ``gemm`` manages OpenBLAS threads (a pthreads OpenBLAS was found)."""
     return _THREAD_FUNCTIONS is not None
+
+
+@contextlib.contextmanager
+def blas_one_thread():
+    """OpenBLAS at one thread inside the block, its count restored after (a no-op
+    without :func:`blas_thread_control`)."""
+    before = _THREAD_FUNCTIONS[0]() if _THREAD_FUNCTIONS is not None else 1
+    if before > 1:
+        _THREAD_FUNCTIONS[1](1)
+    try:
+        yield
+    finally:
+        if before > 1:
+            _THREAD_FUNCTIONS[1](before)
 
 
 def gemm_available():

@@ -1,0 +1,184 @@
+"""One plain-SGD epoch on two threads that share every batch (the "split" engine).
+
+Each of the ``nthr`` threads runs :func:`split_epoch` with its own ``rank``;
+no thread owns a batch.  Per batch:
+
+1. rows: thread ``t`` takes its share of the batch's rows (``_rows``) through
+   the forward pass, the loss and its output delta, and the delta products
+   ``D_{l-1} = D_l @ W_l`` with the activation derivatives, all of which are
+   row by row, so no thread waits for another;
+2. a barrier; the threads add the row shares' losses in rank order, and a
+   non-finite sum stops the epoch before any parameter changes (as
+   ``train.train_batch`` does);
+3. columns: thread ``t`` applies the fused SGD update (``train.train_batch``'s
+   formula: ``W <- decay * W - lr * D.T @ A``, ``b <- b - lr * sum_rows(D)``)
+   to its share of every layer's output units (``_cols``), over all the rows;
+4. a barrier (the next forward pass reads every weight).
+
+Each row and each unit is always computed by the same thread with the same
+code, so a given ``nthr`` gives bit-identical results from run to run; the
+matrix products run on fewer rows or units than the one-thread engine's, so
+the two can differ in the last bits (BLAS's blocking).  BLAS must be at one
+thread while this runs (the caller sets it).  Dense input, no dropout, no
+batch norm, no sample weights, one rate per epoch.
+"""
+
+import math
+
+from numba import njit
+
+from .._config import JIT, JIT_NO_NRT
+from ..spec import L_ACT, L_IN, L_OUT, P_ALPHA, P_LOSS
+from .activations import bias_act, mul_act_grad
+from .backward import _colsum
+from .forward import block, keeps_pre, layer_params
+from .losses import loss_delta
+from .matmul import mm_nn, mm_nt, mm_tn
+from .runtime import runtime
+from .sync import barrier, generation
+from .update import H_LR, H_WD, decay_factor, sgd_step
+from .views import copy_row, prefetch_row
+
+
+@njit(**JIT_NO_NRT)
+def _rows(rank, nthr, n):
+    """``(r0, r1)``: thread ``rank``'s rows of a batch of ``n`` (contiguous, in rank order)."""
+    per = (n + nthr - 1) // nthr
+    return min(n, rank * per), min(n, (rank + 1) * per)
+
+
+@njit(**JIT_NO_NRT)
+def _cols(rank, nthr, m):
+    """``(c0, c1)``: thread ``rank``'s output units of a layer of ``m`` (in rank order,
+    multiples of 16 from 32 units on, so vector loops keep whole vectors)."""
+    per = (m + nthr - 1) // nthr
+    if m >= 32:
+        per = (per + 15) // 16 * 16
+    return min(m, rank * per), min(m, (rank + 1) * per)
+
+
+@njit(**JIT)
+def _rows_pass(model, work, loss, X, y, r0, scale):
+    """Rows ``r0 .. r0 + len(X)`` of the batch: forward, loss (returned, summed), output
+    delta (times ``scale``) and every delta product with its activation derivative."""
+    layout = model.layout
+    lp = model.lparams
+    cap = work.cap
+    nt = X.shape[0]
+    L = layout.shape[0]
+    off = runtime(0)
+    Ain = X
+    for l in range(L):
+        m = layout[l, L_OUT]
+        A = block(work.acts, off + r0 * m, nt, m)
+        W, b = layer_params(model.params, layout, l)
+        mm_nt(1.0, Ain, W, 0.0, A)
+        bias_act(A, b, layout[l, L_ACT], lp[l, P_ALPHA], block(work.pre, off + r0 * m, nt, m),
+                 keeps_pre(layout, l), runtime(True))
+        Ain = A
+        if l < L - 1:
+            off += cap * m
+    m = layout[L - 1, L_OUT]
+    s = loss_delta(block(work.acts, off + r0 * m, nt, m), block(work.pre, off + r0 * m, nt, m),
+                   y, loss, layout[L - 1, L_ACT], scale,
+                   block(work.deltas, off + r0 * m, nt, m), runtime(True), lp[L - 1, P_LOSS])
+    for l in range(L - 1, 0, -1):
+        k = layout[l, L_IN]
+        prev = off - cap * k
+        W, _ = layer_params(model.params, layout, l)
+        Dp = block(work.deltas, prev + r0 * k, nt, k)
+        mm_nn(1.0, block(work.deltas, off + r0 * layout[l, L_OUT], nt, layout[l, L_OUT]), W,
+              0.0, Dp)
+        mul_act_grad(Dp, block(work.acts, prev + r0 * k, nt, k),
+                     block(work.pre, prev + r0 * k, nt, k), layout[l - 1, L_ACT],
+                     lp[l - 1, P_ALPHA])
+        off = prev
+    return s
+
+
+@njit(**JIT)
+def _cols_update(rank, nthr, model, work, X, lr, decay):
+    """Thread ``rank``'s units of every layer: the fused SGD update over the batch's
+    ``len(X)`` rows (deltas and activations of all threads' rows)."""
+    layout = model.layout
+    cap = work.cap
+    n = X.shape[0]
+    off = runtime(0)
+    Ain = X
+    step = lr
+    for l in range(layout.shape[0]):
+        m = layout[l, L_OUT]
+        c0, c1 = _cols(rank, nthr, m)
+        W, b = layer_params(model.params, layout, l)
+        _, g = layer_params(work.grad, layout, l)
+        D = block(work.deltas, off, n, m)[:, c0:c1]
+        if c1 > c0:
+            mm_tn(-lr, D, Ain, decay, W[c0:c1])
+            _colsum(D, g[c0:c1])
+            st = b.dtype.type(step)
+            for j in range(c0, c1):
+                b[j] = sgd_step(b[j], g[j], st)
+        Ain = block(work.acts, off, n, m)
+        off += cap * m
+
+
+@njit(**JIT)
+def split_epoch(rank, nthr, model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
+                hyper, step, out, sync, part):
+    """Thread ``rank``'s part (of ``nthr``) of one plain-SGD epoch (module docstring).
+
+    ``sync``: the barrier's three int64 (``sync.py``); ``part``: float64 ``(nthr,)``,
+    each thread's share of the batch loss.  Thread 0 writes ``out`` (as
+    ``train.batch_epoch``) and advances ``step`` and the model's counter.
+    """
+    N = X.shape[0]
+    lr = hyper[H_LR]
+    decay = decay_factor(lr, hyper[H_WD])
+    gen = generation(sync)
+    total = 0.0
+    done = 0
+    for start in range(0, N, batch_size):
+        n = min(batch_size, N - start)
+        r0, r1 = _rows(rank, nthr, n)
+        if shuffle:
+            for r in range(r0, r1):
+                j = order[start + r]
+                copy_row(xbuf, r, X, j)
+                copy_row(ybuf, r, y, j)
+            nxt = start + n
+            q0, q1 = _rows(rank, nthr, min(batch_size, N - nxt))
+            for r in range(nxt + q0, nxt + q1):
+                prefetch_row(X, order[r])
+                prefetch_row(y, order[r])
+            Xb = xbuf[:n]
+            yb = ybuf[:n]
+        else:
+            Xb = X[start:start + n]
+            yb = y[start:start + n]
+        s = 0.0
+        if r1 > r0:
+            s = _rows_pass(model, work, loss, Xb[r0:r1], yb[r0:r1], r0, 1.0 / n)
+        part[rank] = s
+        gen = barrier(sync, gen, nthr)
+        if gen < 0:
+            return
+        s = 0.0
+        for t in range(nthr):
+            s += part[t]
+        if not math.isfinite(s):
+            if rank == 0:
+                out[0] = s
+                out[1] = done
+            return
+        _cols_update(rank, nthr, model, work, Xb, lr, decay)
+        if rank == 0:
+            step[0] += 1
+            model.counter[0] += 1
+        total += s
+        done += n
+        gen = barrier(sync, gen, nthr)
+        if gen < 0:
+            return
+    if rank == 0:
+        out[0] = total / done if done > 0 else 0.0
+        out[1] = done
