@@ -29,7 +29,7 @@ from ._kernels.blas import blas_thread_control
 from ._kernels.lanes import lanes_loss
 from ._kernels.layout import dense_only
 from ._kernels.train import flat_ok
-from ._kernels.update import fused_sgd
+from ._kernels.update import H_CLIP, fused_sgd
 from .spec import L_IN, L_OUT, LOSS_NAMES
 
 #: What an engine's eligibility sees: loss and optimizer codes, the optimizer's
@@ -57,18 +57,17 @@ def _always(case):
     return True
 
 
-def _flat_why_not(case, what="the flat step"):
-    """Why the flat small-network step (or ``what``, with the same needs) cannot run
-    ``case`` (None if it can)."""
+def _flat_why_not(case):
+    """Why the flat small-network step cannot run ``case`` (None if it can)."""
     if case.weighted:
         return "sample weights need the general step"
     if case.per_step:
         return "per-step learning-rate schedules need the general step"
     if not fused_sgd.py_func(case.opt, case.hyper):
-        return f"{what} is plain SGD only (weight decay allowed; no momentum, " \
+        return "the flat step is plain SGD only (weight decay allowed; no momentum, " \
                "Adam, RPROP, L1 or clipping)"
     if not dense_only.py_func(case.layout, case.lparams):
-        return f"{what} has no batch norm or dropout"
+        return "the flat step has no batch norm or dropout"
     return None
 
 
@@ -82,16 +81,24 @@ def _cores():
 
 def _split_why_not(case):
     """Why the two-thread engine (``_kernels/split.py``) cannot run ``case`` (None if it can)."""
-    reason = _flat_why_not(case, "the split engine")
-    if reason is None and numba.get_num_threads() < 2:
+    reason = None
+    if case.weighted:
+        reason = "sample weights need the general step"
+    elif case.per_step:
+        reason = "per-step learning-rate schedules need the general step"
+    elif case.hyper[H_CLIP] != 0.0:
+        reason = "gradient clipping needs the whole gradient's norm (the general step)"
+    elif not dense_only.py_func(case.layout, case.lparams):
+        reason = "the split engine has no batch norm or dropout"
+    elif numba.get_num_threads() < 2:
         reason = "the split engine needs 2 threads (fastbp.threads)"
-    if reason is None and not blas_thread_control():
+    elif not blas_thread_control():
         reason = "the split engine needs a pthreads OpenBLAS behind SciPy"
     return reason
 
 
 def _split_auto(case):
-    """Plain SGD on a dense network with ``SPLIT_MIN_MACS`` to ``SPLIT_MAX_MACS``
+    """A dense network with ``SPLIT_MIN_MACS`` to ``SPLIT_MAX_MACS``
     multiply-adds a batch and ``SPLIT_MIN_BATCH`` samples or more (``_config.py``), from
     the main thread (a fit on another thread, e.g. one of a sweep's, keeps its one
     core), with 2 threads allowed and 2 cores free."""

@@ -46,8 +46,8 @@ def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
             return
         engine = choose("net", case, skip="generated")  # no writable folder for its file
     if engine == "split":
-        _split(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, hyper, step,
-               out)
+        _split(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt, hyper,
+               sgd_state(opt, hyper, state), step, out)
     elif engine == "small":
         flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out)
     else:
@@ -56,13 +56,14 @@ def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
                     or_none(wbuf), or_none(lrs))
 
 
-def _split(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, hyper, step, out):
+def _split(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt, hyper, state,
+           step, out):
     """One epoch of the two-thread engine: thread 1 on the shared pool, thread 0 here,
     OpenBLAS at one thread meanwhile (``_kernels/split.py``)."""
     sync = np.zeros(3, np.int64)
     part = np.zeros(2)
-    args = (model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, hyper, step, out,
-            sync, part)
+    args = (model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt, hyper, state,
+            step, out, sync, part)
     with blas_one_thread():
         other = _executor(1).submit(split_epoch, 1, 2, *args)
         try:

@@ -38,13 +38,24 @@ def _data(sizes, loss, n, dtype, seed=1):
     return X, y
 
 
-def _fit(engine, case, dtype, shuffle=True, wd=0.0, n=203, epochs=2):
+OPTIMIZERS = [
+    ("sgd", dict(momentum=0.9, nesterov=True, lr=0.01)),
+    ("sgd", dict(l1=1e-3, weight_decay=1e-3)),
+    ("adam", dict(weight_decay=1e-3, lr=1e-3)),
+    ("adamw", dict(weight_decay=1e-2, lr=1e-3)),
+    ("rprop", dict()),
+]
+
+
+def _fit(engine, case, dtype, shuffle=True, wd=0.0, n=203, epochs=2, optimizer="sgd",
+         **kw):
     sizes, batch, hidden, out, loss = case
     X, y = _data(sizes, loss, n, dtype)
     net = fastbp.MLP(list(sizes), activation=hidden, output=out, loss=loss, dtype=dtype, seed=0)
+    kw = dict(dict(lr=0.02, weight_decay=wd), **kw)
     with _engine.force(engine):
-        hist = net.fit(X, y, epochs=epochs, batch_size=batch, lr=0.02, shuffle=shuffle,
-                       weight_decay=wd, seed=5)
+        hist = net.fit(X, y, epochs=epochs, batch_size=batch, shuffle=shuffle, seed=5,
+                       optimizer=optimizer, **kw)
     return net, hist
 
 
@@ -63,6 +74,22 @@ def test_split_agrees_with_general_and_repeats_bitwise(case, dtype):
         assert not np.array_equal(b.params, fastbp.MLP(list(case[0]), activation=case[2],
                                                        output=case[3], loss=case[4],
                                                        dtype=dtype, seed=0).params)
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=lambda o: o[0] + "-" + "-".join(o[1]))
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_split_optimizers_agree_with_general(opt, dtype):
+    case = CASES[1]
+    name, kw = opt
+    a, ha = _fit("general", case, dtype, optimizer=name, **kw)
+    b, hb = _fit("split", case, dtype, optimizer=name, **kw)
+    c, _ = _fit("split", case, dtype, optimizer=name, **kw)
+    tol = dict(rtol=2e-4, atol=2e-5) if dtype == "float32" else dict(rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(b.params, a.params, **tol)
+    np.testing.assert_allclose(hb.loss, ha.loss, **tol)
+    np.testing.assert_array_equal(c.params, b.params)
+    np.testing.assert_allclose(b.optimizer.state, a.optimizer.state, **tol)
+    np.testing.assert_array_equal(b.optimizer.step, a.optimizer.step)
 
 
 def test_rows_and_columns_cover_each_index_once():
@@ -110,9 +137,9 @@ def test_automatic_rule():
         assert _chosen(net, X, 32) == "general"
         with _engine.force("split"), pytest.raises(_engine.Unsupported, match="2 threads"):
             net.fit(X, y, epochs=1, batch_size=32)
-    with pytest.raises(_engine.Unsupported, match="plain SGD only"):
+    with pytest.raises(_engine.Unsupported, match="clipping"):
         with _engine.force("split"):
-            net.fit(X, y, epochs=1, batch_size=32, optimizer="adam")
+            net.fit(X, y, epochs=1, batch_size=32, optimizer="adam", clip_norm=1.0)
 
 
 def test_divergence_restores_the_network():

@@ -1,4 +1,4 @@
-"""One plain-SGD epoch on two threads that share every batch (the "split" engine).
+"""One epoch on two threads that share every batch (the "split" engine).
 
 Each of the ``nthr`` threads runs :func:`split_epoch` with its own ``rank``;
 no thread owns a batch.  Per batch:
@@ -10,9 +10,12 @@ no thread owns a batch.  Per batch:
 2. a barrier; the threads add the row shares' losses in rank order, and a
    non-finite sum stops the epoch before any parameter changes (as
    ``train.train_batch`` does);
-3. columns: thread ``t`` applies the fused SGD update (``train.train_batch``'s
-   formula: ``W <- decay * W - lr * D.T @ A``, ``b <- b - lr * sum_rows(D)``)
-   to its share of every layer's output units (``_cols``), over all the rows;
+3. columns: thread ``t`` updates its share of every layer's output units
+   (``_cols``) from all the rows: plain SGD fused into the weight-gradient
+   product as ``backward`` does (``W <- decay * W - lr * D.T @ A``,
+   ``b <- b - lr * sum_rows(D)``), any other optimizer as the gradient of those
+   units' weights and biases, then ``update.step_span`` on them (the formulas
+   of ``update.apply_update``);
 4. a barrier (the next forward pass reads every weight).
 
 Each row and each unit is always computed by the same thread with the same
@@ -20,7 +23,8 @@ code, so a given ``nthr`` gives bit-identical results from run to run; the
 matrix products run on fewer rows or units than the one-thread engine's, so
 the two can differ in the last bits (BLAS's blocking).  BLAS must be at one
 thread while this runs (the caller sets it).  Dense input, no dropout, no
-batch norm, no sample weights, one rate per epoch.
+batch norm, no sample weights, one rate per epoch, no gradient clipping (it
+needs the whole gradient's norm).
 """
 
 import math
@@ -36,7 +40,8 @@ from .losses import loss_delta
 from .matmul import mm_nn, mm_nt, mm_tn
 from .runtime import runtime
 from .sync import barrier, generation
-from .update import H_LR, H_WD, decay_factor, sgd_step
+from .layout import weight_range
+from .update import H_LR, H_WD, decay_factor, sgd_step, step_span
 from .views import copy_row, prefetch_row
 
 
@@ -97,46 +102,57 @@ def _rows_pass(model, work, loss, X, y, r0, scale):
 
 
 @njit(**JIT)
-def _cols_update(rank, nthr, model, work, X, lr, decay):
-    """Thread ``rank``'s units of every layer: the fused SGD update over the batch's
-    ``len(X)`` rows (deltas and activations of all threads' rows)."""
+def _cols_update(rank, nthr, model, work, X, opt, hyper, state, t):
+    """Thread ``rank``'s units of every layer: their update from the batch's ``len(X)``
+    rows (deltas and activations of all threads' rows); ``state`` None: plain SGD, fused
+    (pruned by type, as in ``train.train_batch``); else optimizer step number ``t``."""
     layout = model.layout
     cap = work.cap
     n = X.shape[0]
+    lr = hyper[H_LR]
     off = runtime(0)
     Ain = X
-    step = lr
     for l in range(layout.shape[0]):
         m = layout[l, L_OUT]
         c0, c1 = _cols(rank, nthr, m)
         W, b = layer_params(model.params, layout, l)
-        _, g = layer_params(work.grad, layout, l)
+        G, g = layer_params(work.grad, layout, l)
         D = block(work.deltas, off, n, m)[:, c0:c1]
         if c1 > c0:
-            mm_tn(-lr, D, Ain, decay, W[c0:c1])
             _colsum(D, g[c0:c1])
-            st = b.dtype.type(step)
-            for j in range(c0, c1):
-                b[j] = sgd_step(b[j], g[j], st)
+            if state is None:
+                mm_tn(-lr, D, Ain, decay_factor(lr, hyper[H_WD]), W[c0:c1])
+                st = b.dtype.type(lr)
+                for j in range(c0, c1):
+                    b[j] = sgd_step(b[j], g[j], st)
+            else:
+                mm_tn(1.0, D, Ain, 0.0, G[c0:c1])
+                w, we = weight_range(layout, l)
+                k = layout[l, L_IN]
+                step_span(model.params, work.grad, w + c0 * k, w + c1 * k, True, opt, hyper,
+                          state, t)
+                step_span(model.params, work.grad, we + c0, we + c1, False, opt, hyper, state,
+                          t)
         Ain = block(work.acts, off, n, m)
         off += cap * m
 
 
 @njit(**JIT)
 def split_epoch(rank, nthr, model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
-                hyper, step, out, sync, part):
-    """Thread ``rank``'s part (of ``nthr``) of one plain-SGD epoch (module docstring).
+                opt, hyper, state, step, out, sync, part):
+    """Thread ``rank``'s part (of ``nthr``) of one epoch (module docstring).
 
-    ``sync``: the barrier's three int64 (``sync.py``); ``part``: float64 ``(nthr,)``,
+    ``opt``, ``hyper``, ``state`` and ``step`` as for ``train.batch_epoch`` (``state``
+    None: plain SGD, fused).  ``sync``: the barrier's three int64 (``sync.py``); ``part``: float64 ``(nthr,)``,
     each thread's share of the batch loss.  Thread 0 writes ``out`` (as
     ``train.batch_epoch``) and advances ``step`` and the model's counter.
     """
     N = X.shape[0]
-    lr = hyper[H_LR]
-    decay = decay_factor(lr, hyper[H_WD])
+    t0 = step[0]  # read before the first barrier, so before thread 0 moves it
     gen = generation(sync)
     total = 0.0
     done = 0
+    done_steps = 0
     for start in range(0, N, batch_size):
         n = min(batch_size, N - start)
         r0, r1 = _rows(rank, nthr, n)
@@ -170,7 +186,8 @@ def split_epoch(rank, nthr, model, work, loss, X, y, order, batch_size, shuffle,
                 out[0] = s
                 out[1] = done
             return
-        _cols_update(rank, nthr, model, work, Xb, lr, decay)
+        _cols_update(rank, nthr, model, work, Xb, opt, hyper, state, t0 + done_steps + 1)
+        done_steps += 1
         if rank == 0:
             step[0] += 1
             model.counter[0] += 1

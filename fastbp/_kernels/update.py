@@ -134,18 +134,6 @@ def clip_scale(norm, max_norm):
 
 
 @njit(**JIT)
-def regularize(params, grad, layout, wd, l1):
-    """``grad += wd * w + l1 * sign(w)`` on weights only."""
-    T = grad.dtype.type
-    d = T(wd)
-    a = T(l1)
-    for l in range(layout.shape[0]):
-        w, we = weight_range(layout, l)
-        for k in range(w, we):
-            grad[k] = reg_grad(params[k], grad[k], d, a)
-
-
-@njit(**JIT)
 def clip_by_norm(grad, max_norm):
     """Scale ``grad`` so its Euclidean norm is at most ``max_norm``; return the norm."""
     s = 0.0
@@ -193,16 +181,6 @@ def adam_update(params, grad, m1, m2, lr, b1, b2, eps, t):
 
 
 @njit(**JIT)
-def decay_weights(params, layout, factor):
-    """``w <- factor * w`` on weights only (decoupled weight decay)."""
-    f = params.dtype.type(factor)
-    for l in range(layout.shape[0]):
-        w, we = weight_range(layout, l)
-        for k in range(w, we):
-            params[k] = decayed(params[k], f)
-
-
-@njit(**JIT)
 def rprop_update(params, grad, prev, delta, eta_plus, eta_minus, dmin, dmax):
     """iRPROP-: per-weight steps grow while the gradient keeps its sign, shrink when it flips."""
     T = params.dtype.type
@@ -216,31 +194,63 @@ def rprop_update(params, grad, prev, delta, eta_plus, eta_minus, dmin, dmax):
 
 
 @njit(**JIT)
+def _regularize_span(params, grad, wd, l1):
+    """``grad += wd * w + l1 * sign(w)`` over a span of weights."""
+    T = grad.dtype.type
+    d = T(wd)
+    a = T(l1)
+    for k in range(grad.shape[0]):
+        grad[k] = reg_grad(params[k], grad[k], d, a)
+
+
+@njit(**JIT)
+def step_span(params, grad, lo, hi, weights, opt, hyper, state, t):
+    """The optimizer's step of ``params[lo:hi]`` from ``grad[lo:hi]`` (no clipping),
+    step number ``t`` (1-based); ``weights``: the span holds weights, so L2/L1 terms
+    (and AdamW's decoupled decay) apply.  ``apply_update`` is this over every span."""
+    lr = hyper[H_LR]
+    decoupled = opt == ADAMW
+    p = params[lo:hi]
+    g = grad[lo:hi]
+    if weights and (hyper[H_L1] > 0.0 or (hyper[H_WD] > 0.0 and not decoupled)):
+        _regularize_span(p, g, 0.0 if decoupled else hyper[H_WD], hyper[H_L1])
+    if opt == SGD:
+        sgd_update(p, g, lr)
+    elif opt == MOMENTUM:
+        momentum_update(p, g, state[0][lo:hi], lr, hyper[H_MOMENTUM],
+                        hyper[H_NESTEROV] != 0.0)
+    elif opt == RPROP:
+        rprop_update(p, g, state[0][lo:hi], state[1][lo:hi], hyper[H_ETA_PLUS],
+                     hyper[H_ETA_MINUS], hyper[H_DELTA_MIN], hyper[H_DELTA_MAX])
+    else:
+        if decoupled and weights and hyper[H_WD] > 0.0:
+            f = p.dtype.type(decay_factor(lr, hyper[H_WD]))
+            for k in range(p.shape[0]):
+                p[k] = decayed(p[k], f)
+        adam_update(p, g, state[0][lo:hi], state[1][lo:hi], lr, hyper[H_BETA1],
+                    hyper[H_BETA2], hyper[H_EPS], t)
+
+
+@njit(**JIT)
 def apply_update(params, grad, layout, opt, hyper, state, step):
     """One optimizer step from the batch gradient in ``grad`` (which it may modify).
 
     Order as in PyTorch: clip the loss gradient by global norm, add L2/L1
-    terms, then step.
+    terms, then step (``step_span`` over the weights of each layer and the
+    spans between them).
     """
     step[0] += 1
-    lr = hyper[H_LR]
-    decoupled = opt == ADAMW
     if hyper[H_CLIP] > 0.0:
         clip_by_norm(grad, hyper[H_CLIP])
-    if hyper[H_L1] > 0.0 or (hyper[H_WD] > 0.0 and not decoupled):
-        regularize(params, grad, layout, 0.0 if decoupled else hyper[H_WD], hyper[H_L1])
-    if opt == SGD:
-        sgd_update(params, grad, lr)
-    elif opt == MOMENTUM:
-        momentum_update(params, grad, state[0], lr, hyper[H_MOMENTUM], hyper[H_NESTEROV] != 0.0)
-    elif opt == RPROP:
-        rprop_update(params, grad, state[0], state[1], hyper[H_ETA_PLUS], hyper[H_ETA_MINUS],
-                     hyper[H_DELTA_MIN], hyper[H_DELTA_MAX])
-    else:
-        if decoupled and hyper[H_WD] > 0.0:
-            decay_weights(params, layout, decay_factor(lr, hyper[H_WD]))
-        adam_update(params, grad, state[0], state[1], lr, hyper[H_BETA1], hyper[H_BETA2],
-                    hyper[H_EPS], step[0])
+    lo = 0
+    for l in range(layout.shape[0]):
+        w, we = weight_range(layout, l)
+        if w > lo:
+            step_span(params, grad, lo, w, False, opt, hyper, state, step[0])
+        step_span(params, grad, w, we, True, opt, hyper, state, step[0])
+        lo = we
+    if params.shape[0] > lo:
+        step_span(params, grad, lo, params.shape[0], False, opt, hyper, state, step[0])
 
 
 @njit(**JIT)
