@@ -1,8 +1,9 @@
-"""asv benchmarks of the two-thread engine (``fastbp/_kernels/split.py``).
+"""asv benchmarks of the two-thread engines (``fastbp/_kernels/split.py``, ``split_units.py``).
 
 ``SplitEpoch.time_epoch``: one epoch of ``MLP.fit`` (plain SGD, float32, two
-threads) on mid-sized networks, on the split engine and on the one-thread general
-engine (OpenBLAS's own threads for the products it threads), forced with
+threads) on mid-sized networks, on the two-thread engine that batch size gets
+(``split`` from 3 samples, ``units`` below) and on the one-thread general engine
+(OpenBLAS's own threads for the products it threads), forced with
 ``fastbp._engine.force``.  ``bench/split_sweep.py`` runs the same A/B on any
 architecture.
 """
@@ -18,11 +19,12 @@ CASES = {
     "narrow-wide-out-b48": ([9, 3, 9, 233], "sigmoid", "identity", "mse", 48, 24576),
     "deep-b16": ([859, 251, 278, 228, 82, 613, 147], "tanh", "softmax", "cross_entropy", 16,
                  2048),
+    "mnist-b1": ([784, 256, 128, 10], "relu", "softmax", "cross_entropy", 1, 2048),
 }
 
 
 class SplitEpoch:
-    params = (list(CASES), ["split", "general"])
+    params = (list(CASES), ["two-thread", "general"])
     param_names = ["case", "engine"]
     timeout = 600
 
@@ -35,7 +37,7 @@ class SplitEpoch:
         self.net = fastbp.MLP(sizes, activation=act, output=out, loss=loss, dtype="float32",
                               seed=0)
         self.batch = batch
-        self.which = which
+        self.which = which if which == "general" else "split" if batch >= 3 else "units"
         self.threads = fastbp.threads(2)
         self.threads.__enter__()
         self.epoch()  # compile / load from the cache

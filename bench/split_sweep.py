@@ -1,12 +1,14 @@
-"""Samples/s of the two-thread split engine against the one-thread general engine.
+"""Samples/s of the two-thread engines against the one-thread general engine.
 
     python bench/split_sweep.py 784-256-128-10:64:relu:cross_entropy:30000 \\
         9-3-9-233:48:sigmoid:mse:100000          # SIZES:BATCH:HIDDEN:LOSS:N ...
 
 Each architecture: float32, plain SGD, unshuffled epochs of N samples (data as
-``one_case.py``), the median of 5 after a short warm-up fit, both engines forced
-(``fastbp._engine.force``) in the same process, two threads.  What set the
-split engine's bounds in ``fastbp/_config.py`` (``SPLIT_*``).  Named so asv
+``one_case.py``), the median of 5 after a short warm-up fit, the general engine
+and the two-thread engine for the batch size (``split`` from ``SPLIT_MIN_BATCH``
+samples, else ``units``) forced (``fastbp._engine.force``) in the same process,
+two threads.  What set the bounds in ``fastbp/_config.py`` (``SPLIT_*``,
+``UNITS_MIN_MACS``).  Named so asv
 does not collect it.
 """
 
@@ -18,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import fastbp  # noqa: E402
 from fastbp import _engine  # noqa: E402
+from fastbp._config import SPLIT_MIN_BATCH  # noqa: E402
 from one_case import case_data  # noqa: E402
 
 
@@ -42,10 +45,11 @@ def main(specs):
         n = int(p[4]) if len(p) > 4 else 40000
         n -= n % batch
         g = samples_per_s(sizes, batch, p[2], p[3], n, "general")
-        s = samples_per_s(sizes, batch, p[2], p[3], n, "split")
+        two = "split" if batch >= SPLIT_MIN_BATCH else "units"
+        s = samples_per_s(sizes, batch, p[2], p[3], n, two)
         macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) * batch
         print(f"{p[0]:30s} b{batch:<4d} MACs/batch {macs:>12,d}  general {g:>12,.0f}  "
-              f"split {s:>12,.0f}  split/general {s / g:.2f}x", flush=True)
+              f"{two} {s:>12,.0f}  {two}/general {s / g:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

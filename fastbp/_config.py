@@ -131,6 +131,10 @@ SPLIT_MIN_MACS = 16384
 SPLIT_MAX_MACS = 1 << 24
 SPLIT_MIN_BATCH = 3
 
+#: Smaller batches (1 or 2 samples) of at least ``UNITS_MIN_MACS`` multiply-adds go to
+#: the two-thread units engine (``_kernels/split_units.py``) under the same conditions.
+UNITS_MIN_MACS = 65536
+
 #: The bound of ``GEN_NET_MACS`` for plain SGD one sample at a time (batch 1),
 #: where the generic engine pays its per-layer call overhead on every sample.
 #: Measured with ``bench/route_sweep.py`` and ``bench/one_case.py`` (float32,

@@ -24,7 +24,7 @@ from collections import namedtuple
 import numba
 
 from ._gen.engine import auto as gen_auto, why_not as gen_why_not
-from ._config import SPLIT_MAX_MACS, SPLIT_MIN_BATCH, SPLIT_MIN_MACS
+from ._config import SPLIT_MAX_MACS, SPLIT_MIN_BATCH, SPLIT_MIN_MACS, UNITS_MIN_MACS
 from ._kernels.blas import blas_thread_control
 from ._kernels.lanes import lanes_loss
 from ._kernels.layout import dense_only
@@ -97,6 +97,21 @@ def _split_why_not(case):
     return reason
 
 
+def _units_why_not(case):
+    """Why the two-thread units engine (``_kernels/split_units.py``) cannot run ``case``."""
+    reason = _split_why_not(case)
+    return None if reason is None else reason.replace("split engine", "units engine")
+
+
+def _units_auto(case):
+    """Batches of 1 or 2 (below ``SPLIT_MIN_BATCH``) of ``UNITS_MIN_MACS`` multiply-adds
+    or more, under ``_split_auto``'s other conditions."""
+    macs = int((case.layout[:, L_IN].astype("int64") * case.layout[:, L_OUT]).sum())
+    return (case.batch_size < SPLIT_MIN_BATCH and macs * case.batch_size >= UNITS_MIN_MACS
+            and _units_why_not(case) is None
+            and threading.current_thread() is threading.main_thread() and _cores() >= 2)
+
+
 def _split_auto(case):
     """A dense network with ``SPLIT_MIN_MACS`` to ``SPLIT_MAX_MACS``
     multiply-adds a batch and ``SPLIT_MIN_BATCH`` samples or more (``_config.py``), from
@@ -140,6 +155,7 @@ def _lanes_auto(case):
 ENGINES = {
     "generated": Engine("net", gen_why_not, gen_auto),                  # _gen/ (generated)
     "split": Engine("net", _split_why_not, _split_auto),                 # _kernels/split.py
+    "units": Engine("net", _units_why_not, _units_auto),         # _kernels/split_units.py
     "small": Engine("net", _flat_why_not, _never),                       # _kernels/small.py
     "general": Engine("net", _any, _always),                             # train.batch_epoch
     "lanes": Engine("population", _lanes_why_not, _lanes_auto),          # _kernels/lanes.py

@@ -21,11 +21,13 @@ from ._gen.engine import run_generated
 from ._kernels.blas import blas_one_thread
 from ._kernels.sparse_train import sparse_epoch
 from ._kernels.split import split_epoch
+from ._kernels.split_units import units_epoch
 from ._kernels.train import batch_epoch, flat_epoch, sgd_state
 from ._kernels.weights import or_none
 from ._sparse import is_sparse
 from .errors import DivergenceError
 from .history import History
+from .spec import L_IN
 from .threads import _executor
 from .workspace import Snapshot
 
@@ -45,9 +47,15 @@ def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
                          state, step, out):
             return
         engine = choose("net", case, skip="generated")  # no writable folder for its file
-    if engine == "split":
-        _split(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt, hyper,
-               sgd_state(opt, hyper, state), step, out)
+    if engine in ("split", "units"):
+        args = (model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt, hyper,
+                sgd_state(opt, hyper, state), step, out)
+        if engine == "split":
+            _two_threads(split_epoch, args)
+        else:  # the threads' partial delta products
+            scratch = np.empty(4 * batch_size * int(model.layout[:, L_IN].max()),
+                               model.params.dtype)
+            _two_threads(units_epoch, args, scratch)
     elif engine == "small":
         flat_epoch(model, work, loss, X, y, order, batch_size, shuffle, hyper, step, out)
     else:
@@ -56,18 +64,15 @@ def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
                     or_none(wbuf), or_none(lrs))
 
 
-def _split(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt, hyper, state,
-           step, out):
-    """One epoch of the two-thread engine: thread 1 on the shared pool, thread 0 here,
-    OpenBLAS at one thread meanwhile (``_kernels/split.py``)."""
+def _two_threads(kernel, args, *extra):
+    """``kernel(rank, 2, *args, sync, part, *extra)`` for ranks 0 (here) and 1 (on the
+    shared pool) at once, OpenBLAS at one thread meanwhile (``_kernels/split.py``)."""
     sync = np.zeros(3, np.int64)
-    part = np.zeros(2)
-    args = (model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf, opt, hyper, state,
-            step, out, sync, part)
+    args = args + (sync, np.zeros(2)) + extra
     with blas_one_thread():
-        other = _executor(1).submit(split_epoch, 1, 2, *args)
+        other = _executor(1).submit(kernel, 1, 2, *args)
         try:
-            split_epoch(0, 2, *args)
+            kernel(0, 2, *args)
         except BaseException:
             sync[2] = 1  # thread 0 never got going: release thread 1 from its barrier
             raise

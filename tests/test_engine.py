@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import engines
-from fastbp import MLP, _engine
+from fastbp import MLP, _engine, threads
 from fastbp.population import Population
 
 
@@ -32,7 +32,7 @@ def test_force_restores_and_rejects_unknown_names():
             assert _engine.forced() == "lanes"
         assert _engine.forced() == "general"
     assert _engine.forced() is None
-    with pytest.raises(ValueError, match="unknown engine 'gpu'; choose one of generated, split, small, general"):
+    with pytest.raises(ValueError, match="unknown engine 'gpu'; choose one of generated, split, units, small, general"):
         with _engine.force("gpu"):
             pass
     with pytest.raises(RuntimeError):
@@ -71,9 +71,15 @@ def test_refusals_name_the_reason():
 def test_automatic_rule(monkeypatch):
     """Small covered nets take a generated kernel (larger ones one sample at a time), the
     rest the general step (the flat step only when forced); populations the lanes when
-    they can, else the per-network kernel (flat step when the small rule says)."""
+    they can, else the per-network kernel (flat step when the small rule says).  One
+    thread, so the two-thread engines stay out (their rule: ``test_split.py``)."""
     from fastbp._gen import engine as gen
 
+    with threads(1):
+        _rule_checks(monkeypatch, gen)
+
+
+def _rule_checks(monkeypatch, gen):
     X, y = _data()
     net = MLP([3, 4, 2], seed=0)
     lay, lp = net._layout, net._lparams
