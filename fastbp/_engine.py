@@ -90,11 +90,17 @@ def _split_why_not(case):
         reason = "gradient clipping needs the whole gradient's norm (the general step)"
     elif not dense_only.py_func(case.layout, case.lparams):
         reason = "the split engine has no batch norm or dropout"
-    elif numba.get_num_threads() < 2:
-        reason = "the split engine needs 2 threads (fastbp.threads)"
     elif not blas_thread_control():
         reason = "the split engine needs a pthreads OpenBLAS behind SciPy"
     return reason
+
+
+def _two_threads_free(case):
+    """Whether a two-thread engine can run ``case`` with two threads: allowed two
+    (``fastbp.threads``), two cores free, called from the main thread (a fit on another
+    thread, e.g. one of a sweep's, keeps to one core)."""
+    return (_split_why_not(case) is None and numba.get_num_threads() >= 2 and _cores() >= 2
+            and threading.current_thread() is threading.main_thread())
 
 
 def _units_why_not(case):
@@ -108,8 +114,7 @@ def _units_auto(case):
     or more, under ``_split_auto``'s other conditions."""
     macs = int((case.layout[:, L_IN].astype("int64") * case.layout[:, L_OUT]).sum())
     return (case.batch_size < SPLIT_MIN_BATCH and macs * case.batch_size >= UNITS_MIN_MACS
-            and _units_why_not(case) is None
-            and threading.current_thread() is threading.main_thread() and _cores() >= 2)
+            and _two_threads_free(case))
 
 
 def _split_auto(case):
@@ -119,8 +124,7 @@ def _split_auto(case):
     core), with 2 threads allowed and 2 cores free."""
     macs = int((case.layout[:, L_IN].astype("int64") * case.layout[:, L_OUT]).sum())
     return (SPLIT_MIN_MACS <= macs * case.batch_size <= SPLIT_MAX_MACS
-            and case.batch_size >= SPLIT_MIN_BATCH and _split_why_not(case) is None
-            and threading.current_thread() is threading.main_thread() and _cores() >= 2)
+            and case.batch_size >= SPLIT_MIN_BATCH and _two_threads_free(case))
 
 
 def _never(case):

@@ -14,6 +14,7 @@ import sys
 import time
 import warnings
 
+import numba
 import numpy as np
 
 from ._engine import Case, choose
@@ -66,9 +67,14 @@ def train_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
 
 def _two_threads(kernel, args, *extra):
     """``kernel(rank, 2, *args, sync, part, *extra)`` for ranks 0 (here) and 1 (on the
-    shared pool) at once, OpenBLAS at one thread meanwhile (``_kernels/split.py``)."""
+    shared pool) at once, OpenBLAS at one thread meanwhile (``_kernels/split.py``).
+    Allowed one thread (``fastbp.threads(1)``; the engine forced, as ``fastbp.warmup``
+    does to compile it anywhere) it runs as one rank of one: the same kernel, serially."""
     sync = np.zeros(3, np.int64)
     args = args + (sync, np.zeros(2)) + extra
+    if numba.get_num_threads() < 2:
+        kernel(0, 1, *args)
+        return
     with blas_one_thread():
         other = _executor(1).submit(kernel, 1, 2, *args)
         try:

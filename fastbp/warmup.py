@@ -64,10 +64,26 @@ def warm(dtype="float32", targets="labels", path="batch", full=True):
     net, X, y, batch = _example(dtype, targets, path)
     net.fit(X, y, epochs=1, batch_size=batch, lr=0.01)
     net.predict(X)
+    if path == "batch":
+        _warm_two_thread(net, X, y, batch, full)
     if full:
         net.fit(X, y, epochs=1, batch_size=batch, lr=0.001, optimizer="adam")
         net.evaluate(X, y)
         net.gradient(X, y)
+
+
+def _warm_two_thread(net, X, y, batch, full):
+    """The two-thread engines' epochs (``split`` and ``units``, plain SGD and, with
+    ``full``, Adam), forced, so they compile whatever this machine's cores."""
+    from . import _engine
+    for engine, size in (("split", batch), ("units", 1)):
+        for optimizer in ("sgd", "adam") if full else ("sgd",):
+            try:
+                with _engine.force(engine):
+                    net.copy().fit(X, y, epochs=1, batch_size=size, lr=0.001,
+                                   optimizer=optimizer)
+            except _engine.Unsupported:  # no pthreads OpenBLAS: never chosen either
+                return
 
 
 def _example(dtype, targets, path):

@@ -6,10 +6,14 @@ first barrier (``generation``) and passes the number it got back from the last
 ``barrier`` call to the next.  The atomics are sequentially consistent, so
 what a thread wrote before a barrier is visible to every thread after it.
 Threads spin while they wait: meant for as many threads as free cores, with
-waits of microseconds.  A nonzero ``abort`` (set by whoever starts the threads,
+waits of microseconds; after ``SPINS`` turns a waiting thread gives its core
+away on every turn (``sched_yield``), so a partner that was descheduled by a
+busy machine gets it back.  A nonzero ``abort`` (set by whoever starts the threads,
 when one of them could not start) releases every waiting thread: ``barrier``
 then returns -1 and the kernel returns.
 """
+
+import sys
 
 from numba import njit, types
 from numba.core import cgutils
@@ -60,6 +64,18 @@ def atomic_load(typingctx, a, i):
     return sig, codegen
 
 
+#: Turns of the spin loop before a waiting thread starts yielding its core.
+SPINS = 4096
+
+if sys.platform == "win32":  # pragma: no cover - no sched_yield
+    @njit(**JIT_NO_NRT)
+    def _relax():
+        """Nothing (the wait keeps spinning)."""
+        return 0
+else:
+    _relax = types.ExternalFunction("sched_yield", types.int32())
+
+
 @njit(**JIT_NO_NRT)
 def generation(sync):
     """The barrier's generation now: what a thread passes to its first ``barrier``."""
@@ -74,7 +90,11 @@ def barrier(sync, gen, nthreads):
         atomic_add(sync, 0, -nthreads)  # reset before the others go on
         atomic_add(sync, 1, 1)
     else:
+        turns = 0
         while atomic_load(sync, 1) == gen:
             if atomic_load(sync, 2) != 0:
                 return -1
+            turns += 1
+            if turns > SPINS:
+                _relax()
     return gen + 1
