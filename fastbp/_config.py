@@ -132,7 +132,10 @@ SPLIT_MAX_MACS = 1 << 24
 SPLIT_MIN_BATCH = 3
 
 #: Smaller batches (1 or 2 samples) of at least ``UNITS_MIN_MACS`` multiply-adds go to
-#: the two-thread units engine (``_kernels/split_units.py``) under the same conditions.
+#: the two-thread units engine (``_kernels/split_units.py``) under the same conditions
+#: (``bench/split_sweep.py``, same machine: 784-256-128-10 1.69x at batch 1, 1.24x at
+#: batch 2; 242-53-5-823-24-12-394 at batch 1, 42k multiply-adds, 1.20x, below the
+#: generated kernel, which takes batch-1 networks up to ``GEN_ONLINE_MACS``).
 UNITS_MIN_MACS = 65536
 
 #: The bound of ``GEN_NET_MACS`` for plain SGD one sample at a time (batch 1),
