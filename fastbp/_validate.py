@@ -6,10 +6,13 @@ Inputs are never modified; a converted copy is made only when needed.
 """
 
 import numbers
+import threading
 
+import numba
 import numpy as np
 
 from ._kernels.sparse import SparseRows, csr_valid
+from ._pool import executor
 from ._sparse import is_sparse
 from .spec import BINARY_CROSS_ENTROPY, CROSS_ENTROPY, POISSON
 
@@ -42,14 +45,15 @@ def _writable(arr):
 #: Elements per block of the finiteness scan: numpy's ``isfinite`` on row blocks keeps
 #: the temporary at this many booleans however large the array (and needs no compiled
 #: kernel, which a first run would otherwise compile: 0.9 s).
-_FINITE_BLOCK = 1 << 16
+_FINITE_BLOCK = 1 << 20
+
+#: From this many elements on, with two threads allowed, the main thread's scan gives
+#: its second half to fastbp's pool: memory-bound, it goes ~2x as fast (258 MB: 14 -> 7 ms).
+_FINITE_SPLIT = 1 << 22
 
 
-def _finite(arr, name):
-    if arr.dtype.kind != "f" or arr.size == 0:  # integers are always finite
-        return
-    arr = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(-1)
-    rows = max(1, _FINITE_BLOCK // max(1, arr.size // arr.shape[0]))
+def _finite_rows(arr, rows):
+    """Whether every entry of the 2-D (or 1-D) ``arr`` is finite, scanned ``rows`` at a time."""
     with np.errstate(over="ignore", invalid="ignore"):
         for start in range(0, arr.shape[0], rows):
             block = arr[start:start + rows]
@@ -57,8 +61,25 @@ def _finite(arr, name):
             # boolean array isfinite writes; a sum of finite terms that overflows is
             # checked term by term
             if not np.isfinite(block.sum()) and not np.isfinite(block).all():
-                raise ValueError(f"{name} contains NaN or infinite values; clean or impute "
-                                 "them first")
+                return False
+    return True
+
+
+def _finite(arr, name):
+    if arr.dtype.kind != "f" or arr.size == 0:  # integers are always finite
+        return
+    arr = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr.reshape(-1)
+    rows = max(1, _FINITE_BLOCK // max(1, arr.size // arr.shape[0]))
+    half = (arr.shape[0] // 2 + rows - 1) // rows * rows
+    if (arr.size >= _FINITE_SPLIT and 0 < half < arr.shape[0] and numba.get_num_threads() >= 2
+            and threading.current_thread() is threading.main_thread()):
+        other = executor(1).submit(_finite_rows, arr[half:], rows)
+        ok = _finite_rows(arr[:half], rows)
+        ok = other.result() and ok
+    else:
+        ok = _finite_rows(arr, rows)
+    if not ok:
+        raise ValueError(f"{name} contains NaN or infinite values; clean or impute them first")
 
 
 def check_sparse_X(X, n_features, dtype, name="X"):

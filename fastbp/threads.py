@@ -16,12 +16,11 @@ across processes.
 """
 
 import contextlib
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 from threadpoolctl import threadpool_limits
 
+from ._pool import executor
 from ._validate import check_int
 
 
@@ -44,20 +43,6 @@ def threads(n):
         limiter.restore_original_limits()
 
 
-_POOL = []  # [workers, executor]: one, created lazily, replaced when more are needed
-_POOL_LOCK = threading.Lock()
-
-
-def _executor(workers):
-    """A thread pool of at least ``workers`` threads, shared by every ``run_chunks``."""
-    with _POOL_LOCK:
-        if not _POOL or _POOL[0] < workers:
-            # a replaced pool is not shut down: a concurrent caller may still be using
-            # it; its idle threads exit once it is garbage collected
-            _POOL[:] = [workers, ThreadPoolExecutor(workers, thread_name_prefix="fastbp-chunk")]
-        return _POOL[1]
-
-
 def run_chunks(kernel, n_chunks, *args):
     """Call ``kernel(*args, c)`` for every chunk ``c < n_chunks``, the chunks on threads.
 
@@ -68,7 +53,7 @@ def run_chunks(kernel, n_chunks, *args):
     if n_chunks <= 1:
         kernel(*args, 0)
         return
-    pool = _executor(n_chunks - 1)
+    pool = executor(n_chunks - 1)
     futures = [pool.submit(kernel, *args, c) for c in range(1, n_chunks)]
     error = None
     try:

@@ -19,6 +19,7 @@ import numpy as np
 
 from ._engine import Case, choose
 from ._gen.engine import run_generated
+from ._pool import executor
 from ._kernels.blas import blas_one_thread
 from ._kernels.sparse_train import sparse_epoch
 from ._kernels.split import split_epoch
@@ -29,7 +30,6 @@ from ._sparse import is_sparse
 from .errors import DivergenceError
 from .history import History
 from .spec import L_IN
-from .threads import _executor
 from .workspace import Snapshot
 
 
@@ -76,7 +76,7 @@ def _two_threads(kernel, args, *extra):
         kernel(0, 1, *args)
         return
     with blas_one_thread():
-        other = _executor(1).submit(kernel, 1, 2, *args)
+        other = executor(1).submit(kernel, 1, 2, *args)
         try:
             kernel(0, 2, *args)
         except BaseException:

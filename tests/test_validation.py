@@ -346,6 +346,25 @@ def test_boundary_scan_finds_one_bad_value_anywhere(dtype):
                     _finite(b, "X")
 
 
+def test_boundary_scan_of_a_large_array_in_two_halves_finds_each_bad_value():
+    """From ``_FINITE_SPLIT`` elements on the main thread's scan gives its second half to
+    the pool: a bad value on either side of the split, or at its edges, is found."""
+    import numba
+    from fastbp._validate import _FINITE_SPLIT, _finite
+    a = np.zeros((_FINITE_SPLIT // 64 + 3, 64), np.float32)
+    with fastbp.threads(2):
+        if numba.get_num_threads() < 2:
+            pytest.skip("one thread: the scan is not split")
+        _finite(a, "y")
+        n = a.shape[0]
+        for row in (0, n // 2 - 1, n // 2, n // 2 + 1, n - 1):
+            for bad in (np.nan, np.inf):
+                a[row, 7] = bad
+                with pytest.raises(ValueError, match="y contains NaN or infinite"):
+                    _finite(a, "y")
+                a[row, 7] = 0.0
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 def test_boundary_scan_accepts_finite_values_whose_sum_overflows(dtype):
     """``_finite`` first sums each block (a finite sum proves it clean); finite values too
