@@ -79,8 +79,14 @@ def _cores():
         return os.cpu_count() or 1
 
 
-def _split_why_not(case):
-    """Why the two-thread engine (``_kernels/split.py``) cannot run ``case`` (None if it can)."""
+def _macs(case):
+    """Multiply-adds of one sample's forward pass."""
+    return int((case.layout[:, L_IN].astype("int64") * case.layout[:, L_OUT]).sum())
+
+
+def _split_why_not(case, what="the split engine"):
+    """Why a two-thread engine (``what``: ``_kernels/split.py``, or ``split_units.py``)
+    cannot run ``case`` (None if it can)."""
     reason = None
     if case.weighted:
         reason = "sample weights need the general step"
@@ -89,9 +95,9 @@ def _split_why_not(case):
     elif case.hyper[H_CLIP] != 0.0:
         reason = "gradient clipping needs the whole gradient's norm (the general step)"
     elif not dense_only.py_func(case.layout, case.lparams):
-        reason = "the split engine has no batch norm or dropout"
+        reason = f"{what} has no batch norm or dropout"
     elif not blas_thread_control():
-        reason = "the split engine needs a pthreads OpenBLAS behind SciPy"
+        reason = f"{what} needs a pthreads OpenBLAS behind SciPy"
     return reason
 
 
@@ -105,25 +111,20 @@ def _two_threads_free(case):
 
 def _units_why_not(case):
     """Why the two-thread units engine (``_kernels/split_units.py``) cannot run ``case``."""
-    reason = _split_why_not(case)
-    return None if reason is None else reason.replace("split engine", "units engine")
+    return _split_why_not(case, "the units engine")
 
 
 def _units_auto(case):
     """Batches of 1 or 2 (below ``SPLIT_MIN_BATCH``) of ``UNITS_MIN_MACS`` multiply-adds
-    or more, under ``_split_auto``'s other conditions."""
-    macs = int((case.layout[:, L_IN].astype("int64") * case.layout[:, L_OUT]).sum())
-    return (case.batch_size < SPLIT_MIN_BATCH and macs * case.batch_size >= UNITS_MIN_MACS
-            and _two_threads_free(case))
+    or more, when ``_two_threads_free``."""
+    return (case.batch_size < SPLIT_MIN_BATCH
+            and _macs(case) * case.batch_size >= UNITS_MIN_MACS and _two_threads_free(case))
 
 
 def _split_auto(case):
-    """A dense network with ``SPLIT_MIN_MACS`` to ``SPLIT_MAX_MACS``
-    multiply-adds a batch and ``SPLIT_MIN_BATCH`` samples or more (``_config.py``), from
-    the main thread (a fit on another thread, e.g. one of a sweep's, keeps its one
-    core), with 2 threads allowed and 2 cores free."""
-    macs = int((case.layout[:, L_IN].astype("int64") * case.layout[:, L_OUT]).sum())
-    return (SPLIT_MIN_MACS <= macs * case.batch_size <= SPLIT_MAX_MACS
+    """``SPLIT_MIN_MACS`` to ``SPLIT_MAX_MACS`` multiply-adds a batch of
+    ``SPLIT_MIN_BATCH`` samples or more (``_config.py``), when ``_two_threads_free``."""
+    return (SPLIT_MIN_MACS <= _macs(case) * case.batch_size <= SPLIT_MAX_MACS
             and case.batch_size >= SPLIT_MIN_BATCH and _two_threads_free(case))
 
 

@@ -34,7 +34,6 @@ from numba import njit
 from .._config import JIT, JIT_NO_NRT
 from ..spec import L_ACT, L_IN, L_OUT, P_ALPHA, P_LOSS
 from .activations import bias_act, mul_act_grad
-from .backward import _colsum
 from .forward import block, keeps_pre, layer_params
 from .losses import loss_delta
 from .matmul import mm_nn, mm_nt, mm_tn
@@ -101,38 +100,60 @@ def _rows_pass(model, work, loss, X, y, r0, scale):
     return s
 
 
+@njit(**JIT_NO_NRT)
+def _colsum_once(D, out):
+    """Column sums of ``D`` into ``out`` (``backward._colsum``'s sums, in its order), each
+    entry written once: the other thread's units may share ``out``'s cache lines, and a
+    line written on every row by both threads goes back and forth between the cores."""
+    T = out.dtype.type
+    for j in range(out.shape[0]):
+        s = T(0.0)
+        for i in range(D.shape[0]):
+            s += D[i, j]
+        out[j] = s
+
+
+@njit(**JIT)
+def update_units(model, work, l, D, Ain, c0, c1, opt, hyper, state, t, w_done):
+    """Units ``c0 .. c1`` of layer ``l`` updated from their deltas ``D`` (the batch's rows
+    by those units) and the layer's input ``Ain``: plain SGD fused into the product
+    (``state`` None, pruned by type as in ``train.train_batch``; ``w_done``: the weights
+    were updated already, by ``matmul.mm_nn_sgd1``), else their gradient and
+    ``update.step_span`` at optimizer step ``t``."""
+    layout = model.layout
+    lr = hyper[H_LR]
+    W, b = layer_params(model.params, layout, l)
+    G, g = layer_params(work.grad, layout, l)
+    _colsum_once(D, g[c0:c1])
+    if state is None:
+        if not w_done:
+            mm_tn(-lr, D, Ain, decay_factor(lr, hyper[H_WD]), W[c0:c1])
+        st = b.dtype.type(lr)
+        for j in range(c0, c1):
+            b[j] = sgd_step(b[j], g[j], st)
+    else:
+        mm_tn(1.0, D, Ain, 0.0, G[c0:c1])
+        w, we = weight_range(layout, l)
+        k = layout[l, L_IN]
+        step_span(model.params, work.grad, w + c0 * k, w + c1 * k, True, opt, hyper, state, t)
+        step_span(model.params, work.grad, we + c0, we + c1, False, opt, hyper, state, t)
+
+
 @njit(**JIT)
 def _cols_update(rank, nthr, model, work, X, opt, hyper, state, t):
-    """Thread ``rank``'s units of every layer: their update from the batch's ``len(X)``
-    rows (deltas and activations of all threads' rows); ``state`` None: plain SGD, fused
-    (pruned by type, as in ``train.train_batch``); else optimizer step number ``t``."""
+    """Thread ``rank``'s units of every layer updated (``update_units``) from the batch's
+    ``len(X)`` rows (deltas and activations of all threads' rows)."""
     layout = model.layout
     cap = work.cap
     n = X.shape[0]
-    lr = hyper[H_LR]
     off = runtime(0)
     Ain = X
     for l in range(layout.shape[0]):
         m = layout[l, L_OUT]
         c0, c1 = _cols(rank, nthr, m)
-        W, b = layer_params(model.params, layout, l)
-        G, g = layer_params(work.grad, layout, l)
-        D = block(work.deltas, off, n, m)[:, c0:c1]
         if c1 > c0:
-            _colsum(D, g[c0:c1])
-            if state is None:
-                mm_tn(-lr, D, Ain, decay_factor(lr, hyper[H_WD]), W[c0:c1])
-                st = b.dtype.type(lr)
-                for j in range(c0, c1):
-                    b[j] = sgd_step(b[j], g[j], st)
-            else:
-                mm_tn(1.0, D, Ain, 0.0, G[c0:c1])
-                w, we = weight_range(layout, l)
-                k = layout[l, L_IN]
-                step_span(model.params, work.grad, w + c0 * k, w + c1 * k, True, opt, hyper,
-                          state, t)
-                step_span(model.params, work.grad, we + c0, we + c1, False, opt, hyper, state,
-                          t)
+            update_units(model, work, l, block(work.deltas, off, n, m)[:, c0:c1], Ain, c0, c1,
+                         opt, hyper, state, t, runtime(False))
         Ain = block(work.acts, off, n, m)
         off += cap * m
 

@@ -31,15 +31,13 @@ from numba import njit
 from .._config import JIT
 from ..spec import L_ACT, L_IN, L_OUT, P_ALPHA, P_LOSS
 from .activations import bias_act, mul_act_grad
-from .backward import _colsum
 from .forward import block, keeps_pre, layer_params
-from .layout import weight_range
 from .losses import loss_delta
-from .matmul import mm_nn, mm_nn_sgd1, mm_nt, mm_tn
+from .matmul import mm_nn, mm_nn_sgd1, mm_nt
 from .runtime import runtime
-from .split import _cols
+from .split import _cols, update_units
 from .sync import barrier, generation
-from .update import H_LR, H_WD, decay_factor, sgd_step, step_span
+from .update import H_LR, H_WD, decay_factor
 from .views import copy_row
 
 
@@ -101,33 +99,19 @@ def _backward_units(rank, nthr, model, work, X, scratch, opt, hyper, state, t, s
         c0, c1 = _cols(rank, nthr, m)
         prev = off - cap * k if l > 0 else off
         Ain = block(work.acts, prev, n, k) if l > 0 else X
-        W, b = layer_params(model.params, layout, l)
-        G, g = layer_params(work.grad, layout, l)
+        W, _ = layer_params(model.params, layout, l)
         # four buffers: this thread's of this layer's parity, so a thread that moves on to
         # the next layer down never overwrites a partial the other is still adding
         mine = block(scratch, (2 * rank + l % 2) * quarter, n, k)
         if c1 > c0:
             Dc = block(work.deltas, off, n, m)[:, c0:c1]
-            _colsum(Dc, g[c0:c1])
-            if state is None:  # plain SGD, fused (pruned by type)
-                if n == 1 and l > 0:
-                    mm_nn_sgd1(Dc, W[c0:c1], mine, Ain, -lr, decay_factor(lr, hyper[H_WD]))
-                else:
-                    if l > 0:
-                        mm_nn(1.0, Dc, W[c0:c1], 0.0, mine)
-                    mm_tn(-lr, Dc, Ain, decay_factor(lr, hyper[H_WD]), W[c0:c1])
-                st = b.dtype.type(lr)
-                for j in range(c0, c1):
-                    b[j] = sgd_step(b[j], g[j], st)
-            else:
-                if l > 0:
-                    mm_nn(1.0, Dc, W[c0:c1], 0.0, mine)
-                mm_tn(1.0, Dc, Ain, 0.0, G[c0:c1])
-                w, we = weight_range(layout, l)
-                step_span(model.params, work.grad, w + c0 * k, w + c1 * k, True, opt, hyper,
-                          state, t)
-                step_span(model.params, work.grad, we + c0, we + c1, False, opt, hyper, state,
-                          t)
+            # plain SGD, one sample: the partial product and the update in one pass over W
+            one = state is None and n == 1 and l > 0
+            if one:
+                mm_nn_sgd1(Dc, W[c0:c1], mine, Ain, -lr, decay_factor(lr, hyper[H_WD]))
+            elif l > 0:
+                mm_nn(1.0, Dc, W[c0:c1], 0.0, mine)
+            update_units(model, work, l, Dc, Ain, c0, c1, opt, hyper, state, t, one)
         elif l > 0:
             mine[:, :] = 0.0
         if l == 0:

@@ -6,9 +6,9 @@ first barrier (``generation``) and passes the number it got back from the last
 ``barrier`` call to the next.  The atomics are sequentially consistent, so
 what a thread wrote before a barrier is visible to every thread after it.
 Threads spin while they wait: meant for as many threads as free cores, with
-waits of microseconds; after ``SPINS`` turns a waiting thread gives its core
-away on every turn (``sched_yield``), so a partner that was descheduled by a
-busy machine gets it back.  A nonzero ``abort`` (set by whoever starts the threads,
+waits of microseconds; after ``SPINS`` turns (tens of microseconds) a waiting
+thread gives its core away on every turn (``sched_yield``), so a partner that
+was descheduled by a busy machine gets it back.  A nonzero ``abort`` (set by whoever starts the threads,
 when one of them could not start) releases every waiting thread: ``barrier``
 then returns -1 and the kernel returns.
 """
@@ -65,7 +65,7 @@ def atomic_load(typingctx, a, i):
 
 
 #: Turns of the spin loop before a waiting thread starts yielding its core.
-SPINS = 4096
+SPINS = 1 << 14
 
 if sys.platform == "win32":  # pragma: no cover - no sched_yield
     @njit(**JIT_NO_NRT)
