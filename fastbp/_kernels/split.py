@@ -41,7 +41,7 @@ from .runtime import runtime
 from .sync import barrier, generation
 from .layout import weight_range
 from .update import H_LR, H_WD, decay_factor, sgd_step, step_span
-from .views import copy_row, prefetch_row
+from .views import gather_rows, prefetch_rows
 
 
 @njit(**JIT_NO_NRT)
@@ -178,15 +178,10 @@ def split_epoch(rank, nthr, model, work, loss, X, y, order, batch_size, shuffle,
         n = min(batch_size, N - start)
         r0, r1 = _rows(rank, nthr, n)
         if shuffle:
-            for r in range(r0, r1):
-                j = order[start + r]
-                copy_row(xbuf, r, X, j)
-                copy_row(ybuf, r, y, j)
-            nxt = start + n
+            gather_rows(xbuf, ybuf, X, y, order, start, r0, r1)
+            nxt = start + n  # this thread's rows of the next batch start on their way
             q0, q1 = _rows(rank, nthr, min(batch_size, N - nxt))
-            for r in range(nxt + q0, nxt + q1):
-                prefetch_row(X, order[r])
-                prefetch_row(y, order[r])
+            prefetch_rows(X, y, order, nxt + q0, nxt + q1)
             Xb = xbuf[:n]
             yb = ybuf[:n]
         else:

@@ -38,7 +38,7 @@ from .runtime import runtime
 from .split import _cols, update_units
 from .sync import barrier, generation
 from .update import H_LR, H_WD, decay_factor
-from .views import copy_row
+from .views import gather_rows
 
 
 @njit(**JIT)
@@ -172,10 +172,7 @@ def units_epoch(rank, nthr, model, work, loss, X, y, order, batch_size, shuffle,
         n = min(batch_size, N - start)
         if shuffle:
             if rank == 0:
-                for r in range(n):
-                    j = order[start + r]
-                    copy_row(xbuf, r, X, j)
-                    copy_row(ybuf, r, y, j)
+                gather_rows(xbuf, ybuf, X, y, order, start, 0, n)
             gen = barrier(sync, gen, nthr)
             if gen < 0:
                 return

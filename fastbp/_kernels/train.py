@@ -16,7 +16,7 @@ from .forward import block, commit_batch_stats, forward
 from .runtime import runtime
 from .small import eligible, small_epoch
 from .update import H_LR, H_WD, apply_update, decay_factor, fused_sgd
-from .views import copy_row, prefetch_row
+from .views import gather_rows, prefetch_rows
 from .weights import gather_weights, given, weight_total, weighted_loss_delta
 
 
@@ -139,14 +139,9 @@ def batch_epoch(model, work, loss, X, y, order, batch_size, shuffle, xbuf, ybuf,
             hyper[H_LR] = lrs[step[0] - t0]
         bw = gather_weights(sw, wbuf, order, start, n, shuffle)
         if shuffle:
-            for r in range(n):
-                j = order[start + r]
-                copy_row(xbuf, r, X, j)
-                copy_row(ybuf, r, y, j)
+            gather_rows(xbuf, ybuf, X, y, order, start, 0, n)
             # the next batch's rows start on their way from memory while this one trains
-            for r in range(start + n, min(start + n + batch_size, N)):
-                prefetch_row(X, order[r])
-                prefetch_row(y, order[r])
+            prefetch_rows(X, y, order, start + n, min(start + n + batch_size, N))
             Xb = xbuf[:n]
             yb = ybuf[:n]
         else:

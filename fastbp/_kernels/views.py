@@ -8,7 +8,7 @@ buffer's memory and reference count.  Callers guarantee ``off + n*m <= len(buf)`
 the workspace capacity).
 """
 
-from numba import types
+from numba import njit, types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
@@ -141,3 +141,21 @@ def _prefetch_row_impl(A, j):
     if isinstance(A, types.Array) and A.layout == "C" and A.ndim in (1, 2):
         return lambda A, j: _prefetch_span(A, j)
     return lambda A, j: None
+
+
+@njit(**JIT)
+def gather_rows(xbuf, ybuf, X, y, order, start, r0, r1):
+    """Rows ``r0 .. r1`` of a shuffled batch: ``X[order[start + r]]`` into ``xbuf[r]``,
+    the same of ``y`` into ``ybuf``."""
+    for r in range(r0, r1):
+        j = order[start + r]
+        copy_row(xbuf, r, X, j)
+        copy_row(ybuf, r, y, j)
+
+
+@njit(**JIT)
+def prefetch_rows(X, y, order, lo, hi):
+    """``prefetch_row`` of the rows ``order[lo:hi]`` of ``X`` and ``y``."""
+    for r in range(lo, hi):
+        prefetch_row(X, order[r])
+        prefetch_row(y, order[r])
