@@ -123,7 +123,8 @@ GEN_NET_MACS = 32768
 #: multiply-adds a batch (forward pass) and at least ``SPLIT_MIN_BATCH`` samples,
 #: when two threads and two cores are free.  Measured against the one-thread
 #: general engine (``bench/split_sweep.py``, AMD Zen 5, 2 cores): 1.1-1.7x from
-#: 5k to 15M multiply-adds a batch (batches 3-251); 0.8-0.97x from 32M on
+#: 5k to 8M multiply-adds a batch (batches 3-251), even at 15M (784-256-128-10,
+#: batch 64); 0.8-0.97x from 32M on
 #: (OpenBLAS's own two threads win: both threads of the split engine read every
 #: weight) and at batch 2 (0.6-0.8x: the weights move between the cores' caches
 #: every step for two rows' work).
